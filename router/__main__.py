@@ -1,0 +1,5 @@
+"""`python -m router` is the `byoa` command."""
+
+from router.cli import main
+
+main()

@@ -1,0 +1,302 @@
+"""The `byoa` command: run the router and workers, manage accounts, submit and inspect tasks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from pydantic import SecretStr, ValidationError
+
+from router.core import Router
+from router.errors import ByoaError
+from router.models import Mode, Plan, Setting, TaskType
+from router.pool import AccountSpec, read_accounts_file
+from router.settings import CONFIG_ENV, Settings
+from router.status import render, render_accounts, snapshot
+from router.tasks import Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _router(ctx: click.Context) -> Router:
+    router: Router = ctx.ensure_object(dict).setdefault("router", Router(_settings(ctx)))
+    return router
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.ensure_object(dict)["settings"]
+    return settings
+
+
+def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Print a ByoaError as `error: code: message` and exit 1, without a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ByoaError as e:
+            click.echo(f"error: {e.code}: {e.message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    help=f"TOML settings file (also ${CONFIG_ENV}); BYOA_* variables override it.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def main(ctx: click.Context, config: str | None, log_level: str) -> None:
+    """byoa-router: route image tasks across bring-your-own Midjourney accounts."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if config:
+        os.environ[CONFIG_ENV] = config  # rq job processes read the same settings
+    try:
+        ctx.ensure_object(dict)["settings"] = Settings()
+    except (ValidationError, FileNotFoundError, ValueError) as e:
+        raise click.ClickException(f"bad configuration: {e}") from None
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run a router replica: read the intake list and route until SIGTERM/SIGINT."""
+    from router.daemon import IntakeDaemon
+
+    daemon = IntakeDaemon(_router(ctx))
+    daemon.install_signal_handlers()
+    daemon.run()
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--name", default=None, help="rq worker name.")
+@click.pass_context
+def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
+    """Run an rq worker that executes dispatched tasks on their accounts."""
+    from rq import Worker
+
+    router = _router(ctx)
+    w = Worker([router.queue], connection=router.redis, name=name)
+    w.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+
+
+@main.command()
+@click.option("--owner", required=True)
+@click.option("--type", "task_type", default="imagine", show_default=True,
+              type=click.Choice([t.value for t in TaskType]))
+@click.option("--prompt", default="")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None)
+@click.option("--parent", "parent_id", default=None)
+@click.option("--id", "task_id", default=None, help="Your own id: retries are idempotent.")
+@click.option("--wait", is_flag=True, help="Wait until the task ends.")
+@click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def submit(
+    ctx: click.Context,
+    owner: str,
+    task_type: str,
+    prompt: str,
+    mode: str | None,
+    parent_id: str | None,
+    task_id: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Submit a task and print its record."""
+    from router.client import Client
+
+    client = Client(_settings(ctx), _router(ctx).redis)
+    task = client.submit(
+        owner, prompt, task_type=task_type, mode=mode, parent_id=parent_id, id=task_id
+    )
+    if wait:
+        task = client.wait(task.id, timeout)
+    _print_task(task, as_json)
+    if task.status == "failed":
+        sys.exit(3)
+
+
+def _print_task(task: Task, as_json: bool) -> None:
+    if as_json:
+        _echo_json(task.public())
+        return
+    for k, v in task.public().items():
+        if v not in (None, {}, ""):
+            click.echo(f"{k:16} {json.dumps(v) if isinstance(v, dict) else v}")
+
+
+@main.command("task")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Print a task's record."""
+    task = _router(ctx).tasks.get(task_id)
+    if task is None:
+        raise ByoaError("task_not_found", f"no task {task_id}")
+    _print_task(task, as_json)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Cancel a task (a running one ends cancelled when its job returns)."""
+    task = _router(ctx).cancel(task_id)
+    if task is None:
+        raise ByoaError("task_not_found", f"no task {task_id}")
+    _print_task(task, as_json)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Print the pool, the waiting lines per owner and the backlogs."""
+    snap = snapshot(_router(ctx))
+    if as_json:
+        _echo_json(snap)
+    else:
+        click.echo(render(snap))
+
+
+@main.command("dead-letters")
+@click.option("--limit", default=20, show_default=True)
+@click.pass_context
+def dead_letters(ctx: click.Context, limit: int) -> None:
+    """Print the newest dead letters (messages that could not become tasks)."""
+    router = _router(ctx)
+    for raw in router.redis.lrange(router.keys.dead_letters, 0, limit - 1):
+        click.echo(raw.decode())
+
+
+@main.group()
+def accounts() -> None:
+    """Manage the account pool."""
+
+
+@accounts.command("add")
+@click.argument("account_id")
+@click.option("--owner", required=True)
+@click.option("--plan", required=True, type=click.Choice([p.value for p in Plan]))
+@click.option("--setting", type=click.Choice([s.value for s in Setting]), default="fast",
+              show_default=True)
+@click.option("--fast-hours", type=float, default=None, help="Default: the plan's allowance.")
+@click.option("--fast-limit", type=int, default=None, help="Default: the plan's.")
+@click.option("--relax-limit", type=int, default=None, help="Default: the plan's.")
+@click.option("--credentials-env", default=None,
+              help="Name of an environment variable holding the account's credentials.")
+@click.pass_context
+@handles_errors
+def accounts_add(ctx: click.Context, account_id: str, **opts: Any) -> None:
+    """Add an account to the pool."""
+    env = opts.pop("credentials_env")
+    try:
+        spec = AccountSpec(id=account_id, **opts, credentials=_secret_from_env(env))
+    except ValidationError as e:
+        raise ByoaError("invalid_account", _errors(e)) from None
+    router = _router(ctx)
+    router.apply(router.pool.add(spec))
+    click.echo(f"added {account_id}")
+
+
+def _secret_from_env(name: str | None) -> SecretStr | None:
+    if name is None:
+        return None
+    if name not in os.environ:
+        raise ByoaError("invalid_account", f"environment variable {name} is not set")
+    return SecretStr(os.environ[name])
+
+
+def _errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+
+
+@accounts.command("set")
+@click.argument("account_id")
+@click.option("--fast-hours", type=float, default=None)
+@click.option("--setting", type=click.Choice([s.value for s in Setting]), default=None)
+@click.option("--enable/--disable", "enabled", default=None)
+@click.option("--fast-limit", type=int, default=None)
+@click.option("--relax-limit", type=int, default=None)
+@click.pass_context
+@handles_errors
+def accounts_set(ctx: click.Context, account_id: str, **opts: Any) -> None:
+    """Change an account; topping up fast hours flips an exhausted account back to fast."""
+    router = _router(ctx)
+    if opts["setting"] is not None:
+        opts["setting"] = Setting(opts["setting"])
+    router.apply(router.pool.update(account_id, **opts))
+    click.echo(f"updated {account_id}")
+
+
+@accounts.command("remove")
+@click.argument("account_id")
+@click.pass_context
+@handles_errors
+def accounts_remove(ctx: click.Context, account_id: str) -> None:
+    """Remove an account; children waiting for it fail with parent_account_unavailable."""
+    router = _router(ctx)
+    router.apply(router.pool.remove(account_id))
+    click.echo(f"removed {account_id}")
+
+
+@accounts.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.pass_context
+@handles_errors
+def accounts_load(ctx: click.Context, path: str) -> None:
+    """Add or update the accounts of a TOML or JSON file."""
+    router = _router(ctx)
+    specs = read_accounts_file(path)
+    for spec in specs:
+        router.apply(router.pool.upsert(spec))
+    click.echo(f"loaded {len(specs)} accounts from {path}")
+
+
+@accounts.command("list")
+@click.option("--owner", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
+    """List accounts (credentials are never shown)."""
+    views = _router(ctx).pool.list(owner)
+    if as_json:
+        _echo_json([v.model_dump(mode="json") for v in views])
+        return
+    click.echo(render_accounts([v.model_dump(mode="json") for v in views]))
+
+
+@main.command()
+@click.option("--tasks", "n_tasks", default=40, show_default=True)
+@click.option("--workers", "n_workers", default=6, show_default=True)
+@click.option("--accounts-file", default="config/accounts.example.toml", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, n_tasks: int, n_workers: int, accounts_file: str) -> None:
+    """Run a router, workers and a demo pool on this machine; show what ran where."""
+    from router.demo import run_demo
+
+    run_demo(_settings(ctx), n_tasks=n_tasks, n_workers=n_workers, accounts_file=accounts_file)
+

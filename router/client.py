@@ -1,0 +1,90 @@
+"""The Python client: submit, get, wait, cancel.
+
+`submit` routes in the caller's process with the same atomic scripts the daemon uses, so
+it returns the stored record at once (failed with its error code if it cannot run).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis import Redis
+
+from router.core import Router
+from router.errors import TaskRejected
+from router.models import Mode, TaskType
+from router.requests import Rejection, check_message
+from router.settings import Settings
+from router.tasks import Task
+
+
+class Client:
+    """Talks to the router's Redis; safe to use from many processes at once."""
+
+    def __init__(self, settings: Settings | None = None, redis: Redis | None = None) -> None:
+        self.router = Router(settings or Settings(), redis)
+
+    def submit(
+        self,
+        owner: str,
+        prompt: str = "",
+        *,
+        task_type: TaskType | str = TaskType.IMAGINE,
+        mode: Mode | str | None = None,
+        parent_id: str | None = None,
+        id: str | None = None,
+        input: dict[str, Any] | None = None,
+    ) -> Task:
+        """Submit a task; with `id`, a retry returns the task already stored.
+
+        Raises TaskRejected (code `invalid_task`, `unknown_task_type`, `prompt_too_long`,
+        `duplicate_id`) for input that cannot become a task.
+        """
+        message: dict[str, Any] = {
+            "owner": owner,
+            "task_type": str(task_type),
+            "input": {**(input or {}), "prompt": prompt, "process_mode": mode or ""},
+        }
+        if id is not None:
+            message["id"] = id
+        if parent_id is not None:
+            message["parent_id"] = parent_id
+        checked = check_message(message, self.router.settings)
+        if isinstance(checked, Rejection):
+            raise TaskRejected(checked.code, checked.message)
+        _, clashes = self.router.submit_many([checked])
+        if clashes:
+            raise TaskRejected(clashes[0].code, clashes[0].message)
+        task = self.router.tasks.get(checked.id, owner)
+        assert task is not None
+        return task
+
+    def get(self, task_id: str) -> Task | None:
+        """The task's record, or None if there is no such task (or it has expired)."""
+        return self.router.tasks.get(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Block until the task is terminal; TimeoutError after `timeout` seconds.
+
+        A task still in the intake list (not yet read by a router) is waited for too.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.router.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.router.keys.done_channel(task_id))
+        try:
+            while True:
+                task = self.get(task_id)
+                if task is not None and task.status.terminal:
+                    return task
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    state = task.status.value if task else "not yet routed"
+                    raise TimeoutError(f"task {task_id} is still {state}")
+                pubsub.get_message(timeout=min(left, 1.0))
+        finally:
+            pubsub.close()
+
+    def cancel(self, task_id: str) -> Task | None:
+        """Cancel a task; returns its record (None if there is no such task)."""
+        return self.router.cancel(task_id)

@@ -1,0 +1,111 @@
+"""The router as a library: state (pool, tasks) plus transport (rq) and the drivers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from redis import Redis
+from rq import Queue
+
+from router.keys import Keys
+from router.models import ErrorCode
+from router.pool import Pool
+from router.requests import NewTask, Rejection
+from router.scripts import Outcome, Scripts
+from router.settings import Settings
+from router.tasks import Submitted, Task, TaskStore
+
+if TYPE_CHECKING:
+    from workers.drivers.base import AccountRef, Driver
+
+log = logging.getLogger(__name__)
+
+JOB_FUNC = "workers.jobs.run_task"
+
+
+def connect(settings: Settings) -> Redis:
+    """A Redis client for the settings' URL (redis://, rediss://, user and password)."""
+    return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+
+
+class Router:
+    """Routes tasks to accounts and hands placed tasks to rq; one per process."""
+
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = redis if redis is not None else connect(settings)
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(self.redis, self.keys, settings.task_ttl_seconds)
+        self.pool = Pool(self.redis, settings, self.scripts)
+        self.tasks = TaskStore(self.redis, self.scripts)
+        self.queue = Queue(settings.queue_name, connection=self.redis)
+
+    @cached_property
+    def driver(self) -> Driver:
+        from workers.drivers import make_driver
+
+        return make_driver(self.settings, self.redis)
+
+    def account_ref(self, owner: str, account_id: str) -> AccountRef | None:
+        """What a driver needs to act on an account, credentials included."""
+        from workers.drivers.base import AccountRef
+
+        view = self.pool.get(account_id)
+        if view is None:
+            return None
+        creds = self.pool.credentials(owner, account_id)
+        fast_ms = view.state().fast_ms
+        return AccountRef(view.id, view.owner, view.plan, fast_ms, creds)
+
+    def apply(self, outcome: Outcome) -> None:
+        """Carry out what a script decided: dispatch placed tasks, tell drivers of switches."""
+        if outcome.placed:
+            ttl = self.settings.task_ttl_seconds
+            jobs = [
+                Queue.prepare_data(
+                    JOB_FUNC,
+                    args=(p.owner, p.task_id, p.attempt),
+                    job_id=f"{self.keys.prefix}-{p.task_id}-{p.attempt}",
+                    timeout=self.settings.job_timeout_seconds,
+                    result_ttl=0,
+                    failure_ttl=ttl,
+                    description=f"{p.owner}/{p.task_id} on {p.account_id} ({p.slot})",
+                )
+                for p in outcome.placed
+            ]
+            pipe = self.redis.pipeline()
+            self.queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+        for owner, account_id, setting in outcome.switches:
+            ref = self.account_ref(owner, account_id)
+            if ref is not None:
+                log.info("account %s switched to %s", account_id, setting)
+                self.driver.switch_mode(ref, setting)
+        self.tasks.expire_ids(outcome.finished, self.settings.task_ttl_seconds)
+
+    def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], list[Rejection]]:
+        """Route tasks; one whose id another owner holds is rejected with `duplicate_id`."""
+        owners = self.tasks.claim_ids(tasks)
+        accepted = [t for t, o in zip(tasks, owners, strict=True) if o == t.owner]
+        clashes = [
+            Rejection(
+                ErrorCode.DUPLICATE_ID, f"task id {t.id} belongs to another owner", t.id, t.owner
+            )
+            for t, o in zip(tasks, owners, strict=True)
+            if o != t.owner
+        ]
+        submitted, outcome = self.tasks.submit_many(accepted)
+        self.apply(outcome)
+        return submitted, clashes
+
+    def cancel(self, task_id: str) -> Task | None:
+        """Cancel a task: a queued one ends now, a running one when its worker settles."""
+        owner = self.tasks.owner_of(task_id)
+        if owner is None:
+            return None
+        _, outcome = self.tasks.cancel(owner, task_id)
+        self.apply(outcome)
+        return self.tasks.get(task_id, owner)

@@ -1,0 +1,111 @@
+"""Every Redis key the product writes, in one place.
+
+Owner-scoped keys share the hash tag `{o:<owner>}`, so every key a placement script
+touches lives in one slot and the layout can move to Redis Cluster. The Lua scripts
+build owner-scoped keys from the same suffixes through `lua_key_helpers()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.models import Slot
+
+# Suffixes under an owner's base key `<prefix>:{o:<owner>}`.
+ACCOUNT = "acct"  # hash: one account's state (no secrets)
+CREDENTIALS = "cred"  # string: one account's credentials, read only by drivers
+TASK = "task"  # hash: one task record
+ACCOUNTS = "accounts"  # set: the owner's account ids
+ENABLED = "enabled"  # set: enabled accounts
+FASTCAP = "fastcap"  # set: accounts that can ever run fast (rule 1)
+RELAXCAP = "relaxcap"  # set: accounts with relax time (rule 2)
+FREE = "free"  # zset per slot: accounts that can start a job now, by score
+LINE = "line"  # list per slot: tasks waiting for any account of the owner
+PIN = "pin"  # list per account and slot: child tasks waiting for that account
+PINNED = "pinned"  # set: accounts with a non-empty pin line
+INFLIGHT = "inflight"  # zset: tasks holding a reservation, by time placed
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one key prefix."""
+
+    prefix: str
+
+    # Global keys.
+    @property
+    def intake(self) -> str:
+        """List that any language LPUSHes JSON task messages onto."""
+        return f"{self.prefix}:intake"
+
+    def intake_processing(self, router_id: str) -> str:
+        """List holding a router's claimed, not yet handled, intake messages."""
+        return f"{self.prefix}:intake:processing:{router_id}"
+
+    @property
+    def dead_letters(self) -> str:
+        """List of messages that could not become a task, each with its reason."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def account_owners(self) -> str:
+        """Hash account id -> owner: account ids are unique across owners."""
+        return f"{self.prefix}:accounts"
+
+    def task_owner(self, task_id: str) -> str:
+        """String task id -> owner: task ids are unique across owners."""
+        return f"{self.prefix}:id:{task_id}"
+
+    def done_channel(self, task_id: str) -> str:
+        """Pub/sub channel announcing that a task reached a terminal state."""
+        return f"{self.prefix}:done:{task_id}"
+
+    def sim_account(self, account_id: str) -> str:
+        """Hash: the simulated Midjourney account's own view (balance, running jobs)."""
+        return f"{self.prefix}:sim:{account_id}"
+
+    # Owner-scoped keys.
+    def owner_base(self, owner: str) -> str:
+        return f"{self.prefix}:{{o:{owner}}}"
+
+    def account(self, owner: str, account_id: str) -> str:
+        return f"{self.owner_base(owner)}:{ACCOUNT}:{account_id}"
+
+    def credentials(self, owner: str, account_id: str) -> str:
+        return f"{self.owner_base(owner)}:{CREDENTIALS}:{account_id}"
+
+    def task(self, owner: str, task_id: str) -> str:
+        return f"{self.owner_base(owner)}:{TASK}:{task_id}"
+
+    def accounts(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{ACCOUNTS}"
+
+    def line(self, owner: str, slot: Slot) -> str:
+        return f"{self.owner_base(owner)}:{LINE}:{slot.value}"
+
+    def pin(self, owner: str, account_id: str, slot: Slot) -> str:
+        return f"{self.owner_base(owner)}:{PIN}:{account_id}:{slot.value}"
+
+    def pinned(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{PINNED}"
+
+    def inflight(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{INFLIGHT}"
+
+
+def lua_key_helpers() -> str:
+    """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix)."""
+    return f"""
+local function k_acct(id) return O .. ':{ACCOUNT}:' .. id end
+local function k_task(id) return O .. ':{TASK}:' .. id end
+local function k_line(slot) return O .. ':{LINE}:' .. slot end
+local function k_free(slot) return O .. ':{FREE}:' .. slot end
+local function k_pin(id, slot) return O .. ':{PIN}:' .. id .. ':' .. slot end
+local function k_done(id) return P .. ':done:' .. id end
+local K_ACCOUNTS = O .. ':{ACCOUNTS}'
+local K_ENABLED = O .. ':{ENABLED}'
+local K_FASTCAP = O .. ':{FASTCAP}'
+local K_RELAXCAP = O .. ':{RELAXCAP}'
+local K_PINNED = O .. ':{PINNED}'
+local K_INFLIGHT = O .. ':{INFLIGHT}'
+"""

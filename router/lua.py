@@ -1,0 +1,506 @@
+"""Lua scripts: every change to an owner's pool and waiting lines happens in one of these.
+
+Common calling convention of the owner scripts:
+  KEYS[1]  the owner's account set (`<prefix>:{o:<owner>}:accounts`); it names the hash
+           slot, and every key the script touches carries the same `{o:<owner>}` tag.
+  ARGV[1]  owner base key `<prefix>:{o:<owner>}`
+  ARGV[2]  key prefix
+  ARGV[3]  owner id
+  ARGV[4]  seconds a terminal task record is kept
+  ARGV[5:] per script, below.
+They return {results, placed, switches, finished}:
+  placed    flat (task, account, attempt, slot) for every task given a slot: dispatch to rq
+  switches  flat (account, setting) for every account whose setting changed: tell the driver
+  finished  task ids that reached a terminal state in this call
+
+The rules applied here are those of `router.policy`, on indexes kept by `refresh`:
+  enabled   accounts that are enabled
+  fastcap   `policy.has_fast_hours`    relaxcap  `policy.has_relax_time`
+  free:S    `policy.can_take(a, S)`, scored by `policy.account_score(a, S)`
+"""
+
+from __future__ import annotations
+
+from router.keys import lua_key_helpers
+from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE
+
+PRELUDE = (
+    """
+local O, P, OWNER, TTL = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+"""
+    + lua_key_helpers()
+    + f"""
+local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}
+"""
+    + """
+local placed, switches, finished = {}, {}, {}
+local function istr(n) return string.format('%d', n) end
+local NOW
+local function now()  -- microseconds since the epoch on the Redis clock, fixed per call
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return NOW
+end
+local function slot_of(mode) if mode == 'relax' then return 'relax' end return 'fast' end
+local function member(set, id, yes)
+  if yes then redis.call('SADD', set, id) else redis.call('SREM', set, id) end
+end
+
+local function finish(tid, status, code, message)
+  local t = k_task(tid)
+  redis.call('HSET', t, 'status', status, 'finished_at', istr(now()), 'slot', '')
+  if code then redis.call('HSET', t, 'error_code', code, 'error_message', message) end
+  redis.call('EXPIRE', t, TTL)
+  redis.call('PUBLISH', k_done(tid), status)
+  finished[#finished + 1] = tid
+end
+
+local function waiting(tid)
+  local f = redis.call('HMGET', k_task(tid), 'status', 'slot')
+  return f[1] == 'queued' and (not f[2] or f[2] == '')
+end
+
+-- Recompute an account's index memberships and scores; flip it to relax when a fast
+-- setting has no fast time left (rule 4). Returns true if it flipped.
+local function refresh(id)
+  local a = k_acct(id)
+  local f = redis.call('HMGET', a, 'plan', 'setting', 'fast_ms', 'fast_reserved_ms',
+    'fast_limit', 'relax_limit', 'fast_inflight', 'relax_inflight', 'enabled')
+  if not f[1] then
+    for _, set in ipairs({K_ENABLED, K_FASTCAP, K_RELAXCAP}) do redis.call('SREM', set, id) end
+    redis.call('ZREM', k_free('fast'), id)
+    redis.call('ZREM', k_free('relax'), id)
+    return false
+  end
+  local plan, setting = f[1], f[2]
+  local fast_ms, reserved = tonumber(f[3]), tonumber(f[4])
+  local fl, rl, fi, ri = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8])
+  local enabled = f[9] == '1'
+  local flipped = false
+  if setting == 'fast' and fast_ms <= 0 then
+    setting, flipped = 'relax', true
+    redis.call('HSET', a, 'setting', 'relax', 'flipped_at', istr(now()),
+      'flip_reason', 'fast_hours_exhausted')
+    redis.call('HINCRBY', a, 'auto_flips', 1)
+    switches[#switches + 1] = id
+    switches[#switches + 1] = 'relax'
+  end
+  local fastcap = enabled and setting == 'fast' and fast_ms > 0 and fl > 0
+  local relaxcap = enabled and plan ~= 'basic' and rl > 0
+  member(K_ENABLED, id, enabled)
+  member(K_FASTCAP, id, fastcap)
+  member(K_RELAXCAP, id, relaxcap)
+  if fastcap and fi < fl and fast_ms - reserved > 0 then
+    local avail = math.min(fast_ms - reserved, SPAN - 1)
+    local score = math.floor(fi * LOAD / fl) * SPAN + (SPAN - 1 - avail)
+    redis.call('ZADD', k_free('fast'), istr(score), id)
+  else
+    redis.call('ZREM', k_free('fast'), id)
+  end
+  if relaxcap and ri < rl then
+    redis.call('ZADD', k_free('relax'), istr(math.floor(ri * LOAD / rl)), id)
+  else
+    redis.call('ZREM', k_free('relax'), id)
+  end
+  return flipped
+end
+
+-- Children waiting on an account that can no longer run them in their mode: a fast child
+-- goes relax when the account has relax time (rule 3), else it fails (rule 5).
+local function check_pins(id)
+  local fastpin, relaxpin = k_pin(id, 'fast'), k_pin(id, 'relax')
+  if redis.call('LLEN', fastpin) + redis.call('LLEN', relaxpin) == 0 then
+    redis.call('SREM', K_PINNED, id)
+    return
+  end
+  local enabled = redis.call('SISMEMBER', K_ENABLED, id) == 1
+  local can_relax = redis.call('SISMEMBER', K_RELAXCAP, id) == 1
+  local why = 'account ' .. id .. ' of the parent task is gone or disabled'
+  if enabled then why = 'account ' .. id .. ' of the parent task has no relax time' end
+  if redis.call('SISMEMBER', K_FASTCAP, id) == 0 then
+    while true do
+      local tid = redis.call('LPOP', fastpin)
+      if not tid then break end
+      if waiting(tid) then
+        if enabled and can_relax then
+          redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
+            'fallback_reason', 'account_set_to_relax')
+          redis.call('RPUSH', relaxpin, tid)
+        else
+          finish(tid, 'failed', 'parent_account_unavailable', why)
+        end
+      end
+    end
+  end
+  if not can_relax then
+    while true do
+      local tid = redis.call('LPOP', relaxpin)
+      if not tid then break end
+      if waiting(tid) then finish(tid, 'failed', 'parent_account_unavailable', why) end
+    end
+  end
+  if redis.call('LLEN', fastpin) + redis.call('LLEN', relaxpin) == 0 then
+    redis.call('SREM', K_PINNED, id)
+  end
+end
+
+local function touch(id)
+  refresh(id)
+  check_pins(id)
+end
+
+local function no_relax_code()
+  if redis.call('SCARD', K_ENABLED) == 0 then
+    return 'no_account', 'owner ' .. OWNER .. ' has no enabled account'
+  end
+  return 'no_relax_account', 'owner ' .. OWNER .. ' has no account with relax time'
+end
+
+-- When the owner's last fast hours are gone, waiting fast/turbo tasks become relax
+-- fallbacks; when its last relax time is gone, waiting relax tasks fail (rules 1, 2).
+local function reconcile()
+  local fastline, relaxline = k_line('fast'), k_line('relax')
+  if redis.call('SCARD', K_FASTCAP) == 0 and redis.call('LLEN', fastline) > 0 then
+    local can_relax = redis.call('SCARD', K_RELAXCAP) > 0
+    while true do
+      local tid = redis.call('LPOP', fastline)
+      if not tid then break end
+      if waiting(tid) then
+        if can_relax then
+          redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
+            'fallback_reason', 'fast_hours_exhausted')
+          redis.call('RPUSH', relaxline, tid)
+        else
+          local code, msg = no_relax_code()
+          finish(tid, 'failed', code, msg)
+        end
+      end
+    end
+  end
+  if redis.call('SCARD', K_RELAXCAP) == 0 and redis.call('LLEN', relaxline) > 0 then
+    local code, msg = no_relax_code()
+    while true do
+      local tid = redis.call('LPOP', relaxline)
+      if not tid then break end
+      if waiting(tid) then finish(tid, 'failed', code, msg) end
+    end
+  end
+end
+
+-- Give `tid` a slot on `acct`: count it in flight, reserve its fast time (turbo twice).
+local function place(tid, acct, slot)
+  local t, a = k_task(tid), k_acct(acct)
+  local tf = redis.call('HMGET', t, 'effective_mode', 'estimate_ms')
+  local reserve = 0
+  if slot == 'fast' then
+    reserve = tonumber(tf[2])
+    if tf[1] == 'turbo' then reserve = reserve * 2 end
+    redis.call('HINCRBY', a, 'fast_inflight', 1)
+    redis.call('HINCRBY', a, 'fast_reserved_ms', reserve)
+  else
+    redis.call('HINCRBY', a, 'relax_inflight', 1)
+  end
+  local attempt = redis.call('HINCRBY', t, 'attempt', 1)
+  redis.call('HSET', t, 'account_id', acct, 'slot', slot, 'reserved_ms', istr(reserve),
+    'placed_at', istr(now()))
+  redis.call('ZADD', K_INFLIGHT, istr(now()), tid)
+  refresh(acct)
+  for _, v in ipairs({tid, acct, istr(attempt), slot}) do placed[#placed + 1] = v end
+end
+
+-- Undo a task's reservation; returns the account it held, or nil.
+local function release(tid)
+  local t = k_task(tid)
+  local f = redis.call('HMGET', t, 'account_id', 'slot', 'reserved_ms')
+  if not f[2] or f[2] == '' then return nil end
+  local a = k_acct(f[1])
+  if redis.call('EXISTS', a) == 1 then
+    redis.call('HINCRBY', a, f[2] .. '_inflight', -1)
+    if f[2] == 'fast' then redis.call('HINCRBY', a, 'fast_reserved_ms', 0 - tonumber(f[3])) end
+  end
+  redis.call('HSET', t, 'slot', '', 'reserved_ms', '0')
+  redis.call('ZREM', K_INFLIGHT, tid)
+  return f[1]
+end
+
+local function next_waiting(line)
+  while true do
+    local tid = redis.call('LINDEX', line, 0)
+    if not tid then return nil end
+    if waiting(tid) then return tid end
+    redis.call('LPOP', line)
+  end
+end
+
+-- Hand free slots to waiting tasks: the pinned children of `accts` first, then the
+-- owner's lines, each to the best free account. No line blocks another.
+local function pump(accts)
+  for _, acct in ipairs(accts) do
+    for _, slot in ipairs({'fast', 'relax'}) do
+      local pin = k_pin(acct, slot)
+      while redis.call('ZSCORE', k_free(slot), acct) do
+        local tid = next_waiting(pin)
+        if not tid then break end
+        redis.call('LPOP', pin)
+        place(tid, acct, slot)
+      end
+    end
+    check_pins(acct)
+  end
+  for _, slot in ipairs({'fast', 'relax'}) do
+    local line, free = k_line(slot), k_free(slot)
+    while true do
+      local tid = next_waiting(line)
+      if not tid then break end
+      local best = redis.call('ZRANGE', free, 0, 0)[1]
+      if not best then break end
+      redis.call('LPOP', line)
+      place(tid, best, slot)
+    end
+  end
+end
+
+local function out(results) return {results, placed, switches, finished} end
+"""
+)
+
+SUBMIT = (
+    PRELUDE
+    + """
+-- SUBMIT: create and route tasks of one owner; place those that can start now.
+-- ARGV[5]  n, then n groups of 9: id, task_type, requested mode ('' for a child),
+--          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message
+-- results  flat (id, 'created'|'duplicate', status, error code)
+local results, hints = {}, {}
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local b = 6 + i * 9
+  local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local t = k_task(tid)
+  if redis.call('EXISTS', t) == 1 then
+    local f = redis.call('HMGET', t, 'status', 'error_code')
+    for _, v in ipairs({tid, 'duplicate', f[1], f[2] or ''}) do results[#results + 1] = v end
+  else
+    redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
+      'parent_id', parent, 'prompt_base', ARGV[b + 4], 'input', ARGV[b + 5],
+      'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
+    local code, msg, mode, fallback, line
+    if ARGV[b + 7] ~= '' then
+      code, msg = ARGV[b + 7], ARGV[b + 8]
+    elseif parent ~= '' then
+      local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id')
+      if not pf[1] then
+        code, msg = 'parent_not_found', 'owner ' .. OWNER .. ' has no task ' .. parent
+      elseif pf[1] ~= 'completed' then
+        code, msg = 'parent_not_completed', 'parent task ' .. parent .. ' is ' .. pf[1]
+      else
+        local acct = pf[3]
+        req, mode = pf[2], pf[2]
+        redis.call('HSET', t, 'account_id', acct)
+        if redis.call('SISMEMBER', K_ENABLED, acct) == 0 then
+          code = 'parent_account_unavailable'
+          msg = 'account ' .. acct .. ' of the parent task is gone or disabled'
+        else
+          if mode ~= 'relax' and redis.call('SISMEMBER', K_FASTCAP, acct) == 0 then
+            mode, fallback = 'relax', 'account_set_to_relax'
+          end
+          if mode == 'relax' and redis.call('SISMEMBER', K_RELAXCAP, acct) == 0 then
+            code = 'parent_account_unavailable'
+            msg = 'account ' .. acct .. ' of the parent task has no relax time'
+          else
+            line = k_pin(acct, slot_of(mode))
+            redis.call('SADD', K_PINNED, acct)
+            hints[#hints + 1] = acct
+          end
+        end
+      end
+    elseif redis.call('SCARD', K_ENABLED) == 0 then
+      code, msg = no_relax_code()
+    else
+      mode = req
+      if mode ~= 'relax' and redis.call('SCARD', K_FASTCAP) == 0 then
+        mode, fallback = 'relax', 'fast_hours_exhausted'
+      end
+      if mode == 'relax' and redis.call('SCARD', K_RELAXCAP) == 0 then
+        code, msg = no_relax_code()
+      else
+        line = k_line(slot_of(mode))
+      end
+    end
+    redis.call('HSET', t, 'requested_mode', req)
+    if code then
+      finish(tid, 'failed', code, msg)
+    else
+      redis.call('HSET', t, 'effective_mode', mode)
+      if fallback then redis.call('HSET', t, 'fallback_reason', fallback) end
+      redis.call('RPUSH', line, tid)
+    end
+    local status = 'queued'
+    if code then status = 'failed' end
+    for _, v in ipairs({tid, 'created', status, code or ''}) do results[#results + 1] = v end
+  end
+end
+pump(hints)
+return out(results)
+"""
+)
+
+START = (
+    PRELUDE
+    + """
+-- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile.
+-- ARGV[5] task id, ARGV[6] attempt the worker was given
+-- results {'run'|'skip'|'missing', current status}
+local t = k_task(ARGV[5])
+local f = redis.call('HMGET', t, 'status', 'attempt', 'slot')
+if not f[1] then return out({'missing', ''}) end
+if f[2] ~= ARGV[6] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
+  return out({'skip', f[1]})
+end
+redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
+return out({'run', 'running'})
+"""
+)
+
+SETTLE = (
+    PRELUDE
+    + """
+-- SETTLE: a worker ends a task: free its slot, debit the GPU time it really used, record
+-- the outcome, flip an exhausted account, hand the slot to the next waiting task.
+-- ARGV[5] task id, ARGV[6] attempt, ARGV[7] 'completed'|'failed'|'out_of_fast',
+-- ARGV[8] GPU ms used, ARGV[9] result JSON, ARGV[10] error code, ARGV[11] error message
+-- results {'settled'|'stale', status}
+local tid, outcome = ARGV[5], ARGV[7]
+local t = k_task(tid)
+local f = redis.call('HMGET', t, 'status', 'attempt', 'effective_mode', 'parent_id',
+  'cancel_requested')
+if not f[1] or f[2] ~= ARGV[6] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
+local mode = f[3]
+local acct = release(tid)
+local a = k_acct(acct)
+local gpu = tonumber(ARGV[8])
+if redis.call('EXISTS', a) == 1 then
+  if gpu > 0 then
+    redis.call('HINCRBY', a, 'used_' .. mode .. '_ms', gpu)
+    local cost = 0
+    if mode == 'fast' then cost = gpu elseif mode == 'turbo' then cost = 2 * gpu end
+    if cost > 0 then redis.call('HINCRBY', a, 'fast_ms', 0 - cost) end
+  end
+  if outcome == 'out_of_fast' then redis.call('HSET', a, 'fast_ms', '0') end
+end
+local status
+if outcome == 'out_of_fast' then
+  -- The account had no fast time after all: the task goes back to the head of its line
+  -- and rules 1, 3 and 5 decide again where and how it runs.
+  status = 'queued'
+  redis.call('HSET', t, 'status', 'queued', 'started_at', '')
+  if f[4] ~= '' then
+    redis.call('LPUSH', k_pin(acct, 'fast'), tid)
+    redis.call('SADD', K_PINNED, acct)
+  else
+    redis.call('HSET', t, 'account_id', '')
+    redis.call('LPUSH', k_line('fast'), tid)
+  end
+else
+  status = outcome
+  if f[5] == '1' then status = 'cancelled' end
+  if status == 'completed' then redis.call('HSET', t, 'result', ARGV[9]) end
+  if status == 'failed' then
+    finish(tid, status, ARGV[10], ARGV[11])
+  else
+    finish(tid, status)
+  end
+end
+if acct then touch(acct) end
+reconcile()
+pump({acct})
+return out({'settled', status})
+"""
+)
+
+CANCEL = (
+    PRELUDE
+    + """
+-- CANCEL: a queued task ends now and frees any slot it holds; a running one is marked
+-- and ends cancelled when its worker settles it.
+-- ARGV[5] task id
+-- results {status after the call} ('' if there is no such task)
+local tid = ARGV[5]
+local status = redis.call('HGET', k_task(tid), 'status')
+if not status then return out({''}) end
+if status == 'running' then
+  redis.call('HSET', k_task(tid), 'cancel_requested', '1')
+elseif status == 'queued' then
+  local acct = release(tid)
+  finish(tid, 'cancelled')
+  status = 'cancelled'
+  if acct then
+    touch(acct)
+    pump({acct})
+  end
+end
+return out({status})
+"""
+)
+
+ACCOUNT_WRITE = (
+    PRELUDE
+    + """
+-- ACCOUNT_WRITE: add, change or remove an account, then re-route what that changes.
+-- ARGV[5] 'add'|'set'|'remove', ARGV[6] account id, ARGV[7:] field/value pairs
+-- results {'ok'|'exists'|'missing'}
+local op, id = ARGV[5], ARGV[6]
+local a = k_acct(id)
+local exists = redis.call('EXISTS', a) == 1
+if op == 'add' and exists then return out({'exists'}) end
+if op ~= 'add' and not exists then return out({'missing'}) end
+if op == 'remove' then
+  redis.call('DEL', a)
+  redis.call('SREM', K_ACCOUNTS, id)
+else
+  local fields, given = {}, {}
+  for i = 7, #ARGV, 2 do
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+    given[ARGV[i]] = ARGV[i + 1]
+  end
+  if op == 'set' then
+    local cur = redis.call('HMGET', a, 'setting', 'flip_reason')
+    if given.setting then
+      fields[#fields + 1] = 'flip_reason'
+      fields[#fields + 1] = ''
+    elseif given.fast_ms and tonumber(given.fast_ms) > 0 and cur[1] == 'relax'
+        and cur[2] == 'fast_hours_exhausted' then
+      -- Fast time topped up: undo the automatic flip (rule 4).
+      for _, v in ipairs({'setting', 'fast', 'flip_reason', ''}) do fields[#fields + 1] = v end
+      given.setting = 'fast'
+    end
+    if given.setting and given.setting ~= cur[1] then
+      switches[#switches + 1] = id
+      switches[#switches + 1] = given.setting
+    end
+  end
+  redis.call('HSET', a, unpack(fields))
+  redis.call('SADD', K_ACCOUNTS, id)
+end
+touch(id)
+reconcile()
+local accts = redis.call('SMEMBERS', K_PINNED)
+pump(accts)
+return out({'ok'})
+"""
+)
+
+INTAKE_CLAIM = """
+-- INTAKE_CLAIM: move up to N messages from the intake list to a router's processing list,
+-- oldest first, so a message is never only in the router's memory.
+-- KEYS[1] intake list, KEYS[2] processing list
+-- ARGV[1] N
+-- returns the messages, oldest first
+local items = redis.call('RPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+for i = 1, #items do redis.call('LPUSH', KEYS[2], items[i]) end
+return items
+"""

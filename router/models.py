@@ -1,0 +1,103 @@
+"""Vocabulary of the product: modes, plans, task types, statuses, error codes, ids."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+"""Ids of owners, accounts and tasks: they go into Redis keys and rq job ids, so nothing else."""
+
+ID_RE = re.compile(ID_PATTERN[1:-1])
+"""Use with `fullmatch` (`$` would let a trailing newline through)."""
+
+Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class Mode(StrEnum):
+    """The speed a task runs at on Midjourney."""
+
+    RELAX = "relax"
+    FAST = "fast"
+    TURBO = "turbo"
+
+
+class Setting(StrEnum):
+    """An account's own mode setting (Midjourney's /fast and /relax)."""
+
+    FAST = "fast"
+    RELAX = "relax"
+
+
+class Slot(StrEnum):
+    """Which concurrency pool a task occupies: turbo shares the fast slots."""
+
+    FAST = "fast"
+    RELAX = "relax"
+
+
+class Plan(StrEnum):
+    BASIC = "basic"
+    STANDARD = "standard"
+    PRO = "pro"
+    MEGA = "mega"
+
+
+class TaskType(StrEnum):
+    IMAGINE = "imagine"
+    UPSCALE = "upscale"
+    VARIATION = "variation"
+    REROLL = "reroll"
+    OUTPAINT = "outpaint"
+    PAN = "pan"
+    INPAINT = "inpaint"
+
+
+CHILD_TYPES = frozenset(TaskType) - {TaskType.IMAGINE}
+"""Task types that act on a finished parent job and so run on the parent's account."""
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes stored on failed tasks and dead letters."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_TASK = "invalid_task"
+    UNKNOWN_TASK_TYPE = "unknown_task_type"
+    PROMPT_TOO_LONG = "prompt_too_long"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    DUPLICATE_ID = "duplicate_id"
+    NO_ACCOUNT = "no_account"
+    NO_RELAX_ACCOUNT = "no_relax_account"
+    PARENT_NOT_FOUND = "parent_not_found"
+    PARENT_NOT_COMPLETED = "parent_not_completed"
+    PARENT_ACCOUNT_UNAVAILABLE = "parent_account_unavailable"
+    ACCOUNT_ATTENTION = "account_attention"
+    DRIVER_ERROR = "driver_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class FallbackReason(StrEnum):
+    """Why a task runs relax although it asked for fast or turbo."""
+
+    FAST_HOURS_EXHAUSTED = "fast_hours_exhausted"
+    ACCOUNT_SET_TO_RELAX = "account_set_to_relax"
+
+
+def slot_for(mode: Mode) -> Slot:
+    """The concurrency pool a task in `mode` uses."""
+    return Slot.RELAX if mode is Mode.RELAX else Slot.FAST

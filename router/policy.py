@@ -1,0 +1,124 @@
+"""The routing rules as pure functions: which account may take what, and which is chosen.
+
+The placement Lua (`router.lua`) applies exactly these rules atomically in Redis;
+`tests/test_lua_matches_policy.py` checks the two agree on generated pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot, slot_for
+
+SCORE_LOAD_SCALE = 1_000_000
+"""Load fractions are compared to one part in a million."""
+SCORE_HOURS_SPAN = 1_000_000_000
+"""Available fast milliseconds break load ties; capped below this span (about 277 hours)."""
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """The part of an account the rules look at."""
+
+    id: str
+    plan: Plan
+    setting: Setting
+    fast_ms: int
+    fast_reserved_ms: int = 0
+    fast_limit: int = 3
+    relax_limit: int = 3
+    fast_inflight: int = 0
+    relax_inflight: int = 0
+    enabled: bool = True
+
+    def inflight(self, slot: Slot) -> int:
+        return self.fast_inflight if slot is Slot.FAST else self.relax_inflight
+
+    def limit(self, slot: Slot) -> int:
+        return self.fast_limit if slot is Slot.FAST else self.relax_limit
+
+
+def should_flip(a: AccountState) -> bool:
+    """Rule 4: an account set to fast whose fast hours are gone flips itself to relax."""
+    return a.setting is Setting.FAST and a.fast_ms <= 0
+
+
+def has_fast_hours(a: AccountState) -> bool:
+    """Rules 1 and 3: the account can ever run fast work (its owner is not out of fast hours)."""
+    return a.enabled and a.setting is Setting.FAST and a.fast_ms > 0 and a.fast_limit > 0
+
+
+def has_relax_time(a: AccountState) -> bool:
+    """Rule 2: relax work may run here; never on Basic, which has no relax time."""
+    return a.enabled and a.plan is not Plan.BASIC and a.relax_limit > 0
+
+
+def can_take(a: AccountState, slot: Slot) -> bool:
+    """The account can start one more job in `slot` now.
+
+    A fast slot also needs unreserved fast time, so concurrent reservations overspend the
+    account's hours by at most one task's estimate.
+    """
+    if slot is Slot.FAST:
+        return (
+            has_fast_hours(a)
+            and a.fast_inflight < a.fast_limit
+            and a.fast_ms - a.fast_reserved_ms > 0
+        )
+    return has_relax_time(a) and a.relax_inflight < a.relax_limit
+
+
+def account_score(a: AccountState, slot: Slot) -> int:
+    """Lower is chosen first: the least loaded account; for fast, then the most fast time left."""
+    load = a.inflight(slot) * SCORE_LOAD_SCALE // max(a.limit(slot), 1)
+    if slot is Slot.RELAX:
+        return load
+    available = min(max(a.fast_ms - a.fast_reserved_ms, 0), SCORE_HOURS_SPAN - 1)
+    return load * SCORE_HOURS_SPAN + (SCORE_HOURS_SPAN - 1 - available)
+
+
+def choose(accounts: Iterable[AccountState], slot: Slot) -> AccountState | None:
+    """The account a task needing `slot` goes to now, or None if every eligible one is busy."""
+    free = [a for a in accounts if can_take(a, slot)]
+    return min(free, key=lambda a: (account_score(a, slot), a.id), default=None)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a new top-level task goes: its effective mode, or the error it fails with."""
+
+    mode: Mode | None
+    fallback: FallbackReason | None = None
+    error: ErrorCode | None = None
+
+
+def route(requested: Mode, accounts: Iterable[AccountState]) -> Route:
+    """Rules 1 and 2 for a new task of one owner, given that owner's accounts."""
+    pool = [a for a in accounts if a.enabled]
+    if not pool:
+        return Route(None, error=ErrorCode.NO_ACCOUNT)
+    mode, fallback = requested, None
+    if mode is not Mode.RELAX and not any(has_fast_hours(a) for a in pool):
+        mode, fallback = Mode.RELAX, FallbackReason.FAST_HOURS_EXHAUSTED
+    if mode is Mode.RELAX and not any(has_relax_time(a) for a in pool):
+        return Route(None, error=ErrorCode.NO_RELAX_ACCOUNT)
+    return Route(mode, fallback)
+
+
+def route_child(parent_mode: Mode, account: AccountState | None) -> Route:
+    """Rule 5: a child runs on its parent's account in the parent's mode, relax if the account is."""
+    if account is None or not account.enabled:
+        return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
+    mode, fallback = parent_mode, None
+    if mode is not Mode.RELAX and account.setting is Setting.RELAX:
+        mode, fallback = Mode.RELAX, FallbackReason.ACCOUNT_SET_TO_RELAX
+    ok = has_relax_time(account) if slot_for(mode) is Slot.RELAX else account.fast_limit > 0
+    if not ok:
+        return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
+    return Route(mode, fallback)
+
+
+def fast_cost_ms(mode: Mode, gpu_ms: int) -> int:
+    """Fast time a job uses: GPU time at fast, twice that at turbo, nothing at relax."""
+    return {Mode.FAST: gpu_ms, Mode.TURBO: 2 * gpu_ms, Mode.RELAX: 0}[mode]

@@ -1,0 +1,258 @@
+"""The account pool in Redis: add, change, remove, list; credentials kept apart."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from redis import Redis
+
+from router.errors import AccountError
+from router.keys import Keys
+from router.models import Ident, Plan, Setting
+from router.policy import AccountState
+from router.scripts import Outcome, Scripts, text_hash
+from router.settings import Settings
+
+MS_PER_HOUR = 3_600_000
+
+
+class AccountSpec(BaseModel):
+    """An account as an operator declares it (accounts file or CLI)."""
+
+    model_config = {"extra": "forbid"}
+
+    id: Ident
+    owner: Ident
+    plan: Plan
+    setting: Setting = Setting.FAST
+    fast_hours: float | None = Field(default=None, ge=0)
+    """Fast hours remaining; the plan's monthly allowance when absent."""
+    fast_limit: int | None = Field(default=None, ge=0)
+    relax_limit: int | None = Field(default=None, ge=0)
+    enabled: bool = True
+    credentials: SecretStr | None = None
+
+
+class AccountView(BaseModel):
+    """An account as stored, without its credentials."""
+
+    id: str
+    owner: str
+    plan: Plan
+    setting: Setting
+    enabled: bool
+    fast_hours_remaining: float
+    fast_hours_reserved: float
+    fast_limit: int
+    relax_limit: int
+    inflight: dict[str, int]
+    gpu_seconds_used: dict[str, float]
+    auto_flips: int
+    flip_reason: str | None
+    flipped_at_us: int | None
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> AccountView:
+        return cls(
+            id=h["id"],
+            owner=h["owner"],
+            plan=Plan(h["plan"]),
+            setting=Setting(h["setting"]),
+            enabled=h["enabled"] == "1",
+            fast_hours_remaining=max(int(h["fast_ms"]), 0) / MS_PER_HOUR,
+            fast_hours_reserved=int(h["fast_reserved_ms"]) / MS_PER_HOUR,
+            fast_limit=int(h["fast_limit"]),
+            relax_limit=int(h["relax_limit"]),
+            inflight={"fast": int(h["fast_inflight"]), "relax": int(h["relax_inflight"])},
+            gpu_seconds_used={m: int(h.get(f"used_{m}_ms", 0)) / 1000 for m in _MODES},
+            auto_flips=int(h.get("auto_flips", 0)),
+            flip_reason=h.get("flip_reason") or None,
+            flipped_at_us=int(h["flipped_at"]) if h.get("flipped_at") else None,
+        )
+
+    def state(self) -> AccountState:
+        """The view the routing rules take (hours back to milliseconds)."""
+        return AccountState(
+            id=self.id,
+            plan=self.plan,
+            setting=self.setting,
+            fast_ms=round(self.fast_hours_remaining * MS_PER_HOUR),
+            fast_reserved_ms=round(self.fast_hours_reserved * MS_PER_HOUR),
+            fast_limit=self.fast_limit,
+            relax_limit=self.relax_limit,
+            fast_inflight=self.inflight["fast"],
+            relax_inflight=self.inflight["relax"],
+            enabled=self.enabled,
+        )
+
+
+_MODES = ("fast", "turbo", "relax")
+
+
+def read_accounts_file(path: str | Path) -> list[AccountSpec]:
+    """Accounts from a TOML (`[[accounts]]` tables) or JSON (a list) file."""
+    p = Path(path)
+    try:
+        raw: Any
+        if p.suffix == ".json":
+            raw = json.loads(p.read_text())
+        else:
+            raw = tomllib.loads(p.read_text()).get("accounts", [])
+        if not isinstance(raw, list):
+            raise AccountError("invalid_accounts_file", f"{p}: expected a list of accounts")
+        return [AccountSpec.model_validate(item) for item in raw]
+    except OSError as e:
+        raise AccountError("invalid_accounts_file", f"{p}: {e.strerror}") from None
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        if isinstance(e, ValidationError):
+            msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        else:
+            msg = str(e)
+        raise AccountError("invalid_accounts_file", f"{p}: {msg}") from None
+
+
+class Pool:
+    """Accounts of every owner, changed only through the ACCOUNT_WRITE script."""
+
+    def __init__(self, redis: Redis, settings: Settings, scripts: Scripts) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = scripts.keys
+        self.scripts = scripts
+
+    def owner_of(self, account_id: str) -> str | None:
+        owner = self.redis.hget(self.keys.account_owners, account_id)
+        return owner.decode() if owner else None
+
+    def _owner_or_raise(self, account_id: str) -> str:
+        owner = self.owner_of(account_id)
+        if owner is None:
+            raise AccountError("account_not_found", f"no account {account_id}")
+        return owner
+
+    def _write(self, owner: str, op: str, account_id: str, fields: dict[str, str]) -> Outcome:
+        flat = [x for kv in fields.items() for x in kv]
+        raw = self.scripts.owner_call(self.scripts.account_write, owner, [op, account_id, *flat])
+        (status,), outcome = Scripts.decode(owner, raw)
+        if status == "exists":
+            raise AccountError("account_exists", f"account {account_id} exists")
+        if status == "missing":
+            raise AccountError("account_not_found", f"no account {account_id}")
+        return outcome
+
+    def add(self, spec: AccountSpec) -> Outcome:
+        """Add an account; its id must be new across all owners."""
+        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
+            raise AccountError("account_exists", f"account {spec.id} exists")
+        plan = self.settings.plans[spec.plan]
+        hours = plan.fast_hours if spec.fast_hours is None else spec.fast_hours
+        fields = {
+            "id": spec.id,
+            "owner": spec.owner,
+            "plan": spec.plan.value,
+            "setting": spec.setting.value,
+            "fast_ms": str(round(hours * MS_PER_HOUR)),
+            "fast_reserved_ms": "0",
+            "fast_limit": str(plan.fast_limit if spec.fast_limit is None else spec.fast_limit),
+            "relax_limit": str(
+                plan.relax_limit if spec.relax_limit is None else spec.relax_limit
+            ),
+            "fast_inflight": "0",
+            "relax_inflight": "0",
+            "enabled": "1" if spec.enabled else "0",
+        }
+        if spec.credentials is not None:
+            cred_key = self.keys.credentials(spec.owner, spec.id)
+            self.redis.set(cred_key, spec.credentials.get_secret_value())
+        try:
+            return self._write(spec.owner, "add", spec.id, fields)
+        except AccountError:
+            self.redis.hdel(self.keys.account_owners, spec.id)
+            raise
+
+    def update(
+        self,
+        account_id: str,
+        *,
+        fast_hours: float | None = None,
+        setting: Setting | None = None,
+        enabled: bool | None = None,
+        fast_limit: int | None = None,
+        relax_limit: int | None = None,
+        credentials: SecretStr | None = None,
+    ) -> Outcome:
+        """Change an account; topping up fast hours undoes an automatic flip to relax."""
+        owner = self._owner_or_raise(account_id)
+        fields: dict[str, str] = {}
+        if fast_hours is not None:
+            if fast_hours < 0:
+                raise AccountError("invalid_account", "fast hours cannot be negative")
+            fields["fast_ms"] = str(round(fast_hours * MS_PER_HOUR))
+        if setting is not None:
+            fields["setting"] = Setting(setting).value
+        if enabled is not None:
+            fields["enabled"] = "1" if enabled else "0"
+        for name, limit in (("fast_limit", fast_limit), ("relax_limit", relax_limit)):
+            if limit is not None:
+                if limit < 0:
+                    raise AccountError("invalid_account", f"{name} cannot be negative")
+                fields[name] = str(limit)
+        if credentials is not None:
+            self.redis.set(
+                self.keys.credentials(owner, account_id), credentials.get_secret_value()
+            )
+        return self._write(owner, "set", account_id, fields)
+
+    def remove(self, account_id: str) -> Outcome:
+        """Remove an account; children pinned to it fail, running jobs settle normally."""
+        owner = self._owner_or_raise(account_id)
+        outcome = self._write(owner, "remove", account_id, {})
+        self.redis.delete(self.keys.credentials(owner, account_id))
+        self.redis.hdel(self.keys.account_owners, account_id)
+        return outcome
+
+    def upsert(self, spec: AccountSpec) -> Outcome:
+        """Add the account, or bring an existing one (same owner) to what `spec` says."""
+        owner = self.owner_of(spec.id)
+        if owner is None:
+            return self.add(spec)
+        if owner != spec.owner:
+            raise AccountError("account_exists", f"account {spec.id} belongs to another owner")
+        return self.update(
+            spec.id,
+            fast_hours=spec.fast_hours,
+            setting=spec.setting,
+            enabled=spec.enabled,
+            fast_limit=spec.fast_limit,
+            relax_limit=spec.relax_limit,
+            credentials=spec.credentials,
+        )
+
+    def get(self, account_id: str) -> AccountView | None:
+        owner = self.owner_of(account_id)
+        if owner is None:
+            return None
+        h = self.redis.hgetall(self.keys.account(owner, account_id))
+        return AccountView.from_hash(text_hash(h)) if h else None
+
+    def list(self, owner: str | None = None) -> list[AccountView]:
+        """Every account (of one owner), sorted by owner then id."""
+        index = text_hash(self.redis.hgetall(self.keys.account_owners))
+        ids = sorted((o, a) for a, o in index.items() if owner is None or o == owner)
+        pipe = self.redis.pipeline(transaction=False)
+        for o, a in ids:
+            pipe.hgetall(self.keys.account(o, a))
+        return [AccountView.from_hash(text_hash(h)) for h in pipe.execute() if h]
+
+    def owners(self) -> list[str]:
+        return sorted({v.decode() for v in self.redis.hvals(self.keys.account_owners)})
+
+    def credentials(self, owner: str, account_id: str) -> SecretStr | None:
+        """The account's credentials, for a driver only."""
+        raw = self.redis.get(self.keys.credentials(owner, account_id))
+        return SecretStr(raw.decode()) if raw else None
+

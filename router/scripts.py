@@ -1,0 +1,91 @@
+"""Registers the Lua scripts once per connection and decodes what the owner scripts return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.commands.core import Script
+
+from router import lua
+from router.keys import Keys
+from router.models import Setting, Slot
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A task that was given a slot and must now be dispatched to rq."""
+
+    owner: str
+    task_id: str
+    account_id: str
+    attempt: int
+    slot: Slot
+
+
+@dataclass
+class Outcome:
+    """What an owner script did besides its own results."""
+
+    placed: list[Placement] = field(default_factory=list)
+    switches: list[tuple[str, str, Setting]] = field(default_factory=list)
+    """(owner, account, new setting) for the drivers."""
+    finished: list[tuple[str, str]] = field(default_factory=list)
+    """(owner, task id) of tasks that reached a terminal state."""
+
+    def merge(self, other: Outcome) -> None:
+        self.placed += other.placed
+        self.switches += other.switches
+        self.finished += other.finished
+
+
+def text_hash(h: dict[bytes, bytes]) -> dict[str, str]:
+    """A hash as read with a bytes client (rq needs one), as text."""
+    return {k.decode(): v.decode() for k, v in h.items()}
+
+
+def _groups(flat: Sequence[Any], size: int) -> list[list[str]]:
+    items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Scripts:
+    """The product's Lua scripts, registered with one client and called by owner."""
+
+    def __init__(self, redis: Redis, keys: Keys, task_ttl: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.task_ttl = task_ttl
+        self.submit = redis.register_script(lua.SUBMIT)
+        self.start = redis.register_script(lua.START)
+        self.settle = redis.register_script(lua.SETTLE)
+        self.cancel = redis.register_script(lua.CANCEL)
+        self.account_write = redis.register_script(lua.ACCOUNT_WRITE)
+        self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
+
+    def owner_call(
+        self,
+        script: Script,
+        owner: str,
+        args: Sequence[str | int],
+        pipe: Pipeline | None = None,
+    ) -> Any:
+        """Run an owner script (see `router.lua` for the calling convention)."""
+        argv = [self.keys.owner_base(owner), self.keys.prefix, owner, self.task_ttl, *args]
+        return script(keys=[self.keys.accounts(owner)], args=argv, client=pipe or self.redis)
+
+    @staticmethod
+    def decode(owner: str, raw: Sequence[Any]) -> tuple[list[str], Outcome]:
+        """Split an owner script's reply into its results and its Outcome."""
+        results, placed, switches, finished = raw
+        outcome = Outcome(
+            placed=[
+                Placement(owner, t, a, int(n), Slot(s)) for t, a, n, s in _groups(placed, 4)
+            ],
+            switches=[(owner, a, Setting(s)) for a, s in _groups(switches, 2)],
+            finished=[(owner, t) for (t,) in _groups(finished, 1)],
+        )
+        return [r for g in _groups(results, 1) for r in g], outcome

@@ -1,0 +1,147 @@
+"""Settings: environment (`BYOA_` prefix) over an optional TOML file over defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from router.models import Plan, TaskType
+
+CONFIG_ENV = "BYOA_CONFIG"
+"""Environment variable naming the TOML settings file (optional)."""
+
+
+class PlanLimits(BaseModel):
+    """What a Midjourney plan gives an account; per-account values override the limits."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    fast_hours: float = Field(ge=0)
+    relax: bool
+    fast_limit: int = Field(ge=0)
+    relax_limit: int = Field(ge=0)
+
+
+DEFAULT_PLANS: dict[Plan, PlanLimits] = {
+    Plan.BASIC: PlanLimits(fast_hours=3.3, relax=False, fast_limit=3, relax_limit=0),
+    Plan.STANDARD: PlanLimits(fast_hours=15, relax=True, fast_limit=3, relax_limit=3),
+    Plan.PRO: PlanLimits(fast_hours=30, relax=True, fast_limit=12, relax_limit=3),
+    Plan.MEGA: PlanLimits(fast_hours=60, relax=True, fast_limit=12, relax_limit=3),
+}
+
+DEFAULT_GPU_SECONDS: dict[TaskType, float] = {
+    TaskType.IMAGINE: 60.0,
+    TaskType.VARIATION: 60.0,
+    TaskType.REROLL: 60.0,
+    TaskType.OUTPAINT: 60.0,
+    TaskType.PAN: 60.0,
+    TaskType.INPAINT: 60.0,
+    TaskType.UPSCALE: 20.0,
+}
+"""GPU seconds a task of each type uses at the fast rate: the router's reservation estimate."""
+
+
+class SimSettings(BaseModel):
+    """The simulated account: how long jobs take per mode, relative to the fast run time."""
+
+    model_config = {"extra": "forbid"}
+
+    fast_wall_factor: PositiveFloat = 0.8
+    turbo_wall_factor: PositiveFloat = 0.35
+    relax_wall_factor: PositiveFloat = 3.0
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+
+
+class Settings(BaseSettings):
+    """Everything a router, worker or client process needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BYOA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    key_prefix: str = Field(default="byoa", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    driver: Literal["simulated"] = "simulated"
+    sim_speed: PositiveFloat = 1.0
+    sim: SimSettings = SimSettings()
+    plans: dict[Plan, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    gpu_seconds: dict[TaskType, PositiveFloat] = Field(
+        default_factory=lambda: dict(DEFAULT_GPU_SECONDS)
+    )
+    max_prompt_length: int = Field(default=6000, gt=0)
+    max_message_bytes: int = Field(default=65536, gt=0)
+    task_ttl_seconds: int = Field(default=7 * 86400, gt=0)
+    job_timeout_seconds: int = Field(default=3600, gt=0)
+    intake_batch: int = Field(default=200, gt=0, le=10000)
+    dead_letter_max: int = Field(default=100_000, gt=0)
+
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _merge_plans(cls, value: Any) -> Any:
+        """A config may override one plan, or one field of a plan; the rest keep defaults."""
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, Any] = {p.value: d.model_dump() for p, d in DEFAULT_PLANS.items()}
+        for name, override in value.items():
+            base = merged.get(str(name), {})
+            if isinstance(override, PlanLimits):
+                override = override.model_dump()
+            merged[str(name)] = {**base, **override} if isinstance(override, dict) else override
+        return merged
+
+    @field_validator("gpu_seconds", mode="before")
+    @classmethod
+    def _merge_gpu_seconds(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {**{t.value: s for t, s in DEFAULT_GPU_SECONDS.items()}, **value}
+
+    @property
+    def queue_name(self) -> str:
+        """The rq queue that dispatched tasks go to."""
+        return f"{self.key_prefix}-tasks"
+
+    def estimate_ms(self, task_type: TaskType) -> int:
+        """GPU milliseconds at the fast rate the router reserves for one task of this type."""
+        return round(self.gpu_seconds[task_type] * 1000)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_ENV)
+        if path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{CONFIG_ENV}={path}: no such settings file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and `config` (or $BYOA_CONFIG), with explicit overrides."""
+    if config is None:
+        return Settings(**overrides)
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(config)
+    try:
+        return Settings(**overrides)
+    finally:
+        if previous is None:
+            del os.environ[CONFIG_ENV]
+        else:
+            os.environ[CONFIG_ENV] = previous

@@ -1,0 +1,96 @@
+"""A snapshot of the pool and the waiting lines, and plain-text tables for people."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from router.core import Router
+from router.models import Slot
+
+
+def snapshot(router: Router) -> dict[str, Any]:
+    """Accounts, per-owner queue depths, intake, dead letters and rq backlog."""
+    keys, redis = router.keys, router.redis
+    accounts = router.pool.list()
+    owners = sorted({a.owner for a in accounts})
+    pipe = redis.pipeline(transaction=False)
+    for owner in owners:
+        pipe.llen(keys.line(owner, Slot.FAST))
+        pipe.llen(keys.line(owner, Slot.RELAX))
+        pipe.zcard(keys.inflight(owner))
+        pipe.smembers(keys.pinned(owner))
+    replies = _chunks(pipe.execute(), 4)
+    queues = {
+        owner: {"waiting_fast": fast, "waiting_relax": relax, "waiting_children": 0,
+                "in_flight": inflight}
+        for owner, (fast, relax, inflight, _) in zip(owners, replies, strict=True)
+    }
+    pin_keys = [
+        (owner, keys.pin(owner, acct.decode(), slot))
+        for owner, (*_, pinned) in zip(owners, replies, strict=True)
+        for acct in pinned
+        for slot in Slot
+    ]
+    pipe = redis.pipeline(transaction=False)
+    for _, key in pin_keys:
+        pipe.llen(key)
+    for (owner, _), n in zip(pin_keys, pipe.execute(), strict=True):
+        queues[owner]["waiting_children"] += n
+    return {
+        "accounts": [a.model_dump(mode="json") for a in accounts],
+        "owners": queues,
+        "intake": redis.llen(keys.intake),
+        "dead_letters": redis.llen(keys.dead_letters),
+        "rq_queued": router.queue.count,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A left-aligned plain-text table."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_accounts(accounts: Sequence[dict[str, Any]]) -> str:
+    """Accounts (as in a snapshot) as a table."""
+    return table(
+        ["account", "owner", "plan", "setting", "enabled", "fast h left", "fast", "relax", "flips"],
+        [
+            [
+                a["id"],
+                a["owner"],
+                a["plan"],
+                a["setting"],
+                "yes" if a["enabled"] else "no",
+                f"{a['fast_hours_remaining']:.2f}",
+                f"{a['inflight']['fast']}/{a['fast_limit']}",
+                f"{a['inflight']['relax']}/{a['relax_limit']}",
+                a["auto_flips"],
+            ]
+            for a in accounts
+        ],
+    )
+
+
+def render(snap: dict[str, Any]) -> str:
+    """The snapshot as two tables: accounts, then queues per owner."""
+    queues = table(
+        ["owner", "waiting fast", "waiting relax", "waiting children", "in flight"],
+        [
+            [o, q["waiting_fast"], q["waiting_relax"], q["waiting_children"], q["in_flight"]]
+            for o, q in snap["owners"].items()
+        ],
+    )
+    tail = (
+        f"intake: {snap['intake']}  dead letters: {snap['dead_letters']}  "
+        f"rq queued: {snap['rq_queued']}"
+    )
+    return f"{render_accounts(snap['accounts'])}\n\n{queues}\n\n{tail}"

@@ -1,0 +1,194 @@
+"""Task records in Redis: submit (route and place), start, settle, cancel, read."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from redis import Redis
+
+from router.models import CHILD_TYPES, Mode, TaskStatus
+from router.modes import with_flag
+from router.requests import NewTask
+from router.scripts import Outcome, Scripts, text_hash
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class Task(BaseModel):
+    """A task record as callers see it (`byoa task ID --json`, `Client.get`)."""
+
+    id: str
+    owner: str
+    task_type: str
+    status: TaskStatus
+    requested_mode: Mode | None
+    effective_mode: Mode | None
+    fallback_reason: str | None
+    account_id: str | None
+    parent_id: str | None
+    prompt: str | None
+    """The prompt as sent to the account: one mode flag, the effective mode."""
+    input: dict[str, Any]
+    error: TaskError | None
+    result: Any
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Task:
+        effective = Mode(h["effective_mode"]) if h.get("effective_mode") else None
+        base = h.get("prompt_base", "")
+        prompt: str | None = base or None
+        if effective is not None and (base or h.get("task_type") not in CHILD_TYPES):
+            prompt = with_flag(base, effective)
+        code = h.get("error_code")
+        return cls(
+            id=h["id"],
+            owner=h["owner"],
+            task_type=h.get("task_type", ""),
+            status=TaskStatus(h["status"]),
+            requested_mode=Mode(h["requested_mode"]) if h.get("requested_mode") else None,
+            effective_mode=effective,
+            fallback_reason=h.get("fallback_reason") or None,
+            account_id=h.get("account_id") or None,
+            parent_id=h.get("parent_id") or None,
+            prompt=prompt,
+            input=json.loads(h.get("input") or "{}"),
+            error=TaskError(code=code, message=h.get("error_message", "")) if code else None,
+            result=json.loads(h["result"]) if h.get("result") else None,
+            created_at=_time(h.get("created_at")),
+            started_at=_time(h.get("started_at")),
+            finished_at=_time(h.get("finished_at")),
+            attempt=int(h.get("attempt") or 0),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return self.model_dump(mode="json")
+
+
+def _time(us: str | None) -> datetime | None:
+    return datetime.fromtimestamp(int(us) / 1e6, tz=UTC) if us else None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What SUBMIT did with one task."""
+
+    task_id: str
+    owner: str
+    created: bool
+    """False when the id existed already (idempotent retry)."""
+    status: TaskStatus
+    error_code: str | None
+
+
+class TaskStore:
+    """Task records of every owner, changed only through the owner scripts."""
+
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = scripts.keys
+
+    def claim_ids(self, tasks: Sequence[NewTask]) -> list[str]:
+        """Bind each task id to its owner (ids are global); return each id's owner."""
+        pipe = self.redis.pipeline(transaction=False)
+        for t in tasks:
+            key = self.keys.task_owner(t.id)
+            pipe.setnx(key, t.owner)
+            pipe.get(key)
+        replies = pipe.execute()
+        return [owner.decode() for owner in replies[1::2]]
+
+    def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], Outcome]:
+        """Create, route and place tasks whose ids are claimed: one script call per owner."""
+        by_owner: dict[str, list[NewTask]] = defaultdict(list)
+        for t in tasks:
+            by_owner[t.owner].append(t)
+        pipe = self.redis.pipeline(transaction=False)
+        owners = list(by_owner)
+        for owner in owners:
+            args: list[str | int] = [len(by_owner[owner])]
+            for t in by_owner[owner]:
+                args += t.argv()
+            self.scripts.owner_call(self.scripts.submit, owner, args, pipe)
+        outcome = Outcome()
+        done: list[Submitted] = []
+        for owner, raw in zip(owners, pipe.execute(), strict=True):
+            results, part = Scripts.decode(owner, raw)
+            outcome.merge(part)
+            for i in range(0, len(results), 4):
+                tid, how, status, code = results[i : i + 4]
+                done.append(
+                    Submitted(tid, owner, how == "created", TaskStatus(status), code or None)
+                )
+        return done, outcome
+
+    def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str]:
+        """Mark a placed task running; False (with its status) if it must not run."""
+        raw = self.scripts.owner_call(self.scripts.start, owner, [task_id, attempt])
+        (verdict, status), _ = Scripts.decode(owner, raw)
+        return verdict == "run", status
+
+    def settle(
+        self,
+        owner: str,
+        task_id: str,
+        attempt: int,
+        outcome: str,
+        gpu_ms: int = 0,
+        result: Any = None,
+        error: tuple[str, str] | None = None,
+    ) -> tuple[str, Outcome]:
+        """End a run: 'completed', 'failed' (with `error`) or 'out_of_fast' (re-route)."""
+        code, message = error or ("", "")
+        args: list[str | int] = [
+            task_id,
+            attempt,
+            outcome,
+            max(int(gpu_ms), 0),
+            json.dumps(result, separators=(",", ":")),
+            code,
+            message,
+        ]
+        raw = self.scripts.owner_call(self.scripts.settle, owner, args)
+        (_, status), out = Scripts.decode(owner, raw)
+        return status, out
+
+    def cancel(self, owner: str, task_id: str) -> tuple[str, Outcome]:
+        raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])
+        (status,), out = Scripts.decode(owner, raw)
+        return status, out
+
+    def owner_of(self, task_id: str) -> str | None:
+        owner = self.redis.get(self.keys.task_owner(task_id))
+        return owner.decode() if owner else None
+
+    def get(self, task_id: str, owner: str | None = None) -> Task | None:
+        owner = owner or self.owner_of(task_id)
+        if owner is None:
+            return None
+        h = self.redis.hgetall(self.keys.task(owner, task_id))
+        return Task.from_hash(text_hash(h)) if h else None
+
+    def expire_ids(self, finished: Sequence[tuple[str, str]], ttl: int) -> None:
+        """Give the global id of each finished task the same lifetime as its record."""
+        if not finished:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for _, task_id in finished:
+            pipe.expire(self.keys.task_owner(task_id), ttl)
+        pipe.execute()
+

@@ -1,0 +1,1 @@
+"""rq job functions and account drivers that run routed tasks on their accounts."""

@@ -1,0 +1,79 @@
+"""The account driver interface: submit a job, await it, switch the account's mode."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from router.models import Mode, Plan, Setting
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The account a job runs on, as a driver sees it."""
+
+    id: str
+    owner: str
+    plan: Plan
+    fast_ms: int
+    """The router's view of fast time left (a simulator seeds its own balance from it)."""
+    credentials: SecretStr | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DriverJob:
+    """One task to run on an account, in exactly one mode."""
+
+    task_id: str
+    task_type: str
+    mode: Mode
+    prompt: str | None
+    """Carries exactly one mode flag, `mode` (children without a prompt: None)."""
+    input: dict[str, Any]
+    parent_result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    gpu_ms: int
+    """GPU time the job used, at the fast rate (turbo is charged twice by the router)."""
+    output: dict[str, Any]
+
+
+class DriverError(Exception):
+    """The account could not run the job; the task fails with `driver_error`."""
+
+
+class OutOfFastHours(DriverError):
+    """The account has no fast time: flip it to relax and route the task again."""
+
+
+class AccountNeedsAttention(DriverError):
+    """Banned, captcha, moderation notice: the account must leave rotation."""
+
+
+class TransientError(DriverError):
+    """A passing failure (network, rate limit): the same job may succeed later."""
+
+
+class Driver(abc.ABC):
+    """One backend's way of running jobs on an account."""
+
+    @abc.abstractmethod
+    def submit(self, account: AccountRef, job: DriverJob) -> str:
+        """Start the job on the account; return a handle for `poll`."""
+
+    @abc.abstractmethod
+    def poll(self, handle: str) -> DriverResult | None:
+        """The job's result if it has finished, else None. Raises DriverError on failure."""
+
+    @abc.abstractmethod
+    def wait(self, handle: str, timeout: float) -> DriverResult:
+        """Block until the job finishes (or raise TransientError after `timeout` seconds)."""
+
+    @abc.abstractmethod
+    def switch_mode(self, account: AccountRef, setting: Setting) -> None:
+        """Set the account's own mode (Midjourney's /fast or /relax)."""

@@ -1,0 +1,68 @@
+"""The rq job: run one placed task on its account and settle it."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+from router.core import Router
+from router.models import ErrorCode, Mode
+from router.settings import Settings
+from workers.drivers.base import (
+    AccountNeedsAttention,
+    DriverError,
+    DriverJob,
+    OutOfFastHours,
+)
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _router() -> Router:
+    """One router per worker process (a forked job horse builds its own)."""
+    return Router(Settings())
+
+
+def run_task(owner: str, task_id: str, attempt: int) -> str:
+    """Start the task if it is still this attempt's to run, run it, settle it.
+
+    Every way out settles the task, so its slot is released and the next waiting
+    task is dispatched; only a crash of this process leaves that to recovery.
+    """
+    router = _router()
+    ok, status = router.tasks.start(owner, task_id, attempt)
+    if not ok:
+        return f"skipped: task is {status or 'gone'}"
+    outcome, gpu_ms, result, error = "completed", 0, None, None
+    try:
+        task = router.tasks.get(task_id, owner)
+        assert task is not None and task.account_id is not None and task.effective_mode
+        account = router.account_ref(owner, task.account_id)
+        if account is None:
+            raise DriverError(f"account {task.account_id} was removed")
+        parent = router.tasks.get(task.parent_id, owner) if task.parent_id else None
+        job = DriverJob(
+            task_id=task.id,
+            task_type=task.task_type,
+            mode=Mode(task.effective_mode),
+            prompt=task.prompt,
+            input=task.input,
+            parent_result=parent.result if parent else None,
+        )
+        driver = router.driver
+        handle = driver.submit(account, job)
+        done = driver.wait(handle, timeout=router.settings.job_timeout_seconds)
+        gpu_ms, result = done.gpu_ms, done.output
+    except OutOfFastHours:
+        outcome = "out_of_fast"
+    except AccountNeedsAttention as e:
+        outcome, error = "failed", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
+    except DriverError as e:
+        outcome, error = "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
+    except Exception as e:
+        log.exception("task %s/%s failed in the worker", owner, task_id)
+        outcome, error = "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
+    status, out = router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
+    router.apply(out)
+    return status
