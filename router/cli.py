@@ -17,6 +17,7 @@ from router.core import Router
 from router.errors import ByoaError
 from router.models import Mode, Plan, Setting, TaskType
 from router.pool import AccountSpec, read_accounts_file
+from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
 from router.tasks import Task
@@ -98,8 +99,13 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 
 @main.command()
 @click.option("--owner", required=True)
-@click.option("--type", "task_type", default="imagine", show_default=True,
-              type=click.Choice([t.value for t in TaskType]))
+@click.option(
+    "--type",
+    "task_type",
+    default="imagine",
+    show_default=True,
+    type=click.Choice([t.value for t in TaskType]),
+)
 @click.option("--prompt", default="")
 @click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None)
 @click.option("--parent", "parent_id", default=None)
@@ -189,7 +195,7 @@ def dead_letters(ctx: click.Context, limit: int) -> None:
     """Print the newest dead letters (messages that could not become tasks)."""
     router = _router(ctx)
     for raw in router.redis.lrange(router.keys.dead_letters, 0, limit - 1):
-        click.echo(raw.decode())
+        click.echo(text(raw))
 
 
 @main.group()
@@ -201,16 +207,20 @@ def accounts() -> None:
 @click.argument("account_id")
 @click.option("--owner", required=True)
 @click.option("--plan", required=True, type=click.Choice([p.value for p in Plan]))
-@click.option("--setting", type=click.Choice([s.value for s in Setting]), default="fast",
-              show_default=True)
+@click.option(
+    "--setting", type=click.Choice([s.value for s in Setting]), default="fast", show_default=True
+)
 @click.option("--fast-hours", type=float, default=None, help="Default: the plan's allowance.")
 @click.option("--fast-limit", type=int, default=None, help="Default: the plan's.")
 @click.option("--relax-limit", type=int, default=None, help="Default: the plan's.")
-@click.option("--credentials-env", default=None,
-              help="Name of an environment variable holding the account's credentials.")
+@click.option(
+    "--credentials-env",
+    default=None,
+    help="Name of an environment variable holding the account's credentials.",
+)
 @click.pass_context
 @handles_errors
-def accounts_add(ctx: click.Context, account_id: str, **opts: Any) -> None:
+def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Add an account to the pool."""
     env = opts.pop("credentials_env")
     try:
@@ -243,7 +253,7 @@ def _errors(e: ValidationError) -> str:
 @click.option("--relax-limit", type=int, default=None)
 @click.pass_context
 @handles_errors
-def accounts_set(ctx: click.Context, account_id: str, **opts: Any) -> None:
+def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Change an account; topping up fast hours flips an exhausted account back to fast."""
     router = _router(ctx)
     if opts["setting"] is not None:
@@ -282,7 +292,7 @@ def accounts_load(ctx: click.Context, path: str) -> None:
 @click.pass_context
 def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     """List accounts (credentials are never shown)."""
-    views = _router(ctx).pool.list(owner)
+    views = _router(ctx).pool.accounts(owner)
     if as_json:
         _echo_json([v.model_dump(mode="json") for v in views])
         return
@@ -299,4 +309,3 @@ def demo(ctx: click.Context, n_tasks: int, n_workers: int, accounts_file: str) -
     from router.demo import run_demo
 
     run_demo(_settings(ctx), n_tasks=n_tasks, n_workers=n_workers, accounts_file=accounts_file)
-

@@ -23,7 +23,7 @@ DEAD_LETTER_RAW_BYTES = 4096
 class IntakeDaemon:
     """One router replica's intake loop; any number may run against one Redis."""
 
-    def __init__(self, router: Router, block_seconds: float = 1.0) -> None:
+    def __init__(self, router: Router, block_seconds: int = 1) -> None:
         self.router = router
         self.keys = router.keys
         self.router_id = uuid.uuid4().hex[:12]
@@ -54,7 +54,7 @@ class IntakeDaemon:
         if first is None:
             return []
         more: list[bytes] = scripts.intake_claim(keys=keys, args=[batch - 1])
-        return [first, *more]
+        return [first if isinstance(first, bytes) else first.encode(), *more]
 
     def handle(self, raw_messages: Sequence[bytes]) -> int:
         """Route one batch; store or dead-letter every rejection. Returns tasks routed."""

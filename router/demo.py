@@ -25,15 +25,24 @@ DEMO_SPEED = 300.0
 
 # (owner, mode) pairs the demo cycles through: every rule shows up at least once.
 MIX = [
-    ("alice", "fast"), ("alice", "turbo"), ("alice", ""), ("bob", "fast"), ("bob", "relax"),
-    ("carol", "fast"), ("carol", "relax"), ("dave", "fast"), ("dave", "turbo"), ("dave", "relax"),
+    ("alice", "fast"),
+    ("alice", "turbo"),
+    ("alice", ""),
+    ("bob", "fast"),
+    ("bob", "relax"),
+    ("carol", "fast"),
+    ("carol", "relax"),
+    ("dave", "fast"),
+    ("dave", "turbo"),
+    ("dave", "relax"),
 ]
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "router", "--log-level", "WARNING", *args],
-        env=env, stdout=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -74,8 +83,10 @@ def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: st
         procs = [_spawn(["run"], env) for _ in range(2)]
         procs += [_spawn(["worker"], env) for _ in range(n_workers)]
         stack.callback(_stop, procs)
-        click.echo(f"2 routers, {n_workers} workers, prefix {settings.key_prefix!r}, "
-                   f"simulated time x{settings.sim_speed:g}\n")
+        click.echo(
+            f"2 routers, {n_workers} workers, prefix {settings.key_prefix!r}, "
+            f"simulated time x{settings.sim_speed:g}\n"
+        )
         tasks = _run_mix(router, settings, n_tasks)
         click.echo(_task_table(tasks))
         click.echo("\n" + render(snapshot(router)))
@@ -89,9 +100,12 @@ def _run_mix(router: Router, settings: Settings, n_tasks: int) -> list[Task]:
     for i in range(n_tasks):
         owner, mode = MIX[i % len(MIX)]
         task_id = f"demo-{i:03d}"
-        message = {"id": task_id, "owner": owner, "task_type": "imagine",
-                   "input": {"prompt": f"a lighthouse at dusk, study {i} --ar 3:2",
-                             "process_mode": mode}}
+        message = {
+            "id": task_id,
+            "owner": owner,
+            "task_type": "imagine",
+            "input": {"prompt": f"a lighthouse at dusk, study {i} --ar 3:2", "process_mode": mode},
+        }
         pipe.lpush(router.keys.intake, json.dumps(message))
         ids.append(task_id)
     pipe.lpush(router.keys.intake, b"{not json")  # shows the dead-letter path
@@ -100,8 +114,9 @@ def _run_mix(router: Router, settings: Settings, n_tasks: int) -> list[Task]:
     children = []
     for parent in parents[:8]:
         if parent.status == "completed":
-            child = client.submit(parent.owner, task_type=TaskType.UPSCALE, parent_id=parent.id,
-                                  input={"index": 1})
+            child = client.submit(
+                parent.owner, task_type=TaskType.UPSCALE, parent_id=parent.id, input={"index": 1}
+            )
             children.append(client.wait(child.id, timeout=120))
     return parents + children
 
@@ -114,10 +129,17 @@ def _task_table(tasks: list[Task]) -> str:
     return table(
         ["task", "owner", "type", "asked", "ran", "account", "wait s", "run s", "why"],
         [
-            [t.id[:12], t.owner, t.task_type, t.requested_mode, t.effective_mode or "-",
-             t.account_id or "-", _seconds(t.created_at, t.started_at),
-             _seconds(t.started_at, t.finished_at),
-             t.error.code if t.error else (t.fallback_reason or t.status.value)]
+            [
+                t.id[:12],
+                t.owner,
+                t.task_type,
+                t.requested_mode,
+                t.effective_mode or "-",
+                t.account_id or "-",
+                _seconds(t.created_at, t.started_at),
+                _seconds(t.started_at, t.finished_at),
+                t.error.code if t.error else (t.fallback_reason or t.status.value),
+            ]
             for t in tasks
         ],
     )

@@ -22,7 +22,7 @@ def prompt_flag(prompt: str) -> Mode | None:
 
 
 def resolve_mode(process_mode: Mode | None, prompt: str) -> Mode:
-    """The mode a new task asks for: `process_mode` always wins when set, else the flag, else relax."""
+    """The mode a new task asks for: `process_mode` wins when set, else the flag, else relax."""
     if process_mode is not None:
         return process_mode
     return prompt_flag(prompt) or Mode.RELAX

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot, slot_for
+from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot
 
 SCORE_LOAD_SCALE = 1_000_000
 """Load fractions are compared to one part in a million."""
@@ -107,14 +107,13 @@ def route(requested: Mode, accounts: Iterable[AccountState]) -> Route:
 
 
 def route_child(parent_mode: Mode, account: AccountState | None) -> Route:
-    """Rule 5: a child runs on its parent's account in the parent's mode, relax if the account is."""
+    """Rule 5: a child runs on its parent's account, in the parent's mode while it can."""
     if account is None or not account.enabled:
         return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
     mode, fallback = parent_mode, None
-    if mode is not Mode.RELAX and account.setting is Setting.RELAX:
-        mode, fallback = Mode.RELAX, FallbackReason.ACCOUNT_SET_TO_RELAX
-    ok = has_relax_time(account) if slot_for(mode) is Slot.RELAX else account.fast_limit > 0
-    if not ok:
+    if mode is not Mode.RELAX and not has_fast_hours(account):
+        mode, fallback = Mode.RELAX, FallbackReason.ACCOUNT_SET_TO_RELAX  # rule 3
+    if mode is Mode.RELAX and not has_relax_time(account):
         return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
     return Route(mode, fallback)
 

@@ -11,10 +11,9 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from redis import Redis
 
 from router.errors import AccountError
-from router.keys import Keys
 from router.models import Ident, Plan, Setting
 from router.policy import AccountState
-from router.scripts import Outcome, Scripts, text_hash
+from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
 
 MS_PER_HOUR = 3_600_000
@@ -126,7 +125,7 @@ class Pool:
 
     def owner_of(self, account_id: str) -> str | None:
         owner = self.redis.hget(self.keys.account_owners, account_id)
-        return owner.decode() if owner else None
+        return text(owner) if owner else None
 
     def _owner_or_raise(self, account_id: str) -> str:
         owner = self.owner_of(account_id)
@@ -144,12 +143,19 @@ class Pool:
             raise AccountError("account_not_found", f"no account {account_id}")
         return outcome
 
+    def _check_relax(self, plan: Plan, relax_limit: int) -> None:
+        """Plans without relax time (Basic) never get relax slots (rule 2)."""
+        if relax_limit > 0 and not self.settings.plans[plan].relax:
+            raise AccountError("invalid_account", f"plan {plan} has no relax time")
+
     def add(self, spec: AccountSpec) -> Outcome:
         """Add an account; its id must be new across all owners."""
-        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
-            raise AccountError("account_exists", f"account {spec.id} exists")
         plan = self.settings.plans[spec.plan]
         hours = plan.fast_hours if spec.fast_hours is None else spec.fast_hours
+        relax_limit = plan.relax_limit if spec.relax_limit is None else spec.relax_limit
+        self._check_relax(spec.plan, relax_limit)
+        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
+            raise AccountError("account_exists", f"account {spec.id} exists")
         fields = {
             "id": spec.id,
             "owner": spec.owner,
@@ -158,9 +164,7 @@ class Pool:
             "fast_ms": str(round(hours * MS_PER_HOUR)),
             "fast_reserved_ms": "0",
             "fast_limit": str(plan.fast_limit if spec.fast_limit is None else spec.fast_limit),
-            "relax_limit": str(
-                plan.relax_limit if spec.relax_limit is None else spec.relax_limit
-            ),
+            "relax_limit": str(relax_limit),
             "fast_inflight": "0",
             "relax_inflight": "0",
             "enabled": "1" if spec.enabled else "0",
@@ -201,10 +205,12 @@ class Pool:
                 if limit < 0:
                     raise AccountError("invalid_account", f"{name} cannot be negative")
                 fields[name] = str(limit)
+        if relax_limit:
+            view = self.get(account_id)
+            if view is not None:
+                self._check_relax(view.plan, relax_limit)
         if credentials is not None:
-            self.redis.set(
-                self.keys.credentials(owner, account_id), credentials.get_secret_value()
-            )
+            self.redis.set(self.keys.credentials(owner, account_id), credentials.get_secret_value())
         return self._write(owner, "set", account_id, fields)
 
     def remove(self, account_id: str) -> Outcome:
@@ -239,7 +245,7 @@ class Pool:
         h = self.redis.hgetall(self.keys.account(owner, account_id))
         return AccountView.from_hash(text_hash(h)) if h else None
 
-    def list(self, owner: str | None = None) -> list[AccountView]:
+    def accounts(self, owner: str | None = None) -> list[AccountView]:
         """Every account (of one owner), sorted by owner then id."""
         index = text_hash(self.redis.hgetall(self.keys.account_owners))
         ids = sorted((o, a) for a, o in index.items() if owner is None or o == owner)
@@ -249,10 +255,9 @@ class Pool:
         return [AccountView.from_hash(text_hash(h)) for h in pipe.execute() if h]
 
     def owners(self) -> list[str]:
-        return sorted({v.decode() for v in self.redis.hvals(self.keys.account_owners)})
+        return sorted({text(v) for v in self.redis.hvals(self.keys.account_owners)})
 
     def credentials(self, owner: str, account_id: str) -> SecretStr | None:
         """The account's credentials, for a driver only."""
         raw = self.redis.get(self.keys.credentials(owner, account_id))
-        return SecretStr(raw.decode()) if raw else None
-
+        return SecretStr(text(raw)) if raw else None

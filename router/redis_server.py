@@ -41,8 +41,19 @@ def ensure_redis(url: str, timeout: float = 10.0) -> subprocess.Popen[bytes] | N
             "(e.g. apt-get install redis-server) or set BYOA_REDIS_URL",
         )
     workdir = tempfile.mkdtemp(prefix="byoa-redis-")
-    cmd = [exe, "--port", str(parts.port or 6379), "--bind", "127.0.0.1", "--dir", workdir,
-           "--save", "", "--appendonly", "yes"]
+    cmd = [
+        exe,
+        "--port",
+        str(parts.port or 6379),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        workdir,
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+    ]
     if parts.password:
         cmd += ["--requirepass", parts.password]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

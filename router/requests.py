@@ -161,7 +161,5 @@ def check_message(data: Any, settings: Settings) -> NewTask | Rejection:
         code = ErrorCode.INVALID_TASK
         if any(x["loc"] == ("task_type",) for x in e.errors()):
             code = ErrorCode.UNKNOWN_TASK_TYPE
-        return Rejection(
-            code, _describe(e), task_id if usable else None, owner if usable else None
-        )
+        return Rejection(code, _describe(e), task_id if usable else None, owner if usable else None)
     return from_message(msg, settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,14 @@ class Outcome:
         self.finished += other.finished
 
 
-def text_hash(h: dict[bytes, bytes]) -> dict[str, str]:
-    """A hash as read with a bytes client (rq needs one), as text."""
-    return {k.decode(): v.decode() for k, v in h.items()}
+def text(v: bytes | str) -> str:
+    """A reply of a bytes client (rq needs one) as text."""
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def text_hash(h: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """A hash reply as text."""
+    return {text(k): text(v) for k, v in h.items()}
 
 
 def _groups(flat: Sequence[Any], size: int) -> list[list[str]]:
@@ -82,9 +87,7 @@ class Scripts:
         """Split an owner script's reply into its results and its Outcome."""
         results, placed, switches, finished = raw
         outcome = Outcome(
-            placed=[
-                Placement(owner, t, a, int(n), Slot(s)) for t, a, n, s in _groups(placed, 4)
-            ],
+            placed=[Placement(owner, t, a, int(n), Slot(s)) for t, a, n, s in _groups(placed, 4)],
             switches=[(owner, a, Setting(s)) for a, s in _groups(switches, 2)],
             finished=[(owner, t) for (t,) in _groups(finished, 1)],
         )

@@ -12,7 +12,7 @@ from router.models import Slot
 def snapshot(router: Router) -> dict[str, Any]:
     """Accounts, per-owner queue depths, intake, dead letters and rq backlog."""
     keys, redis = router.keys, router.redis
-    accounts = router.pool.list()
+    accounts = router.pool.accounts()
     owners = sorted({a.owner for a in accounts})
     pipe = redis.pipeline(transaction=False)
     for owner in owners:
@@ -22,8 +22,12 @@ def snapshot(router: Router) -> dict[str, Any]:
         pipe.smembers(keys.pinned(owner))
     replies = _chunks(pipe.execute(), 4)
     queues = {
-        owner: {"waiting_fast": fast, "waiting_relax": relax, "waiting_children": 0,
-                "in_flight": inflight}
+        owner: {
+            "waiting_fast": fast,
+            "waiting_relax": relax,
+            "waiting_children": 0,
+            "in_flight": inflight,
+        }
         for owner, (fast, relax, inflight, _) in zip(owners, replies, strict=True)
     }
     pin_keys = [
@@ -54,7 +58,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A left-aligned plain-text table."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

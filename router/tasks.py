@@ -15,7 +15,7 @@ from redis import Redis
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
 from router.requests import NewTask
-from router.scripts import Outcome, Scripts, text_hash
+from router.scripts import Outcome, Scripts, text, text_hash
 
 
 class TaskError(BaseModel):
@@ -110,7 +110,7 @@ class TaskStore:
             pipe.setnx(key, t.owner)
             pipe.get(key)
         replies = pipe.execute()
-        return [owner.decode() for owner in replies[1::2]]
+        return [text(owner) for owner in replies[1::2]]
 
     def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], Outcome]:
         """Create, route and place tasks whose ids are claimed: one script call per owner."""
@@ -174,7 +174,7 @@ class TaskStore:
 
     def owner_of(self, task_id: str) -> str | None:
         owner = self.redis.get(self.keys.task_owner(task_id))
-        return owner.decode() if owner else None
+        return text(owner) if owner else None
 
     def get(self, task_id: str, owner: str | None = None) -> Task | None:
         owner = owner or self.owner_of(task_id)
@@ -191,4 +191,3 @@ class TaskStore:
         for _, task_id in finished:
             pipe.expire(self.keys.task_owner(task_id), ttl)
         pipe.execute()
-

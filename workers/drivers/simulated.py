@@ -19,6 +19,7 @@ from redis import Redis
 from router.keys import Keys
 from router.models import Mode, Setting, TaskType, slot_for
 from router.modes import prompt_flags
+from router.scripts import text_hash
 from router.settings import Settings
 from workers.drivers.base import (
     AccountRef,
@@ -146,10 +147,9 @@ class SimulatedDriver(Driver):
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         key = self.keys.sim_account(account.id)
-        fields: dict[str, str | int] = {"setting": setting.value}
+        self.redis.hset(key, "setting", setting.value)
         if setting is Setting.FAST:
-            fields["fast_ms"] = account.fast_ms  # topped up by the owner
-        self.redis.hset(key, mapping=fields)
+            self.redis.hset(key, "fast_ms", account.fast_ms)  # topped up by the owner
 
     # Test and demo hooks: the account's own truth.
     def set_fast_ms(self, account_id: str, fast_ms: int) -> None:
@@ -158,8 +158,6 @@ class SimulatedDriver(Driver):
     def audit(self, account_id: str) -> dict[str, int | str]:
         raw = self.redis.hgetall(self.keys.sim_account(account_id))
         out: dict[str, int | str] = {}
-        for k, v in raw.items():
-            text = v.decode()
-            out[k.decode()] = int(text) if text.lstrip("-").isdigit() else text
+        for k, v in text_hash(raw).items():
+            out[k] = int(v) if v.lstrip("-").isdigit() else v
         return out
-

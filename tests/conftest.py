@@ -1,0 +1,147 @@
+"""Fixtures: a real Redis (one key prefix per test, purged after), routers and rq workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import SimpleWorker
+
+from router.client import Client
+from router.core import Router
+from router.pool import AccountSpec
+from router.redis_server import purge
+from router.settings import Settings
+from router.tasks import Task
+
+TEST_REDIS_URL = os.environ.get("BYOA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+"""A dedicated database; every test also uses its own key prefix and purges it."""
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@pytest.fixture(scope="session")
+def redis_conn() -> Redis:
+    conn = Redis.from_url(TEST_REDIS_URL)
+    try:
+        conn.ping()
+    except Exception as e:  # pragma: no cover - environment problem, said plainly
+        pytest.exit(f"tests need a Redis server at {TEST_REDIS_URL}: {e}", returncode=2)
+    return conn
+
+
+@pytest.fixture
+def prefix(redis_conn: Redis) -> Iterator[str]:
+    value = f"t{uuid.uuid4().hex[:10]}"
+    yield value
+    purge(redis_conn, value)
+
+
+@pytest.fixture
+def settings(prefix: str) -> Settings:
+    return Settings(
+        redis_url=TEST_REDIS_URL, key_prefix=prefix, sim_speed=2000, max_prompt_length=500
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for router and worker subprocesses of this test."""
+    return {
+        **os.environ,
+        "BYOA_REDIS_URL": TEST_REDIS_URL,
+        "BYOA_KEY_PREFIX": settings.key_prefix,
+        "BYOA_SIM_SPEED": str(settings.sim_speed),
+        "BYOA_MAX_PROMPT_LENGTH": str(settings.max_prompt_length),
+    }
+
+
+@pytest.fixture
+def router(settings: Settings, redis_conn: Redis, env: dict[str, str]) -> Iterator[Router]:
+    saved = dict(os.environ)
+    os.environ.update(env)  # in-process workers build their Router from the environment
+    from workers import jobs
+
+    jobs._router.cache_clear()
+    yield Router(settings, redis_conn)
+    jobs._router.cache_clear()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def client(router: Router) -> Client:
+    return Client(router.settings, router.redis)
+
+
+@pytest.fixture
+def add_account(router: Router) -> Callable[..., None]:
+    def add(account_id: str, owner: str, plan: str, **kw: Any) -> None:
+        router.apply(router.pool.add(AccountSpec(id=account_id, owner=owner, plan=plan, **kw)))
+
+    return add
+
+
+@pytest.fixture
+def drain(router: Router) -> Callable[[], None]:
+    """Run an rq worker in this process until the queue is empty (follow-ups included)."""
+
+    def run() -> None:
+        SimpleWorker([router.queue], connection=router.redis).work(
+            burst=True, logging_level="WARNING"
+        )
+
+    return run
+
+
+@pytest.fixture
+def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `byoa ...` subprocesses with this test's settings; stopped at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "--log-level", "WARNING", *args], env=env
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def terminal(router: Router, task_ids: list[str]) -> Callable[[], list[Task] | None]:
+    """A condition for `wait_for`: every task exists and is terminal."""
+
+    def check() -> list[Task] | None:
+        tasks = [router.tasks.get(t) for t in task_ids]
+        if all(t is not None and t.status.terminal for t in tasks):
+            return [t for t in tasks if t is not None]
+        return None
+
+    return check
