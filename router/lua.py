@@ -482,7 +482,7 @@ else
       switches[#switches + 1] = given.setting
     end
   end
-  redis.call('HSET', a, unpack(fields))
+  if #fields > 0 then redis.call('HSET', a, unpack(fields)) end
   redis.call('SADD', K_ACCOUNTS, id)
 end
 touch(id)

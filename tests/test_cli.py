@@ -1,0 +1,147 @@
+"""The `byoa` command: accounts, submit, task, cancel, status; credentials never shown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from router.cli import main
+from router.core import Router
+from router.scripts import text
+
+CANARY = "sk-CANARY-7f3a9c"
+
+
+@pytest.fixture
+def byoa(env: dict[str, str], router: Router) -> Callable[..., Result]:
+    runner = CliRunner()
+    outputs: list[str] = []
+
+    def run(*args: str, code: int = 0) -> Result:
+        result = runner.invoke(main, list(args), env={**env, "MJ_TOKEN": CANARY})
+        outputs.append(result.output + (result.stderr if result.stderr_bytes else ""))
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return result
+
+    yield run
+    assert not any(CANARY in o for o in outputs)  # secrets never printed
+
+
+def test_accounts_add_set_list_remove(byoa: Callable[..., Result], router: Router) -> None:
+    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro",
+         "--credentials-env", "MJ_TOKEN")
+    byoa("accounts", "add", "a-basic", "--owner", "alice", "--plan", "basic", "--fast-hours", "1",
+         "--fast-limit", "2")
+    byoa("accounts", "add", "b-std", "--owner", "bob", "--plan", "standard", "--setting", "relax")
+    listed = json.loads(byoa("accounts", "list", "--json").output)
+    assert [a["id"] for a in listed] == ["a-basic", "a-pro", "b-std"]
+    basic = listed[0]
+    assert (basic["plan"], basic["setting"], basic["fast_hours_remaining"]) == ("basic", "fast", 1)
+    assert (basic["fast_limit"], basic["relax_limit"], basic["enabled"]) == (2, 0, True)
+    assert basic["inflight"] == {"fast": 0, "relax": 0}
+    assert listed[1]["fast_hours_remaining"] == 30 and listed[1]["fast_limit"] == 12
+    byoa("accounts", "set", "a-pro", "--fast-hours", "2.5", "--disable")
+    alice = json.loads(byoa("accounts", "list", "--owner", "alice", "--json").output)
+    pro = next(a for a in alice if a["id"] == "a-pro")
+    assert (pro["fast_hours_remaining"], pro["enabled"]) == (2.5, False)
+    assert "a-pro" in byoa("accounts", "list").output  # the table
+    byoa("accounts", "remove", "b-std")
+    assert router.pool.get("b-std") is None
+    creds = router.pool.credentials("alice", "a-pro")
+    assert creds is not None and creds.get_secret_value() == CANARY
+    account_hash = router.redis.hgetall(router.keys.account("alice", "a-pro"))
+    assert CANARY not in json.dumps({text(k): text(v) for k, v in account_hash.items()})
+
+
+def test_account_errors_are_clear(byoa: Callable[..., Result]) -> None:
+    byoa("accounts", "add", "a1", "--owner", "alice", "--plan", "pro")
+    assert "account_exists" in byoa("accounts", "add", "a1", "--owner", "bob", "--plan", "pro",
+                                     code=1).output
+    assert "account_not_found" in byoa("accounts", "set", "zz", "--fast-hours", "1",
+                                       code=1).output
+    assert "invalid_account" in byoa("accounts", "add", "b1", "--owner", "alice", "--plan",
+                                     "basic", "--relax-limit", "2", code=1).output
+    assert "invalid_account" in byoa("accounts", "add", "bad:id", "--owner", "alice", "--plan",
+                                     "pro", code=1).output
+    byoa("accounts", "add", "x", "--owner", "alice", "--plan", "gold", code=2)
+
+
+def test_accounts_load_adds_then_updates(
+    byoa: Callable[..., Result], router: Router, tmp_path: Path
+) -> None:
+    f = tmp_path / "accounts.toml"
+    f.write_text('[[accounts]]\nid = "a1"\nowner = "alice"\nplan = "mega"\n'
+                 f'credentials = "{CANARY}"\n')
+    assert "loaded 1" in byoa("accounts", "load", str(f)).output
+    f.write_text('[[accounts]]\nid = "a1"\nowner = "alice"\nplan = "mega"\nfast_hours = 4\n')
+    byoa("accounts", "load", str(f))
+    view = router.pool.get("a1")
+    assert view is not None and view.fast_hours_remaining == 4
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[accounts]]\nid = "a2"\nplan = "mega"\n')
+    assert "invalid_accounts_file" in byoa("accounts", "load", str(bad), code=1).output
+
+
+def test_example_accounts_file_loads(byoa: Callable[..., Result], router: Router) -> None:
+    example = Path(__file__).parent.parent / "config" / "accounts.example.toml"
+    byoa("accounts", "load", str(example))
+    assert {a.owner for a in router.pool.accounts()} == {"alice", "bob", "carol", "dave"}
+
+
+def test_submit_wait_task_and_status(
+    byoa: Callable[..., Result], router: Router, spawn: Callable[..., object]
+) -> None:
+    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro",
+         "--credentials-env", "MJ_TOKEN")
+    spawn("worker")
+    out = byoa("submit", "--owner", "alice", "--prompt", "a fox --relax", "--mode", "turbo",
+               "--id", "cli-1", "--wait", "--timeout", "60", "--json").output
+    task = json.loads(out)
+    assert (task["id"], task["status"], task["effective_mode"]) == ("cli-1", "completed", "turbo")
+    assert task["prompt"] == "a fox --turbo" and task["account_id"] == "a-pro"
+    for field in ("created_at", "started_at", "finished_at"):
+        assert task[field].endswith("Z") or "+00:00" in task[field]
+    assert set(task) >= {"id", "owner", "task_type", "status", "requested_mode",
+                         "effective_mode", "fallback_reason", "account_id", "parent_id",
+                         "prompt", "error", "result"}
+    shown = json.loads(byoa("task", "cli-1", "--json").output)
+    assert shown == task
+    child = json.loads(byoa("submit", "--owner", "alice", "--type", "upscale", "--parent",
+                            "cli-1", "--wait", "--timeout", "60", "--json").output)
+    assert (child["effective_mode"], child["account_id"]) == ("turbo", "a-pro")
+    status = byoa("status").output
+    assert "a-pro" in status and "alice" in status and "dead letters" in status
+    snap = json.loads(byoa("status", "--json").output)
+    assert snap["owners"]["alice"]["in_flight"] == 0
+    assert "task_not_found" in byoa("task", "nope", code=1).output
+
+
+def test_submit_reports_failures_with_their_code(byoa: Callable[..., Result]) -> None:
+    out = byoa("submit", "--owner", "alice", "--prompt", "x", "--json", code=3).output
+    assert json.loads(out)["error"]["code"] == "no_account"
+    assert "prompt_too_long" in byoa("submit", "--owner", "alice", "--prompt", "x" * 501,
+                                     code=1).output
+
+
+def test_cancel_from_the_cli(byoa: Callable[..., Result]) -> None:
+    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro")
+    byoa("submit", "--owner", "alice", "--prompt", "x", "--mode", "fast", "--id", "c1")
+    assert json.loads(byoa("cancel", "c1", "--json").output)["status"] == "cancelled"
+
+
+def test_bad_configuration_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "settings.toml"
+    bad.write_text('key_prefix = "has space"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "router", "--config", str(bad), "status"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "bad configuration" in result.stderr and "key_prefix" in result.stderr
+    assert "Traceback" not in result.stderr
