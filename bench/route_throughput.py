@@ -31,9 +31,15 @@ def rq_baseline(router: Router, n: int) -> float:
     queue = Queue(f"{router.keys.prefix}-baseline", connection=router.redis)
     start = time.perf_counter()
     for i in range(0, n, router.settings.intake_batch):
-        jobs = [Queue.prepare_data("workers.jobs.run_task", args=("o", f"t{j}", 1),
-                                   job_id=f"{router.keys.prefix}-b{j}", result_ttl=0)
-                for j in range(i, min(n, i + router.settings.intake_batch))]
+        jobs = [
+            Queue.prepare_data(
+                "workers.jobs.run_task",
+                args=("o", f"t{j}", 1),
+                job_id=f"{router.keys.prefix}-b{j}",
+                result_ttl=0,
+            )
+            for j in range(i, min(n, i + router.settings.intake_batch))
+        ]
         pipe = router.redis.pipeline()
         queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
@@ -48,14 +54,27 @@ def routed_rate(n_accounts: int, n_tasks: int) -> float:
         owners = max(1, n_accounts // 10)
         per_account = -(-n_tasks // n_accounts)
         for i in range(n_accounts):
-            spec = AccountSpec(id=f"acct{i}", owner=f"owner{i % owners}", plan="pro",
-                               fast_limit=per_account, relax_limit=per_account, fast_hours=1000)
+            spec = AccountSpec(
+                id=f"acct{i}",
+                owner=f"owner{i % owners}",
+                plan="pro",
+                fast_limit=per_account,
+                relax_limit=per_account,
+                fast_hours=1000,
+            )
             router.pool.add(spec)
         pipe = router.redis.pipeline(transaction=False)
         for i in range(n_tasks):
             mode = ("fast", "relax", "turbo")[i % 3]
-            pipe.lpush(router.keys.intake, json.dumps(
-                {"owner": f"owner{i % owners}", "input": {"prompt": f"p{i}", "process_mode": mode}}))
+            pipe.lpush(
+                router.keys.intake,
+                json.dumps(
+                    {
+                        "owner": f"owner{i % owners}",
+                        "input": {"prompt": f"p{i}", "process_mode": mode},
+                    }
+                ),
+            )
         pipe.execute()
         daemon = IntakeDaemon(router)
         start = time.perf_counter()

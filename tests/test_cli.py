@@ -34,10 +34,30 @@ def byoa(env: dict[str, str], router: Router) -> Callable[..., Result]:
 
 
 def test_accounts_add_set_list_remove(byoa: Callable[..., Result], router: Router) -> None:
-    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro",
-         "--credentials-env", "MJ_TOKEN")
-    byoa("accounts", "add", "a-basic", "--owner", "alice", "--plan", "basic", "--fast-hours", "1",
-         "--fast-limit", "2")
+    byoa(
+        "accounts",
+        "add",
+        "a-pro",
+        "--owner",
+        "alice",
+        "--plan",
+        "pro",
+        "--credentials-env",
+        "MJ_TOKEN",
+    )
+    byoa(
+        "accounts",
+        "add",
+        "a-basic",
+        "--owner",
+        "alice",
+        "--plan",
+        "basic",
+        "--fast-hours",
+        "1",
+        "--fast-limit",
+        "2",
+    )
     byoa("accounts", "add", "b-std", "--owner", "bob", "--plan", "standard", "--setting", "relax")
     listed = json.loads(byoa("accounts", "list", "--json").output)
     assert [a["id"] for a in listed] == ["a-basic", "a-pro", "b-std"]
@@ -61,14 +81,30 @@ def test_accounts_add_set_list_remove(byoa: Callable[..., Result], router: Route
 
 def test_account_errors_are_clear(byoa: Callable[..., Result]) -> None:
     byoa("accounts", "add", "a1", "--owner", "alice", "--plan", "pro")
-    assert "account_exists" in byoa("accounts", "add", "a1", "--owner", "bob", "--plan", "pro",
-                                     code=1).output
-    assert "account_not_found" in byoa("accounts", "set", "zz", "--fast-hours", "1",
-                                       code=1).output
-    assert "invalid_account" in byoa("accounts", "add", "b1", "--owner", "alice", "--plan",
-                                     "basic", "--relax-limit", "2", code=1).output
-    assert "invalid_account" in byoa("accounts", "add", "bad:id", "--owner", "alice", "--plan",
-                                     "pro", code=1).output
+    assert (
+        "account_exists"
+        in byoa("accounts", "add", "a1", "--owner", "bob", "--plan", "pro", code=1).output
+    )
+    assert "account_not_found" in byoa("accounts", "set", "zz", "--fast-hours", "1", code=1).output
+    assert (
+        "invalid_account"
+        in byoa(
+            "accounts",
+            "add",
+            "b1",
+            "--owner",
+            "alice",
+            "--plan",
+            "basic",
+            "--relax-limit",
+            "2",
+            code=1,
+        ).output
+    )
+    assert (
+        "invalid_account"
+        in byoa("accounts", "add", "bad:id", "--owner", "alice", "--plan", "pro", code=1).output
+    )
     byoa("accounts", "add", "x", "--owner", "alice", "--plan", "gold", code=2)
 
 
@@ -76,8 +112,9 @@ def test_accounts_load_adds_then_updates(
     byoa: Callable[..., Result], router: Router, tmp_path: Path
 ) -> None:
     f = tmp_path / "accounts.toml"
-    f.write_text('[[accounts]]\nid = "a1"\nowner = "alice"\nplan = "mega"\n'
-                 f'credentials = "{CANARY}"\n')
+    f.write_text(
+        f'[[accounts]]\nid = "a1"\nowner = "alice"\nplan = "mega"\ncredentials = "{CANARY}"\n'
+    )
     assert "loaded 1" in byoa("accounts", "load", str(f)).output
     f.write_text('[[accounts]]\nid = "a1"\nowner = "alice"\nplan = "mega"\nfast_hours = 4\n')
     byoa("accounts", "load", str(f))
@@ -97,23 +134,69 @@ def test_example_accounts_file_loads(byoa: Callable[..., Result], router: Router
 def test_submit_wait_task_and_status(
     byoa: Callable[..., Result], router: Router, spawn: Callable[..., object]
 ) -> None:
-    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro",
-         "--credentials-env", "MJ_TOKEN")
+    byoa(
+        "accounts",
+        "add",
+        "a-pro",
+        "--owner",
+        "alice",
+        "--plan",
+        "pro",
+        "--credentials-env",
+        "MJ_TOKEN",
+    )
     spawn("worker")
-    out = byoa("submit", "--owner", "alice", "--prompt", "a fox --relax", "--mode", "turbo",
-               "--id", "cli-1", "--wait", "--timeout", "60", "--json").output
+    out = byoa(
+        "submit",
+        "--owner",
+        "alice",
+        "--prompt",
+        "a fox --relax",
+        "--mode",
+        "turbo",
+        "--id",
+        "cli-1",
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
+    ).output
     task = json.loads(out)
     assert (task["id"], task["status"], task["effective_mode"]) == ("cli-1", "completed", "turbo")
     assert task["prompt"] == "a fox --turbo" and task["account_id"] == "a-pro"
     for field in ("created_at", "started_at", "finished_at"):
         assert task[field].endswith("Z") or "+00:00" in task[field]
-    assert set(task) >= {"id", "owner", "task_type", "status", "requested_mode",
-                         "effective_mode", "fallback_reason", "account_id", "parent_id",
-                         "prompt", "error", "result"}
+    assert set(task) >= {
+        "id",
+        "owner",
+        "task_type",
+        "status",
+        "requested_mode",
+        "effective_mode",
+        "fallback_reason",
+        "account_id",
+        "parent_id",
+        "prompt",
+        "error",
+        "result",
+    }
     shown = json.loads(byoa("task", "cli-1", "--json").output)
     assert shown == task
-    child = json.loads(byoa("submit", "--owner", "alice", "--type", "upscale", "--parent",
-                            "cli-1", "--wait", "--timeout", "60", "--json").output)
+    child = json.loads(
+        byoa(
+            "submit",
+            "--owner",
+            "alice",
+            "--type",
+            "upscale",
+            "--parent",
+            "cli-1",
+            "--wait",
+            "--timeout",
+            "60",
+            "--json",
+        ).output
+    )
     assert (child["effective_mode"], child["account_id"]) == ("turbo", "a-pro")
     status = byoa("status").output
     assert "a-pro" in status and "alice" in status and "dead letters" in status
@@ -125,8 +208,10 @@ def test_submit_wait_task_and_status(
 def test_submit_reports_failures_with_their_code(byoa: Callable[..., Result]) -> None:
     out = byoa("submit", "--owner", "alice", "--prompt", "x", "--json", code=3).output
     assert json.loads(out)["error"]["code"] == "no_account"
-    assert "prompt_too_long" in byoa("submit", "--owner", "alice", "--prompt", "x" * 501,
-                                     code=1).output
+    assert (
+        "prompt_too_long"
+        in byoa("submit", "--owner", "alice", "--prompt", "x" * 501, code=1).output
+    )
 
 
 def test_cancel_from_the_cli(byoa: Callable[..., Result]) -> None:
@@ -140,7 +225,9 @@ def test_bad_configuration_is_reported_not_a_traceback(tmp_path: Path) -> None:
     bad.write_text('key_prefix = "has space"\n')
     result = subprocess.run(
         [sys.executable, "-m", "router", "--config", str(bad), "status"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "bad configuration" in result.stderr and "key_prefix" in result.stderr

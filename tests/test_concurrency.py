@@ -123,9 +123,7 @@ def test_clients_in_parallel_processes_share_accounts_safely(
     for _ in range(6):
         spawn("worker")
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_client_process, args=(env, "alice", 50, k * 50)) for k in range(4)
-    ]
+    procs = [ctx.Process(target=_client_process, args=(env, "alice", 50, k * 50)) for k in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -28,8 +28,15 @@ def test_documented_message_is_routed_and_dispatched(
     router: Router, add_account: AddAccount
 ) -> None:
     add_account("a-pro", "alice", "pro")
-    push(router, {"id": "m1", "owner": "alice", "task_type": "imagine",
-                  "input": {"prompt": "a fox --fast", "process_mode": ""}})
+    push(
+        router,
+        {
+            "id": "m1",
+            "owner": "alice",
+            "task_type": "imagine",
+            "input": {"prompt": "a fox --fast", "process_mode": ""},
+        },
+    )
     daemon = IntakeDaemon(router)
     assert daemon.handle(daemon.claim()) == 1
     task = router.tasks.get("m1")
@@ -43,8 +50,10 @@ def test_messages_are_taken_oldest_first_in_batches(
     router: Router, add_account: AddAccount
 ) -> None:
     add_account("a-pro", "alice", "pro", fast_limit=1)  # one starts, the rest wait in line
-    push(router, *({"id": f"m{i}", "owner": "alice", "input": {"prompt": "x --fast"}}
-                   for i in range(450)))
+    push(
+        router,
+        *({"id": f"m{i}", "owner": "alice", "input": {"prompt": "x --fast"}} for i in range(450)),
+    )
     daemon = IntakeDaemon(router)
     sizes = []
     while batch := daemon.claim():
@@ -104,8 +113,16 @@ def test_messages_without_a_usable_id_go_to_dead_letters_with_the_reason(
     daemon = IntakeDaemon(router)
     assert daemon.handle(daemon.claim()) == 1
     codes = sorted(d["code"] for d in dead_letters(router))
-    assert codes == sorted(["invalid_json", "invalid_json", "invalid_task", "unknown_task_type",
-                            "invalid_task", "message_too_large"])
+    assert codes == sorted(
+        [
+            "invalid_json",
+            "invalid_json",
+            "invalid_task",
+            "unknown_task_type",
+            "invalid_task",
+            "message_too_large",
+        ]
+    )
     assert all(d["message"] and "at" in d for d in dead_letters(router))
     assert any(d["raw"] == "{not json" for d in dead_letters(router))
     assert router.tasks.get("fine") is not None
@@ -142,9 +159,16 @@ def test_daemon_keeps_running_through_bad_input(
     add_account("a-pro", "alice", "pro")
     spawn("run")
     spawn("worker")
-    push(router, b"garbage", {"owner": 5}, {"id": "ok-1", "owner": "alice",
-                                           "input": {"prompt": "a fox --fast"}})
-    push(router, {"id": "ok-2", "owner": "alice", "input": {"prompt": "a fox", "process_mode": "turbo"}})
+    push(
+        router,
+        b"garbage",
+        {"owner": 5},
+        {"id": "ok-1", "owner": "alice", "input": {"prompt": "a fox --fast"}},
+    )
+    push(
+        router,
+        {"id": "ok-2", "owner": "alice", "input": {"prompt": "a fox", "process_mode": "turbo"}},
+    )
     done = wait_for(terminal(router, ["ok-1", "ok-2"]), timeout=60, what="tasks after bad input")
     assert [t.status for t in done] == ["completed", "completed"]
     assert len(dead_letters(router)) == 2

@@ -28,25 +28,42 @@ accounts = st.builds(
     enabled=st.booleans(),
 )
 pools = st.lists(accounts, max_size=4, unique_by=lambda a: a.id)
-SLOW = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def load(router: Router, owner: str, pool: list[AccountState]) -> None:
     """Write the pool's raw state, then let ACCOUNT_WRITE refresh each account's indexes."""
     router.redis.delete(*[router.keys.account(owner, f"a{i}") for i in range(4)])
     base = router.keys.owner_base(owner)
-    for suffix in ("enabled", "fastcap", "relaxcap", "free:fast", "free:relax", "line:fast",
-                   "line:relax"):
+    for suffix in (
+        "enabled",
+        "fastcap",
+        "relaxcap",
+        "free:fast",
+        "free:relax",
+        "line:fast",
+        "line:relax",
+    ):
         router.redis.delete(f"{base}:{suffix}")
     for a in pool:
-        router.redis.hset(router.keys.account(owner, a.id), mapping={
-            "id": a.id, "owner": owner, "plan": a.plan.value, "setting": a.setting.value,
-            "fast_ms": a.fast_ms, "fast_reserved_ms": a.fast_reserved_ms,
-            "fast_limit": a.fast_limit, "relax_limit": a.relax_limit,
-            "fast_inflight": a.fast_inflight, "relax_inflight": a.relax_inflight,
-            "enabled": int(a.enabled),
-        })
+        router.redis.hset(
+            router.keys.account(owner, a.id),
+            mapping={
+                "id": a.id,
+                "owner": owner,
+                "plan": a.plan.value,
+                "setting": a.setting.value,
+                "fast_ms": a.fast_ms,
+                "fast_reserved_ms": a.fast_reserved_ms,
+                "fast_limit": a.fast_limit,
+                "relax_limit": a.relax_limit,
+                "fast_inflight": a.fast_inflight,
+                "relax_inflight": a.relax_inflight,
+                "enabled": int(a.enabled),
+            },
+        )
         router.pool._write(owner, "set", a.id, {})
 
 
@@ -87,10 +104,10 @@ def test_submit_routes_as_policy_route_and_places_on_policy_choice(
     load(router, "o", pool)
     states = [flipped(a) for a in pool]
     expected = policy.route(mode, states)
-    task = NewTask(uuid.uuid4().hex, "o", "imagine", mode.value, "", "x",
-                   "{}", 60_000)
+    task = NewTask(uuid.uuid4().hex, "o", "imagine", mode.value, "", "x", "{}", 60_000)
     router.redis.set(router.keys.task_owner(task.id), "o")
     (submitted,), outcome = router.tasks.submit_many([task])
+    assert submitted.created
     record = router.tasks.get(task.id)
     assert record is not None
     if expected.error is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,11 @@ def test_fast_falls_back_to_relax_when_no_account_of_the_owner_has_fast_hours(
     assert task.fallback_reason == "fast_hours_exhausted"
     drain()
     done = client.wait(task.id, timeout=10)
-    assert (done.status, done.requested_mode, done.effective_mode) == ("completed", "turbo", "relax")
+    assert (done.status, done.requested_mode, done.effective_mode) == (
+        "completed",
+        "turbo",
+        "relax",
+    )
     assert done.account_id == "a-std"
     assert done.prompt == "a cat --relax"
 
@@ -129,7 +134,7 @@ def test_busy_account_makes_tasks_wait_not_fall_back(
     done = [client.wait(i, timeout=10) for i in ids]
     assert all(d.status == "completed" and d.effective_mode == "fast" for d in done)
     starts = sorted((d.started_at, d.finished_at) for d in done)
-    for (_, prev_end), (next_start, _) in zip(starts, starts[1:], strict=False):
+    for (_, prev_end), (next_start, _) in itertools.pairwise(starts):
         assert prev_end is not None and next_start is not None and prev_end <= next_start
 
 
