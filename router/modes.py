@@ -6,7 +6,8 @@ import re
 
 from router.models import Mode
 
-_FLAG_RE = re.compile(r"(?<!\S)--(relax|fast|turbo)(?!\S)", re.IGNORECASE)
+_FLAG_RE = re.compile(r"(?<!\S)--((?ai:relax|fast|turbo))(?!\S)")
+"""A mode flag: ASCII letters in any case (Unicode look-alikes of a letter do not match)."""
 _SPACES_RE = re.compile(r"\s+")
 
 

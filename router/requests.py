@@ -136,16 +136,20 @@ def from_message(msg: TaskMessage, settings: Settings) -> NewTask | Rejection:
 
 def parse_message(raw: bytes | str, settings: Settings) -> NewTask | Rejection:
     """An intake message as a routable task, or why it cannot be one."""
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > settings.max_message_bytes:
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError as e:
+            return Rejection(ErrorCode.INVALID_JSON, f"not valid UTF-8 text: {e.reason}")
+    if len(raw) > settings.max_message_bytes:
         return Rejection(
             ErrorCode.MESSAGE_TOO_LARGE,
-            f"message has {size} bytes; the limit is {settings.max_message_bytes}",
+            f"message has {len(raw)} bytes; the limit is {settings.max_message_bytes}",
         )
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        return Rejection(ErrorCode.INVALID_JSON, f"not valid JSON: {e}")
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
+        return Rejection(ErrorCode.INVALID_JSON, f"not valid JSON: {type(e).__name__}: {e}")
     return check_message(data, settings)
 
 
