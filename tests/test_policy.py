@@ -78,8 +78,12 @@ def test_paid_plans_with_relax_slots_have_relax_time(plan: Plan, setting: Settin
 
 @pytest.mark.parametrize(
     "change",
-    [{"plan": Plan.BASIC}, {"plan": Plan.BASIC, "relax_limit": 5}, {"relax_limit": 0},
-     {"enabled": False}],
+    [
+        {"plan": Plan.BASIC},
+        {"plan": Plan.BASIC, "relax_limit": 5},
+        {"relax_limit": 0},
+        {"enabled": False},
+    ],
 )
 def test_no_relax_time_on_basic_without_relax_slots_or_disabled(change: dict[str, Any]) -> None:
     assert not has_relax_time(replace(HEALTHY, **change))

@@ -263,15 +263,19 @@ prompt_words = st.sampled_from(
     ["a", "cat", "--fast", "--RELAX", "--turbo", "--ar", "16:9", "x--fast"]
 )
 prompts_ = st.lists(prompt_words | st.text(max_size=6), max_size=8).map(" ".join) | json_values
-inputs = st.fixed_dictionaries(
-    {},
-    optional={
-        "prompt": prompts_,
-        "process_mode": st.sampled_from(["", "fast", "relax", "turbo", "FAST", None]) | json_values,
-        "index": json_values,
-        "seed": json_values,
-    },
-) | json_values
+inputs = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "prompt": prompts_,
+            "process_mode": st.sampled_from(["", "fast", "relax", "turbo", "FAST", None])
+            | json_values,
+            "index": json_values,
+            "seed": json_values,
+        },
+    )
+    | json_values
+)
 messages = st.fixed_dictionaries(
     {},
     optional={
