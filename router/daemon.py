@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Sequence
@@ -96,10 +98,19 @@ class IntakeDaemon:
         pipe.execute()
 
     def run(self) -> None:
-        """Claim and handle batches until asked to stop."""
+        """Claim and handle batches until asked to stop; listed in `<prefix>:routers` meanwhile."""
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.now(UTC).isoformat(),
+        }
+        self.router.redis.hset(self.keys.routers, self.router_id, json.dumps(me))
         log.info("router %s reading %s", self.router_id, self.keys.intake)
-        while not self.stopping.is_set():
-            batch = self.claim()
-            if batch:
-                self.handle(batch)
+        try:
+            while not self.stopping.is_set():
+                batch = self.claim()
+                if batch:
+                    self.handle(batch)
+        finally:
+            self.router.redis.hdel(self.keys.routers, self.router_id)
         log.info("router %s stopped", self.router_id)

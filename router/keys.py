@@ -48,6 +48,11 @@ class Keys:
         return f"{self.prefix}:dead"
 
     @property
+    def routers(self) -> str:
+        """Hash router id -> JSON (host, pid, started): the replicas running now."""
+        return f"{self.prefix}:routers"
+
+    @property
     def account_owners(self) -> str:
         """Hash account id -> owner: account ids are unique across owners."""
         return f"{self.prefix}:accounts"

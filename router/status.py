@@ -44,6 +44,7 @@ def snapshot(router: Router) -> dict[str, Any]:
     return {
         "accounts": [a.model_dump(mode="json") for a in accounts],
         "owners": queues,
+        "routers": redis.hlen(keys.routers),
         "intake": redis.llen(keys.intake),
         "dead_letters": redis.llen(keys.dead_letters),
         "rq_queued": router.queue.count,
@@ -96,7 +97,7 @@ def render(snap: dict[str, Any]) -> str:
         ],
     )
     tail = (
-        f"intake: {snap['intake']}  dead letters: {snap['dead_letters']}  "
+        f"routers: {snap['routers']}  intake: {snap['intake']}  dead letters: {snap['dead_letters']}  "
         f"rq queued: {snap['rq_queued']}"
     )
     return f"{render_accounts(snap['accounts'])}\n\n{queues}\n\n{tail}"

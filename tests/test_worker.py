@@ -1,0 +1,118 @@
+"""Workers and the simulated account: re-routing on "out of fast hours", cancel, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from router.client import Client
+from router.core import Router
+from router.models import Mode, Plan
+from tests.conftest import wait_for
+from workers.drivers.base import AccountRef, DriverError, DriverJob
+from workers.drivers.simulated import SimulatedDriver
+
+AddAccount = Callable[..., None]
+Drain = Callable[[], None]
+
+
+def test_driver_out_of_fast_hours_flips_account_and_falls_back(
+    client: Client, add_account: AddAccount, router: Router, drain: Drain
+) -> None:
+    add_account("a-std", "alice", "standard", fast_hours=10)
+    SimulatedDriver(router.settings, router.redis).set_fast_ms("a-std", 0)  # the truth: none
+    task = client.submit("alice", "a cat", mode="fast")
+    drain()
+    done = client.wait(task.id, timeout=10)
+    assert (done.status, done.effective_mode) == ("completed", "relax")
+    assert done.fallback_reason == "fast_hours_exhausted"
+    assert done.attempt == 2 and done.prompt == "a cat --relax"
+    account = router.pool.get("a-std")
+    assert account is not None and account.setting == "relax"
+    assert account.fast_hours_remaining == 0 and account.auto_flips == 1
+    assert account.inflight == {"fast": 0, "relax": 0} and account.fast_hours_reserved == 0
+
+
+def test_driver_out_of_fast_hours_reroutes_to_another_account_with_hours(
+    client: Client, add_account: AddAccount, router: Router, drain: Drain
+) -> None:
+    add_account("a-mega", "alice", "mega", fast_hours=50)
+    add_account("a-std", "alice", "standard", fast_hours=5)
+    SimulatedDriver(router.settings, router.redis).set_fast_ms("a-mega", 0)
+    task = client.submit("alice", "a cat", mode="turbo")
+    assert task.account_id == "a-mega"  # most fast time left, as far as the router knows
+    drain()
+    done = client.wait(task.id, timeout=10)
+    assert (done.status, done.effective_mode, done.account_id) == ("completed", "turbo", "a-std")
+    assert done.fallback_reason is None
+    assert router.pool.get("a-mega").setting == "relax"  # type: ignore[union-attr]
+
+
+def test_simulator_refuses_a_prompt_without_exactly_the_jobs_flag(router: Router) -> None:
+    driver = SimulatedDriver(router.settings, router.redis)
+    account = AccountRef("a1", "alice", Plan.PRO, 3_600_000)
+    for prompt in ("a cat", "a cat --fast", "a cat --relax --turbo"):
+        with pytest.raises(DriverError):
+            driver.submit(account, DriverJob("t1", "imagine", Mode.TURBO, prompt, {}))
+    child = DriverJob("t2", "upscale", Mode.FAST, None, {}, parent_result={"job_ref": "a2:t0"})
+    with pytest.raises(DriverError, match="not on account"):
+        driver.submit(account, child)
+
+
+def test_cancel_running_task_ends_it_cancelled_and_frees_the_slot(
+    client: Client,
+    add_account: AddAccount,
+    router: Router,
+    spawn: Callable[..., object],
+    env: dict[str, str],
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=1)
+    env["BYOA_SIM_SPEED"] = "10"  # a fast job lasts about 5 s
+    spawn("worker")
+    task = client.submit("alice", "slow cat", mode="fast")
+    behind = client.submit("alice", "next cat", mode="fast")
+    wait_for(lambda: client.get(task.id).status == "running", what="the task to start")  # type: ignore[union-attr]
+    assert client.cancel(task.id).status == "running"  # type: ignore[union-attr]
+    done = client.wait(task.id, timeout=30)
+    assert done.status == "cancelled" and done.result is None
+    assert client.wait(behind.id, timeout=30).status == "completed"
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}
+    assert account.gpu_seconds_used["fast"] > 0  # the account did the work; it is charged
+
+
+def test_router_stops_cleanly_on_sigterm(
+    router: Router, spawn: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    proc = spawn("run")
+    wait_for(lambda: router.redis.hlen(router.keys.routers) == 1, what="the router to register")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert router.redis.hlen(router.keys.routers) == 0
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "router", "demo", "--tasks", "30", "--workers", "3"],
+        env={**env, "BYOA_SIM_SPEED": "1000"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in (
+        "fast_hours_exhausted",
+        "no_relax_account",
+        "upscale",
+        "dave-standard",
+        "bob-mega",
+        "dead letters: 1",
+    ):
+        assert expected in out, expected
