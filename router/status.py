@@ -96,8 +96,13 @@ def render(snap: dict[str, Any]) -> str:
             for o, q in snap["owners"].items()
         ],
     )
-    tail = (
-        f"routers: {snap['routers']}  intake: {snap['intake']}  dead letters: {snap['dead_letters']}  "
-        f"rq queued: {snap['rq_queued']}"
+    tail = "  ".join(
+        f"{label}: {snap[key]}"
+        for label, key in (
+            ("routers", "routers"),
+            ("intake", "intake"),
+            ("dead letters", "dead_letters"),
+            ("rq queued", "rq_queued"),
+        )
     )
     return f"{render_accounts(snap['accounts'])}\n\n{queues}\n\n{tail}"
