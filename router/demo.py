@@ -46,7 +46,8 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process, then wait for it (and kill it if it will not stop)."""
     for p in procs:
         p.terminate()
     for p in procs:
@@ -82,7 +83,7 @@ def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: st
             router.apply(router.pool.upsert(spec))
         procs = [_spawn(["run"], env) for _ in range(2)]
         procs += [_spawn(["worker"], env) for _ in range(n_workers)]
-        stack.callback(_stop, procs)
+        stack.callback(stop_processes, procs)
         click.echo(
             f"2 routers, {n_workers} workers, prefix {settings.key_prefix!r}, "
             f"simulated time x{settings.sim_speed:g}\n"

@@ -16,6 +16,7 @@ from rq import SimpleWorker
 
 from router.client import Client
 from router.core import Router
+from router.demo import stop_processes
 from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
@@ -126,13 +127,7 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]
         return proc
 
     yield start
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop_processes(procs)
 
 
 def terminal(router: Router, task_ids: list[str]) -> Callable[[], list[Task] | None]:

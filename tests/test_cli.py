@@ -16,6 +16,17 @@ from router.core import Router
 from router.scripts import text
 
 CANARY = "sk-CANARY-7f3a9c"
+ADD_PRO_WITH_CREDENTIALS = (
+    "accounts",
+    "add",
+    "a-pro",
+    "--owner",
+    "alice",
+    "--plan",
+    "pro",
+    "--credentials-env",
+    "MJ_TOKEN",
+)
 
 
 @pytest.fixture
@@ -34,17 +45,7 @@ def byoa(env: dict[str, str], router: Router) -> Callable[..., Result]:
 
 
 def test_accounts_add_set_list_remove(byoa: Callable[..., Result], router: Router) -> None:
-    byoa(
-        "accounts",
-        "add",
-        "a-pro",
-        "--owner",
-        "alice",
-        "--plan",
-        "pro",
-        "--credentials-env",
-        "MJ_TOKEN",
-    )
+    byoa(*ADD_PRO_WITH_CREDENTIALS)
     byoa(
         "accounts",
         "add",
@@ -134,17 +135,7 @@ def test_example_accounts_file_loads(byoa: Callable[..., Result], router: Router
 def test_submit_wait_task_and_status(
     byoa: Callable[..., Result], router: Router, spawn: Callable[..., object]
 ) -> None:
-    byoa(
-        "accounts",
-        "add",
-        "a-pro",
-        "--owner",
-        "alice",
-        "--plan",
-        "pro",
-        "--credentials-env",
-        "MJ_TOKEN",
-    )
+    byoa(*ADD_PRO_WITH_CREDENTIALS)
     spawn("worker")
     out = byoa(
         "submit",
