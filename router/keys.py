@@ -39,8 +39,11 @@ class Keys:
         return f"{self.prefix}:intake"
 
     def intake_processing(self, router_id: str) -> str:
-        """List holding a router's claimed, not yet handled, intake messages."""
-        return f"{self.prefix}:intake:processing:{router_id}"
+        """List holding a router's claimed, not yet handled, intake messages.
+
+        Its hash tag is the intake list's whole name, so both live in one cluster slot.
+        """
+        return f"{self.prefix}:intake:{{{self.intake}}}:processing:{router_id}"
 
     @property
     def dead_letters(self) -> str:

@@ -225,6 +225,21 @@ local function release(tid)
   return f[1]
 end
 
+-- Put a task that lost its slot back at the head of the line for its own mode: the
+-- owner's line, or its account's pin line for a child (rules 1-5 then apply again).
+local function requeue(tid, acct)
+  local t = k_task(tid)
+  local f = redis.call('HMGET', t, 'effective_mode', 'parent_id')
+  redis.call('HSET', t, 'status', 'queued', 'started_at', '')
+  if f[2] and f[2] ~= '' then
+    redis.call('LPUSH', k_pin(acct, slot_of(f[1])), tid)
+    redis.call('SADD', K_PINNED, acct)
+  else
+    redis.call('HSET', t, 'account_id', '')
+    redis.call('LPUSH', k_line(slot_of(f[1])), tid)
+  end
+end
+
 local function next_waiting(line)
   while true do
     local tid = redis.call('LINDEX', line, 0)
@@ -350,14 +365,24 @@ return out(results)
 START = (
     PRELUDE
     + """
--- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile.
+-- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile;
+-- if its account was disabled since it was placed, the task is routed again instead.
 -- ARGV[5] task id, ARGV[6] attempt the worker was given
 -- results {'run'|'skip'|'missing', current status}
-local t = k_task(ARGV[5])
-local f = redis.call('HMGET', t, 'status', 'attempt', 'slot')
+local tid = ARGV[5]
+local t = k_task(tid)
+local f = redis.call('HMGET', t, 'status', 'attempt', 'slot', 'account_id')
 if not f[1] then return out({'missing', ''}) end
 if f[2] ~= ARGV[6] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
+end
+if redis.call('SISMEMBER', K_ENABLED, f[4]) == 0 then
+  release(tid)
+  requeue(tid, f[4])
+  touch(f[4])
+  reconcile()
+  pump({})
+  return out({'skip', redis.call('HGET', t, 'status')})
 end
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 return out({'run', 'running'})
@@ -369,7 +394,10 @@ SETTLE = (
     + """
 -- SETTLE: a worker ends a task: free its slot, debit the GPU time it really used, record
 -- the outcome, flip an exhausted account, hand the slot to the next waiting task.
--- ARGV[5] task id, ARGV[6] attempt, ARGV[7] 'completed'|'failed'|'out_of_fast',
+-- ARGV[5] task id, ARGV[6] attempt,
+-- ARGV[7] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
+--         the task is routed again) | 'attention' (the account leaves rotation with the
+--         error message as its reason, the task is routed again),
 -- ARGV[8] GPU ms used, ARGV[9] result JSON, ARGV[10] error code, ARGV[11] error message
 -- results {'settled'|'stale', status}
 local tid, outcome = ARGV[5], ARGV[7]
@@ -389,23 +417,19 @@ if redis.call('EXISTS', a) == 1 then
     if cost > 0 then redis.call('HINCRBY', a, 'fast_ms', 0 - cost) end
   end
   if outcome == 'out_of_fast' then redis.call('HSET', a, 'fast_ms', '0') end
+  if outcome == 'attention' then
+    redis.call('HSET', a, 'enabled', '0', 'attention_reason', ARGV[11],
+      'attention_at', istr(now()))
+  end
 end
 local status
-if outcome == 'out_of_fast' then
-  -- The account had no fast time after all: the task goes back to the head of its line
-  -- and rules 1, 3 and 5 decide again where and how it runs.
+local reroute = outcome == 'out_of_fast' or outcome == 'attention'
+if reroute and f[5] ~= '1' then
   status = 'queued'
-  redis.call('HSET', t, 'status', 'queued', 'started_at', '')
-  if f[4] ~= '' then
-    redis.call('LPUSH', k_pin(acct, 'fast'), tid)
-    redis.call('SADD', K_PINNED, acct)
-  else
-    redis.call('HSET', t, 'account_id', '')
-    redis.call('LPUSH', k_line('fast'), tid)
-  end
+  requeue(tid, acct)
 else
   status = outcome
-  if f[5] == '1' then status = 'cancelled' end
+  if reroute or f[5] == '1' then status = 'cancelled' end
   if status == 'completed' then redis.call('HSET', t, 'result', ARGV[9]) end
   if status == 'failed' then
     finish(tid, status, ARGV[10], ARGV[11])
@@ -450,13 +474,15 @@ ACCOUNT_WRITE = (
     + """
 -- ACCOUNT_WRITE: add, change or remove an account, then re-route what that changes.
 -- ARGV[5] 'add'|'set'|'remove', ARGV[6] account id, ARGV[7:] field/value pairs
--- results {'ok'|'exists'|'missing'}
+-- results {'ok'|'exists'|'missing'|'busy' (remove with jobs in flight)}
 local op, id = ARGV[5], ARGV[6]
 local a = k_acct(id)
 local exists = redis.call('EXISTS', a) == 1
 if op == 'add' and exists then return out({'exists'}) end
 if op ~= 'add' and not exists then return out({'missing'}) end
 if op == 'remove' then
+  local n = redis.call('HMGET', a, 'fast_inflight', 'relax_inflight')
+  if tonumber(n[1]) + tonumber(n[2]) > 0 then return out({'busy'}) end
   redis.call('DEL', a)
   redis.call('SREM', K_ACCOUNTS, id)
 else
@@ -477,9 +503,16 @@ else
       for _, v in ipairs({'setting', 'fast', 'flip_reason', ''}) do fields[#fields + 1] = v end
       given.setting = 'fast'
     end
-    if given.setting and given.setting ~= cur[1] then
+    if given.enabled == '1' then
+      for _, v in ipairs({'attention_reason', '', 'attention_at', ''}) do
+        fields[#fields + 1] = v
+      end
+    end
+    -- Tell the driver of a new setting, or of new fast time on a fast account.
+    local setting = given.setting or cur[1]
+    if setting ~= cur[1] or (given.fast_ms and setting == 'fast') then
       switches[#switches + 1] = id
-      switches[#switches + 1] = given.setting
+      switches[#switches + 1] = setting
     end
   end
   if #fields > 0 then redis.call('HSET', a, unpack(fields)) end

@@ -27,7 +27,8 @@ class AccountSpec(BaseModel):
     id: Ident
     owner: Ident
     plan: Plan
-    setting: Setting = Setting.FAST
+    setting: Setting | None = None
+    """fast when adding; when updating from a file, absent leaves the setting alone."""
     fast_hours: float | None = Field(default=None, ge=0)
     """Fast hours remaining; the plan's monthly allowance when absent."""
     fast_limit: int | None = Field(default=None, ge=0)
@@ -53,6 +54,8 @@ class AccountView(BaseModel):
     auto_flips: int
     flip_reason: str | None
     flipped_at_us: int | None
+    attention_reason: str | None
+    """Why the account left rotation (banned, captcha...), set by a driver error."""
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> AccountView:
@@ -71,6 +74,7 @@ class AccountView(BaseModel):
             auto_flips=int(h.get("auto_flips", 0)),
             flip_reason=h.get("flip_reason") or None,
             flipped_at_us=int(h["flipped_at"]) if h.get("flipped_at") else None,
+            attention_reason=h.get("attention_reason") or None,
         )
 
     def state(self) -> AccountState:
@@ -141,6 +145,12 @@ class Pool:
             raise AccountError("account_exists", f"account {account_id} exists")
         if status == "missing":
             raise AccountError("account_not_found", f"no account {account_id}")
+        if status == "busy":
+            raise AccountError(
+                "account_busy",
+                f"account {account_id} has jobs in flight: disable it, then remove it "
+                "once they have ended",
+            )
         return outcome
 
     def _check_relax(self, plan: Plan, relax_limit: int) -> None:
@@ -160,7 +170,7 @@ class Pool:
             "id": spec.id,
             "owner": spec.owner,
             "plan": spec.plan.value,
-            "setting": spec.setting.value,
+            "setting": (spec.setting or Setting.FAST).value,
             "fast_ms": str(round(hours * MS_PER_HOUR)),
             "fast_reserved_ms": "0",
             "fast_limit": str(plan.fast_limit if spec.fast_limit is None else spec.fast_limit),

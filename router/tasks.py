@@ -136,11 +136,11 @@ class TaskStore:
                 )
         return done, outcome
 
-    def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str]:
+    def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str, Outcome]:
         """Mark a placed task running; False (with its status) if it must not run."""
         raw = self.scripts.owner_call(self.scripts.start, owner, [task_id, attempt])
-        (verdict, status), _ = Scripts.decode(owner, raw)
-        return verdict == "run", status
+        (verdict, status), outcome = Scripts.decode(owner, raw)
+        return verdict == "run", status, outcome
 
     def settle(
         self,
@@ -152,7 +152,8 @@ class TaskStore:
         result: Any = None,
         error: tuple[str, str] | None = None,
     ) -> tuple[str, Outcome]:
-        """End a run: 'completed', 'failed' (with `error`) or 'out_of_fast' (re-route)."""
+        """End a run: 'completed', 'failed' (with `error`), or re-route the task after
+        'out_of_fast' (the account flips) or 'attention' (the account leaves rotation)."""
         code, message = error or ("", "")
         args: list[str | int] = [
             task_id,

@@ -31,7 +31,8 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     task is dispatched; only a crash of this process leaves that to recovery.
     """
     router = _router()
-    ok, status = router.tasks.start(owner, task_id, attempt)
+    ok, status, started = router.tasks.start(owner, task_id, attempt)
+    router.apply(started)
     if not ok:
         return f"skipped: task is {status or 'gone'}"
     outcome, gpu_ms, result, error = "completed", 0, None, None
@@ -52,12 +53,14 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
         )
         driver = router.driver
         handle = driver.submit(account, job)
-        done = driver.wait(handle, timeout=router.settings.job_timeout_seconds)
+        # Give up before rq's own timeout kills the job, so the task is always settled.
+        done = driver.wait(handle, timeout=0.9 * router.settings.job_timeout_seconds)
         gpu_ms, result = done.gpu_ms, done.output
     except OutOfFastHours:
         outcome = "out_of_fast"
     except AccountNeedsAttention as e:
-        outcome, error = "failed", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
+        log.warning("account of task %s/%s needs attention: %s", owner, task_id, e)
+        outcome, error = "attention", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
     except DriverError as e:
         outcome, error = "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
     except Exception as e:

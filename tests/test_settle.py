@@ -1,0 +1,134 @@
+"""START / SETTLE / CANCEL edges, driven through the real scripts step by step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from router.client import Client
+from router.core import Router
+from router.errors import AccountError
+from router.pool import AccountSpec
+from router.tasks import Task
+from workers.drivers.simulated import SimulatedDriver
+
+AddAccount = Callable[..., None]
+
+
+def start(router: Router, task: Task) -> None:
+    ok, status, outcome = router.tasks.start(task.owner, task.id, task.attempt)
+    assert ok and status == "running" and not outcome.placed
+
+
+def test_cancel_wins_over_a_reroute(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard")
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    start(router, task)
+    assert client.cancel(task.id).status == "running"  # type: ignore[union-attr]
+    status, outcome = router.tasks.settle("alice", task.id, 1, "out_of_fast")
+    assert status == "cancelled" and not outcome.placed
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt) == ("cancelled", 1)
+
+
+def test_account_needing_attention_leaves_rotation_and_its_task_is_rerouted(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-mega", "alice", "mega")
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert task.account_id == "a-mega"
+    start(router, task)
+    status, outcome = router.tasks.settle(
+        "alice", task.id, 1, "attention", error=("account_attention", "captcha required")
+    )
+    assert status == "queued"
+    assert [(p.task_id, p.account_id) for p in outcome.placed] == [(task.id, "a-std")]
+    banned = router.pool.get("a-mega")
+    assert banned is not None and not banned.enabled
+    assert banned.attention_reason == "captcha required"
+    assert banned.inflight == {"fast": 0, "relax": 0}
+    later = client.submit("alice", "another", mode="fast")
+    assert later.account_id == "a-std"
+    router.apply(router.pool.update("a-mega", enabled=True))
+    assert router.pool.get("a-mega").attention_reason is None  # type: ignore[union-attr]
+
+
+def test_relax_task_rerouted_stays_relax_and_off_basic(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-basic", "alice", "basic")
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="relax")
+    start(router, task)
+    _, outcome = router.tasks.settle("alice", task.id, 1, "out_of_fast")
+    assert [(p.account_id, p.slot) for p in outcome.placed] == [("a-std", "relax")]
+    again = client.get(task.id)
+    assert again is not None and again.effective_mode == "relax"
+    basic = router.pool.get("a-basic")
+    assert basic is not None and basic.fast_hours_reserved == 0
+
+
+def test_task_placed_on_an_account_disabled_before_it_starts_is_routed_again(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-mega", "alice", "mega")
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert task.account_id == "a-mega"
+    router.apply(router.pool.update("a-mega", enabled=False))
+    ok, _, outcome = router.tasks.start("alice", task.id, 1)
+    assert not ok
+    assert [(p.account_id, p.attempt) for p in outcome.placed] == [("a-std", 2)]
+    assert router.pool.get("a-mega").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_stale_attempt_neither_starts_nor_settles(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert router.tasks.start("alice", task.id, 7)[0] is False
+    start(router, task)
+    assert router.tasks.settle("alice", task.id, 7, "completed")[0] == "running"
+    assert router.tasks.settle("alice", task.id, 1, "completed", gpu_ms=1000)[0] == "completed"
+    assert router.tasks.settle("alice", task.id, 1, "completed", gpu_ms=1000)[0] == "completed"
+    account = router.pool.get("a-std")
+    assert account is not None and account.gpu_seconds_used["fast"] == 1  # settled once
+
+
+def test_account_with_jobs_in_flight_cannot_be_removed(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    with pytest.raises(AccountError) as info:
+        router.pool.remove("a-std")
+    assert info.value.code == "account_busy"
+    client.cancel(task.id)
+    router.apply(router.pool.remove("a-std"))
+    assert router.pool.get("a-std") is None
+
+
+def test_top_up_on_a_fast_account_reaches_the_driver(
+    add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard", fast_hours=1)
+    sim = SimulatedDriver(router.settings, router.redis)
+    sim.set_fast_ms("a-std", 0)
+    router.apply(router.pool.update("a-std", fast_hours=2))
+    assert sim.audit("a-std")["fast_ms"] == 2 * 3_600_000
+
+
+def test_syncing_an_accounts_file_keeps_an_automatic_flip(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard", fast_hours=0)
+    assert router.pool.get("a-std").setting == "relax"  # type: ignore[union-attr]
+    router.apply(router.pool.upsert(AccountSpec(id="a-std", owner="alice", plan="standard")))
+    account = router.pool.get("a-std")
+    assert account is not None and account.setting == "relax" and account.auto_flips == 1
