@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -86,13 +87,14 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-@click.option("--name", default=None, help="rq worker name.")
+@click.option("--name", default=None, help="rq worker name (default: <prefix>-<random>).")
 @click.pass_context
 def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     """Run an rq worker that executes dispatched tasks on their accounts."""
     from rq import Worker
 
     router = _router(ctx)
+    name = name or f"{router.keys.prefix}-{uuid.uuid4().hex[:12]}"  # rq keys carry the prefix
     w = Worker([router.queue], connection=router.redis, name=name)
     w.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
 

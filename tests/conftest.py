@@ -107,7 +107,8 @@ def drain(router: Router) -> Callable[[], None]:
     """Run an rq worker in this process until the queue is empty (follow-ups included)."""
 
     def run() -> None:
-        SimpleWorker([router.queue], connection=router.redis).work(
+        name = f"{router.keys.prefix}-{uuid.uuid4().hex[:8]}"
+        SimpleWorker([router.queue], connection=router.redis, name=name).work(
             burst=True, logging_level="WARNING"
         )
 
