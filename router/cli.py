@@ -7,12 +7,11 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 from pydantic import SecretStr, ValidationError
+from redis.exceptions import RedisError
 
 from router.core import Router
 from router.errors import ByoaError
@@ -22,9 +21,6 @@ from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
 from router.tasks import Task
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _router(ctx: click.Context) -> Router:
@@ -37,25 +33,25 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Print a ByoaError as `error: code: message` and exit 1, without a traceback."""
+class ByoaGroup(click.Group):
+    """Every command's errors as `error: code: message` (exit 1), never a traceback."""
 
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except ByoaError as e:
             click.echo(f"error: {e.code}: {e.message}", err=True)
             sys.exit(1)
-
-    return wrapper
+        except RedisError as e:  # the message names host and port, never the password
+            click.echo(f"error: redis_unreachable: {type(e).__name__}: {e}", err=True)
+            sys.exit(1)
 
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-@click.group()
+@click.group(cls=ByoaGroup)
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
@@ -70,7 +66,9 @@ def main(ctx: click.Context, config: str | None, log_level: str) -> None:
         os.environ[CONFIG_ENV] = config  # rq job processes read the same settings
     try:
         ctx.ensure_object(dict)["settings"] = Settings()
-    except (ValidationError, FileNotFoundError, ValueError) as e:
+    except ValidationError as e:  # field names and reasons only: values may be secrets
+        raise click.ClickException(f"bad configuration: {_errors(e)}") from None
+    except (OSError, ValueError) as e:
         raise click.ClickException(f"bad configuration: {e}") from None
 
 
@@ -116,7 +114,6 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 @click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@handles_errors
 def submit(
     ctx: click.Context,
     owner: str,
@@ -156,7 +153,6 @@ def _print_task(task: Task, as_json: bool) -> None:
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@handles_errors
 def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Print a task's record."""
     task = _router(ctx).tasks.get(task_id)
@@ -169,7 +165,6 @@ def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@handles_errors
 def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Cancel a task (a running one ends cancelled when its job returns)."""
     task = _router(ctx).cancel(task_id)
@@ -221,7 +216,6 @@ def accounts() -> None:
     help="Name of an environment variable holding the account's credentials.",
 )
 @click.pass_context
-@handles_errors
 def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Add an account to the pool."""
     env = opts.pop("credentials_env")
@@ -243,6 +237,7 @@ def _secret_from_env(name: str | None) -> SecretStr | None:
 
 
 def _errors(e: ValidationError) -> str:
+    """Where and why, without the offending values (they may be secrets)."""
     return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
 
 
@@ -254,7 +249,6 @@ def _errors(e: ValidationError) -> str:
 @click.option("--fast-limit", type=int, default=None)
 @click.option("--relax-limit", type=int, default=None)
 @click.pass_context
-@handles_errors
 def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Change an account; topping up fast hours flips an exhausted account back to fast."""
     router = _router(ctx)
@@ -267,7 +261,6 @@ def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
 @accounts.command("remove")
 @click.argument("account_id")
 @click.pass_context
-@handles_errors
 def accounts_remove(ctx: click.Context, account_id: str) -> None:
     """Remove an account; children waiting for it fail with parent_account_unavailable."""
     router = _router(ctx)
@@ -278,7 +271,6 @@ def accounts_remove(ctx: click.Context, account_id: str) -> None:
 @accounts.command("load")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.pass_context
-@handles_errors
 def accounts_load(ctx: click.Context, path: str) -> None:
     """Add or update the accounts of a TOML or JSON file."""
     router = _router(ctx)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from redis import Redis
 from rq import Queue
 
+from router.errors import ByoaError
 from router.keys import Keys
 from router.models import ErrorCode
 from router.pool import Pool
@@ -28,7 +29,14 @@ JOB_FUNC = "workers.jobs.run_task"
 
 def connect(settings: Settings) -> Redis:
     """A Redis client for the settings' URL (redis://, rediss://, user and password)."""
-    return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+    try:
+        return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+    except ValueError:  # its text may quote the URL, password included
+        raise ByoaError(
+            "bad_redis_url",
+            "BYOA_REDIS_URL is not a valid Redis URL: "
+            "redis[s]://[[user]:password@]host[:port][/db]",
+        ) from None
 
 
 class Router:

@@ -105,7 +105,8 @@ START = (
     PRELUDE
     + """
 -- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile;
--- if its account was disabled since it was placed, the task is routed again instead.
+-- if its account can no longer serve the task's slot (disabled, set to relax, out of fast
+-- hours since it was placed), the task is routed again instead (rules 1-3).
 -- ARGV[5] task id, ARGV[6] attempt the worker was given
 -- results {'run'|'skip'|'missing', current status}
 local tid = ARGV[5]
@@ -115,7 +116,9 @@ if not f[1] then return out({'missing', ''}) end
 if f[2] ~= ARGV[6] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
 end
-if redis.call('SISMEMBER', K_ENABLED, f[4]) == 0 then
+local cap = K_RELAXCAP
+if f[3] == 'fast' then cap = K_FASTCAP end
+if redis.call('SISMEMBER', cap, f[4]) == 0 then
   release(tid)
   requeue(tid, f[4])
   touch(f[4])
@@ -179,7 +182,7 @@ end
 if acct then touch(acct) end
 reconcile()
 pump({acct})
-return out({'settled', status})
+return out({'settled', redis.call('HGET', t, 'status')})
 """
 )
 

@@ -33,7 +33,8 @@ class AccountSpec(BaseModel):
     """Fast hours remaining; the plan's monthly allowance when absent."""
     fast_limit: int | None = Field(default=None, ge=0)
     relax_limit: int | None = Field(default=None, ge=0)
-    enabled: bool = True
+    enabled: bool | None = None
+    """True when adding; when updating from a file, absent leaves it alone."""
     credentials: SecretStr | None = None
 
 
@@ -177,7 +178,8 @@ class Pool:
             "relax_limit": str(relax_limit),
             "fast_inflight": "0",
             "relax_inflight": "0",
-            "enabled": "1" if spec.enabled else "0",
+            "enabled": "0" if spec.enabled is False else "1",
+            "declared_fast_ms": str(round(hours * MS_PER_HOUR)),
         }
         if spec.credentials is not None:
             cred_key = self.keys.credentials(spec.owner, spec.id)
@@ -198,14 +200,20 @@ class Pool:
         fast_limit: int | None = None,
         relax_limit: int | None = None,
         credentials: SecretStr | None = None,
+        declared: bool = False,
     ) -> Outcome:
-        """Change an account; topping up fast hours undoes an automatic flip to relax."""
+        """Change an account; topping up fast hours undoes an automatic flip to relax.
+
+        `declared`: the fast hours come from an accounts file (see `upsert`).
+        """
         owner = self._owner_or_raise(account_id)
         fields: dict[str, str] = {}
         if fast_hours is not None:
             if fast_hours < 0:
                 raise AccountError("invalid_account", "fast hours cannot be negative")
             fields["fast_ms"] = str(round(fast_hours * MS_PER_HOUR))
+            if declared:
+                fields["declared_fast_ms"] = fields["fast_ms"]
         if setting is not None:
             fields["setting"] = Setting(setting).value
         if enabled is not None:
@@ -232,20 +240,31 @@ class Pool:
         return outcome
 
     def upsert(self, spec: AccountSpec) -> Outcome:
-        """Add the account, or bring an existing one (same owner) to what `spec` says."""
+        """Add the account, or bring an existing one (same owner) to what `spec` declares.
+
+        Fields the spec leaves out stay as they are, and declared fast hours apply only
+        when the declaration changed: syncing the same file again undoes no automatic
+        flip, no spent hours and no removal from rotation.
+        """
         owner = self.owner_of(spec.id)
         if owner is None:
             return self.add(spec)
         if owner != spec.owner:
             raise AccountError("account_exists", f"account {spec.id} belongs to another owner")
+        fast_hours = spec.fast_hours
+        if fast_hours is not None:
+            declared = self.redis.hget(self.keys.account(owner, spec.id), "declared_fast_ms")
+            if declared is not None and int(declared) == round(fast_hours * MS_PER_HOUR):
+                fast_hours = None
         return self.update(
             spec.id,
-            fast_hours=spec.fast_hours,
+            fast_hours=fast_hours,
             setting=spec.setting,
             enabled=spec.enabled,
             fast_limit=spec.fast_limit,
             relax_limit=spec.relax_limit,
             credentials=spec.credentials,
+            declared=fast_hours is not None,
         )
 
     def get(self, account_id: str) -> AccountView | None:

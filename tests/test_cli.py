@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -211,15 +212,38 @@ def test_cancel_from_the_cli(byoa: Callable[..., Result]) -> None:
     assert json.loads(byoa("cancel", "c1", "--json").output)["status"] == "cancelled"
 
 
-def test_bad_configuration_is_reported_not_a_traceback(tmp_path: Path) -> None:
-    bad = tmp_path / "settings.toml"
-    bad.write_text('key_prefix = "has space"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "router", "--config", str(bad), "status"],
+def byoa_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
+        timeout=60,
     )
+
+
+def test_bad_configuration_is_reported_without_values_or_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "settings.toml"
+    bad.write_text('key_prefix = "has space"\nredis_uri = "redis://:CANARYPASS@127.0.0.1"\n')
+    result = byoa_process("--config", str(bad), "status")
     assert result.returncode == 1
     assert "bad configuration" in result.stderr and "key_prefix" in result.stderr
+    assert "redis_uri" in result.stderr and "CANARYPASS" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("redis://:CANARYPASS@127.0.0.1:notaport/0", "bad_redis_url"),
+        ("http://:CANARYPASS@127.0.0.1:6379/0", "bad_redis_url"),
+        ("redis://:CANARYPASS@127.0.0.1:1/0", "redis_unreachable"),
+    ],
+)
+def test_bad_or_unreachable_redis_is_a_clear_error(url: str, code: str) -> None:
+    result = byoa_process("status", env={**os.environ, "BYOA_REDIS_URL": url})
+    assert result.returncode == 1
+    assert f"error: {code}" in result.stderr
+    assert "CANARYPASS" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ import pytest
 from router.client import Client
 from router.core import Router
 from router.errors import AccountError
+from router.models import Setting
 from router.pool import AccountSpec
 from router.tasks import Task
 from workers.drivers.simulated import SimulatedDriver
@@ -132,3 +133,56 @@ def test_syncing_an_accounts_file_keeps_an_automatic_flip(
     router.apply(router.pool.upsert(AccountSpec(id="a-std", owner="alice", plan="standard")))
     account = router.pool.get("a-std")
     assert account is not None and account.setting == "relax" and account.auto_flips == 1
+
+
+def test_task_placed_fast_on_an_account_set_to_relax_before_it_starts_is_routed_again(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    router.apply(router.pool.update("a-std", setting=Setting.RELAX))
+    ok, _, outcome = router.tasks.start("alice", task.id, 1)
+    assert not ok  # rule 3: never fast on a relax account
+    assert [(p.account_id, p.slot) for p in outcome.placed] == [("a-std", "relax")]
+    again = client.get(task.id)
+    assert again is not None and again.effective_mode == "relax"
+    assert again.fallback_reason == "fast_hours_exhausted"
+
+
+def test_settle_reports_the_status_a_rerouted_task_really_has(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="fast")
+    start(router, task)
+    status, _ = router.tasks.settle(
+        "alice", task.id, 1, "attention", error=("account_attention", "banned")
+    )
+    done = client.get(task.id)
+    assert done is not None and status == done.status == "failed"
+    assert done.error is not None and done.error.code == "no_account"
+
+
+def test_syncing_an_accounts_file_keeps_rotation_and_spent_hours(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    spec = AccountSpec(id="a-std", owner="alice", plan="standard", fast_hours=0.01)
+    router.apply(router.pool.upsert(spec))
+    task = client.submit("alice", "a cat", mode="fast")
+    start(router, task)
+    router.tasks.settle("alice", task.id, 1, "attention", error=("account_attention", "banned"))
+    router.apply(router.pool.upsert(spec))  # the same file again
+    account = router.pool.get("a-std")
+    assert account is not None and not account.enabled and account.attention_reason == "banned"
+    router.apply(router.pool.update("a-std", enabled=True))
+    task = client.submit("alice", "a cat", mode="fast")
+    start(router, task)
+    router.tasks.settle("alice", task.id, 1, "completed", gpu_ms=60_000)
+    assert router.pool.get("a-std").setting == "relax"  # type: ignore[union-attr]
+    router.apply(router.pool.upsert(spec))
+    account = router.pool.get("a-std")
+    assert account is not None and account.setting == "relax"
+    assert account.fast_hours_remaining == 0
+    router.apply(router.pool.upsert(spec.model_copy(update={"fast_hours": 2})))  # a new top-up
+    account = router.pool.get("a-std")
+    assert account is not None and account.setting == "fast" and account.fast_hours_remaining == 2
