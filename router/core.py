@@ -46,7 +46,7 @@ class Router:
         self.settings = settings
         self.redis = redis if redis is not None else connect(settings)
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(self.redis, self.keys, settings.task_ttl_seconds)
+        self.scripts = Scripts(self.redis, settings)
         self.pool = Pool(self.redis, settings, self.scripts)
         self.tasks = TaskStore(self.redis, self.scripts)
         self.queue = Queue(settings.queue_name, connection=self.redis)
@@ -68,6 +68,10 @@ class Router:
         fast_ms = view.state().fast_ms
         return AccountRef(view.id, view.owner, view.plan, fast_ms, creds)
 
+    def job_id(self, task_id: str, attempt: int) -> str:
+        """The rq job id of one attempt at a task (rq keys then carry the prefix)."""
+        return f"{self.keys.prefix}-{task_id}-{attempt}"
+
     def apply(self, outcome: Outcome) -> None:
         """Carry out what a script decided: dispatch placed tasks, tell drivers of switches."""
         if outcome.placed:
@@ -76,7 +80,7 @@ class Router:
                 Queue.prepare_data(
                     JOB_FUNC,
                     args=(p.owner, p.task_id, p.attempt),
-                    job_id=f"{self.keys.prefix}-{p.task_id}-{p.attempt}",
+                    job_id=self.job_id(p.task_id, p.attempt),
                     timeout=self.settings.job_timeout_seconds,
                     result_ttl=0,
                     failure_ttl=ttl,

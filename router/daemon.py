@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
+from typing import cast
 
 from router.core import Router
+from router.reaper import Reaper
 from router.requests import NewTask, Rejection, parse_message
+from router.scripts import text
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_RAW_BYTES = 4096
 """How much of a rejected message a dead letter keeps."""
+INTAKE_IDS = uuid.UUID("6c1f0f5e-6a53-4b6e-9d7e-2f4d1b0c9a11")
+"""Namespace of the ids given to intake messages that carry none."""
+
+
+def _unnumber(entry: bytes) -> tuple[str | None, bytes]:
+    """Split `<n>:<message>` as INTAKE_CLAIM numbers it (an unnumbered entry: None)."""
+    number, sep, raw = entry.partition(b":")
+    if sep and number.isdigit():
+        return number.decode(), raw
+    return None, entry
 
 
 class IntakeDaemon:
@@ -44,10 +56,10 @@ class IntakeDaemon:
         signal.signal(signal.SIGINT, stop)
 
     def claim(self) -> list[bytes]:
-        """Up to one batch of messages, moved to this replica's processing list."""
+        """Up to one batch of numbered messages, moved to this replica's processing list."""
         scripts, batch = self.router.scripts, self.router.settings.intake_batch
-        keys = [self.keys.intake, self.processing]
-        items: list[bytes] = scripts.intake_claim(keys=keys, args=[batch])
+        keys = [self.keys.intake, self.processing, self.keys.intake_counter]
+        items: list[bytes] = scripts.intake_claim(keys=keys, args=[batch, 0])
         if items:
             return items
         first = self.router.redis.blmove(
@@ -55,8 +67,27 @@ class IntakeDaemon:
         )
         if first is None:
             return []
-        more: list[bytes] = scripts.intake_claim(keys=keys, args=[batch - 1])
-        return [first if isinstance(first, bytes) else first.encode(), *more]
+        claimed: list[bytes] = scripts.intake_claim(keys=keys, args=[batch - 1, 1])
+        return claimed
+
+    def take_over_dead_routers(self) -> int:
+        """Handle the claimed messages of routers that stopped beating; returns how many."""
+        redis, settings = self.router.redis, self.router.settings
+        seconds, micros = redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        redis.zadd(self.keys.routers, {self.router_id: now_ms})
+        cutoff = now_ms - round(settings.router_dead_seconds * 1000)
+        taken = 0
+        for dead in redis.zrangebyscore(self.keys.routers, "-inf", cutoff):
+            dead_id = text(cast(bytes, dead))
+            keys = [self.keys.intake_processing(dead_id), self.processing]
+            items: list[bytes] = self.router.scripts.intake_takeover(keys=keys)
+            if items:
+                log.warning("router %s is gone: handling its %d messages", dead_id, len(items))
+                self.handle(items)
+                taken += len(items)
+            redis.zrem(self.keys.routers, dead_id)
+        return taken
 
     def handle(self, raw_messages: Sequence[bytes]) -> int:
         """Route one batch; store or dead-letter every rejection. Returns tasks routed."""
@@ -64,8 +95,12 @@ class IntakeDaemon:
         tasks: list[NewTask] = []
         raw_of: dict[str, bytes] = {}
         dead: list[tuple[Rejection, bytes]] = []
-        for raw in raw_messages:
-            parsed = parse_message(raw, settings)
+        for entry in raw_messages:
+            number, raw = _unnumber(entry)
+            default_id = (
+                uuid.uuid5(INTAKE_IDS, f"{self.keys.prefix}:{number}").hex if number else None
+            )
+            parsed = parse_message(raw, settings, default_id)
             if isinstance(parsed, Rejection):
                 failed = parsed.as_failed_task()
                 if failed is None:
@@ -98,19 +133,20 @@ class IntakeDaemon:
         pipe.execute()
 
     def run(self) -> None:
-        """Claim and handle batches until asked to stop; listed in `<prefix>:routers` meanwhile."""
-        me = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": datetime.now(UTC).isoformat(),
-        }
-        self.router.redis.hset(self.keys.routers, self.router_id, json.dumps(me))
+        """Claim and handle batches until asked to stop; reap and beat once a second."""
+        reaper = Reaper(self.router)
+        interval = self.router.settings.reap_interval_seconds
+        next_beat = 0.0
         log.info("router %s reading %s", self.router_id, self.keys.intake)
         try:
             while not self.stopping.is_set():
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + interval
+                    self.take_over_dead_routers()
+                    reaper.reap_leases()
                 batch = self.claim()
                 if batch:
                     self.handle(batch)
         finally:
-            self.router.redis.hdel(self.keys.routers, self.router_id)
+            self.router.redis.zrem(self.keys.routers, self.router_id)
         log.info("router %s stopped", self.router_id)

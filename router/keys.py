@@ -46,13 +46,18 @@ class Keys:
         return f"{self.prefix}:intake:{{{self.intake}}}:processing:{router_id}"
 
     @property
+    def intake_counter(self) -> str:
+        """Counter numbering claimed intake messages (same cluster slot as the intake)."""
+        return f"{self.prefix}:intake:{{{self.intake}}}:claimed"
+
+    @property
     def dead_letters(self) -> str:
         """List of messages that could not become a task, each with its reason."""
         return f"{self.prefix}:dead"
 
     @property
     def routers(self) -> str:
-        """Hash router id -> JSON (host, pid, started): the replicas running now."""
+        """Sorted set router id -> last heartbeat (ms, Redis clock): the live replicas."""
         return f"{self.prefix}:routers"
 
     @property

@@ -7,7 +7,9 @@ Common calling convention of the owner scripts:
   ARGV[2]  key prefix
   ARGV[3]  owner id
   ARGV[4]  seconds a terminal task record is kept
-  ARGV[5:] per script, below.
+  ARGV[5]  dispatch lease, microseconds: how long a placed task may wait for its worker
+  ARGV[6]  run lease, microseconds: how long a running task stays held without a renewal
+  ARGV[7:] per script, below.
 They return {results, placed, switches, finished}:
   placed    flat (task, account, attempt, slot) for every task given a slot: dispatch to rq
   switches  flat (account, setting) for every account whose setting changed: tell the driver
@@ -24,13 +26,13 @@ SUBMIT = (
     PRELUDE
     + """
 -- SUBMIT: create and route tasks of one owner; place those that can start now.
--- ARGV[5]  n, then n groups of 9: id, task_type, requested mode ('' for a child),
+-- ARGV[7]  n, then n groups of 9: id, task_type, requested mode ('' for a child),
 --          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message
 -- results  flat (id, 'created'|'duplicate', status, error code)
 local results, hints = {}, {}
-local n = tonumber(ARGV[5])
+local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
-  local b = 6 + i * 9
+  local b = 8 + i * 9
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = k_task(tid)
   if redis.call('EXISTS', t) == 1 then
@@ -107,13 +109,13 @@ START = (
 -- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile;
 -- if its account can no longer serve the task's slot (disabled, set to relax, out of fast
 -- hours since it was placed), the task is routed again instead (rules 1-3).
--- ARGV[5] task id, ARGV[6] attempt the worker was given
+-- ARGV[7] task id, ARGV[8] attempt the worker was given
 -- results {'run'|'skip'|'missing', current status}
-local tid = ARGV[5]
+local tid = ARGV[7]
 local t = k_task(tid)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'slot', 'account_id')
 if not f[1] then return out({'missing', ''}) end
-if f[2] ~= ARGV[6] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
+if f[2] ~= ARGV[8] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
 end
 local cap = K_RELAXCAP
@@ -127,6 +129,7 @@ if redis.call('SISMEMBER', cap, f[4]) == 0 then
   return out({'skip', redis.call('HGET', t, 'status')})
 end
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
+redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease
 return out({'run', 'running'})
 """
 )
@@ -136,21 +139,21 @@ SETTLE = (
     + """
 -- SETTLE: a worker ends a task: free its slot, debit the GPU time it really used, record
 -- the outcome, flip an exhausted account, hand the slot to the next waiting task.
--- ARGV[5] task id, ARGV[6] attempt,
--- ARGV[7] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
+-- ARGV[7] task id, ARGV[8] attempt,
+-- ARGV[9] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
 --         the task is routed again) | 'attention' (the account leaves rotation with the
 --         error message as its reason, the task is routed again),
--- ARGV[8] GPU ms used, ARGV[9] result JSON, ARGV[10] error code, ARGV[11] error message
+-- ARGV[10] GPU ms used, ARGV[11] result JSON, ARGV[12] error code, ARGV[13] error message
 -- results {'settled'|'stale', status}
-local tid, outcome = ARGV[5], ARGV[7]
+local tid, outcome = ARGV[7], ARGV[9]
 local t = k_task(tid)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'effective_mode', 'parent_id',
   'cancel_requested')
-if not f[1] or f[2] ~= ARGV[6] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
+if not f[1] or f[2] ~= ARGV[8] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
 local mode = f[3]
 local acct = release(tid)
 local a = k_acct(acct)
-local gpu = tonumber(ARGV[8])
+local gpu = tonumber(ARGV[10])
 if redis.call('EXISTS', a) == 1 then
   if gpu > 0 then
     redis.call('HINCRBY', a, 'used_' .. mode .. '_ms', gpu)
@@ -160,7 +163,7 @@ if redis.call('EXISTS', a) == 1 then
   end
   if outcome == 'out_of_fast' then redis.call('HSET', a, 'fast_ms', '0') end
   if outcome == 'attention' then
-    redis.call('HSET', a, 'enabled', '0', 'attention_reason', ARGV[11],
+    redis.call('HSET', a, 'enabled', '0', 'attention_reason', ARGV[13],
       'attention_at', istr(now()))
   end
 end
@@ -172,9 +175,9 @@ if reroute and f[5] ~= '1' then
 else
   status = outcome
   if reroute or f[5] == '1' then status = 'cancelled' end
-  if status == 'completed' then redis.call('HSET', t, 'result', ARGV[9]) end
+  if status == 'completed' then redis.call('HSET', t, 'result', ARGV[11]) end
   if status == 'failed' then
-    finish(tid, status, ARGV[10], ARGV[11])
+    finish(tid, status, ARGV[12], ARGV[13])
   else
     finish(tid, status)
   end
@@ -191,9 +194,9 @@ CANCEL = (
     + """
 -- CANCEL: a queued task ends now and frees any slot it holds; a running one is marked
 -- and ends cancelled when its worker settles it.
--- ARGV[5] task id
+-- ARGV[7] task id
 -- results {status after the call} ('' if there is no such task)
-local tid = ARGV[5]
+local tid = ARGV[7]
 local status = redis.call('HGET', k_task(tid), 'status')
 if not status then return out({''}) end
 if status == 'running' then
@@ -215,9 +218,9 @@ ACCOUNT_WRITE = (
     PRELUDE
     + """
 -- ACCOUNT_WRITE: add, change or remove an account, then re-route what that changes.
--- ARGV[5] 'add'|'set'|'remove', ARGV[6] account id, ARGV[7:] field/value pairs
+-- ARGV[7] 'add'|'set'|'remove', ARGV[8] account id, ARGV[9:] field/value pairs
 -- results {'ok'|'exists'|'missing'|'busy' (remove with jobs in flight)}
-local op, id = ARGV[5], ARGV[6]
+local op, id = ARGV[7], ARGV[8]
 local a = k_acct(id)
 local exists = redis.call('EXISTS', a) == 1
 if op == 'add' and exists then return out({'exists'}) end
@@ -229,7 +232,7 @@ if op == 'remove' then
   redis.call('SREM', K_ACCOUNTS, id)
 else
   local fields, given = {}, {}
-  for i = 7, #ARGV, 2 do
+  for i = 9, #ARGV, 2 do
     fields[#fields + 1] = ARGV[i]
     fields[#fields + 1] = ARGV[i + 1]
     given[ARGV[i]] = ARGV[i + 1]
@@ -268,14 +271,98 @@ return out({'ok'})
 """
 )
 
+RENEW = (
+    PRELUDE
+    + """
+-- RENEW: the worker running a task extends its run lease (its heartbeat).
+-- ARGV[7] task id, ARGV[8] attempt
+-- results {'renewed'|'lost', cancel requested '1'|''}: 'lost' if the task is no longer
+-- this attempt's (reaped, re-placed) or no longer running.
+local tid = ARGV[7]
+local f = redis.call('HMGET', k_task(tid), 'status', 'attempt', 'cancel_requested')
+if f[1] ~= 'running' or f[2] ~= ARGV[8] or not redis.call('ZSCORE', K_INFLIGHT, tid) then
+  return out({'lost', f[3] or ''})
+end
+redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)
+return out({'renewed', f[3] or ''})
+"""
+)
+
+REAP = (
+    PRELUDE
+    + """
+-- REAP: act on a task whose lease has expired, if it still has.
+-- ARGV[7] task id, ARGV[8] attempt seen expired, ARGV[9] 'extend' (its rq job is still
+-- waiting for a worker) | 'reclaim', ARGV[10] how many times a task may be retried
+-- results {'skipped'|'extended'|'reclaimed', status}
+-- reclaim: a placed task whose rq job is gone is routed again (it never started); a
+-- running task whose worker stopped renewing is retried (retries + 1, retry_reason
+-- worker_lost; the account may have run it) up to the limit, then fails `worker_lost`.
+local tid = ARGV[7]
+local t = k_task(tid)
+local deadline = redis.call('ZSCORE', K_INFLIGHT, tid)
+local f = redis.call('HMGET', t, 'status', 'attempt', 'retries', 'cancel_requested')
+if not deadline or tonumber(deadline) > now() or f[2] ~= ARGV[8] then
+  return out({'skipped', f[1] or ''})
+end
+if ARGV[9] == 'extend' then
+  redis.call('ZADD', K_INFLIGHT, istr(now() + DLEASE), tid)
+  return out({'extended', f[1]})
+end
+local acct = release(tid)
+local retries = tonumber(f[3] or '0')
+if f[4] == '1' then
+  finish(tid, 'cancelled')
+elseif f[1] ~= 'running' then
+  requeue(tid, acct)
+elseif retries >= tonumber(ARGV[10]) then
+  finish(tid, 'failed', 'worker_lost',
+    'the worker running it stopped answering (' .. istr(retries + 1) .. ' times)')
+else
+  redis.call('HSET', t, 'retries', istr(retries + 1), 'retry_reason', 'worker_lost')
+  requeue(tid, acct)
+end
+if acct then touch(acct) end
+reconcile()
+pump({acct})
+return out({'reclaimed', redis.call('HGET', t, 'status')})
+"""
+)
+
 INTAKE_CLAIM = """
 -- INTAKE_CLAIM: move up to N messages from the intake list to a router's processing list,
--- oldest first, so a message is never only in the router's memory.
--- KEYS[1] intake list, KEYS[2] processing list
--- ARGV[1] N
+-- oldest first, each numbered `<n>:<message>` so a message without an id gets the same
+-- id however many routers handle it (after a crash). With wrap_head, first number the
+-- message a blocking LMOVE just put at the head of the processing list.
+-- KEYS[1] intake list, KEYS[2] processing list, KEYS[3] claim counter
+-- ARGV[1] N, ARGV[2] wrap_head '1'|'0'
+-- returns the numbered messages, oldest first
+local items = {}
+if ARGV[2] == '1' then
+  local head = redis.call('LPOP', KEYS[2])
+  if head then items[1] = head end
+end
+local more = redis.call('RPOP', KEYS[1], ARGV[1])
+if more then for _, m in ipairs(more) do items[#items + 1] = m end end
+if #items == 0 then return {} end
+local last = redis.call('INCRBY', KEYS[3], #items)
+local out = {}
+for i = 1, #items do
+  out[i] = string.format('%d', last - #items + i) .. ':' .. items[i]
+  redis.call('LPUSH', KEYS[2], out[i])
+end
+return out
+"""
+
+INTAKE_TAKEOVER = """
+-- INTAKE_TAKEOVER: move a dead router's claimed messages to this router's processing list.
+-- KEYS[1] the dead router's processing list, KEYS[2] this router's
 -- returns the messages, oldest first
-local items = redis.call('RPOP', KEYS[1], ARGV[1])
-if not items then return {} end
-for i = 1, #items do redis.call('LPUSH', KEYS[2], items[i]) end
-return items
+local out = {}
+while true do
+  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not m then break end
+  out[#out + 1] = m
+end
+return out
 """

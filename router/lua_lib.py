@@ -15,6 +15,7 @@ from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE
 PRELUDE = (
     """
 local O, P, OWNER, TTL = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local DLEASE, RLEASE = tonumber(ARGV[5]), tonumber(ARGV[6])
 """
     + lua_key_helpers()
     + f"""
@@ -193,7 +194,7 @@ local function place(tid, acct, slot)
   local attempt = redis.call('HINCRBY', t, 'attempt', 1)
   redis.call('HSET', t, 'account_id', acct, 'slot', slot, 'reserved_ms', istr(reserve),
     'placed_at', istr(now()))
-  redis.call('ZADD', K_INFLIGHT, istr(now()), tid)
+  redis.call('ZADD', K_INFLIGHT, istr(now() + DLEASE), tid)  -- the dispatch lease
   refresh(acct)
   for _, v in ipairs({tid, acct, istr(attempt), slot}) do placed[#placed + 1] = v end
 end

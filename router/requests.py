@@ -93,9 +93,11 @@ def _describe(e: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, x['loc'])) or 'message'}: {x['msg']}" for x in e.errors())
 
 
-def from_message(msg: TaskMessage, settings: Settings) -> NewTask | Rejection:
+def from_message(
+    msg: TaskMessage, settings: Settings, default_id: str | None = None
+) -> NewTask | Rejection:
     """Check a parsed message against the rules that need settings; resolve its mode."""
-    task_id = msg.id or new_task_id()
+    task_id = msg.id or default_id or new_task_id()
     prompt = msg.input.prompt
     if len(prompt) > settings.max_prompt_length:
         return Rejection(
@@ -134,8 +136,13 @@ def from_message(msg: TaskMessage, settings: Settings) -> NewTask | Rejection:
     )
 
 
-def parse_message(raw: bytes | str, settings: Settings) -> NewTask | Rejection:
-    """An intake message as a routable task, or why it cannot be one."""
+def parse_message(
+    raw: bytes | str, settings: Settings, default_id: str | None = None
+) -> NewTask | Rejection:
+    """An intake message as a routable task, or why it cannot be one.
+
+    `default_id` is the id a message without one gets (else a random one).
+    """
     if isinstance(raw, str):
         try:
             raw = raw.encode()
@@ -150,10 +157,12 @@ def parse_message(raw: bytes | str, settings: Settings) -> NewTask | Rejection:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         return Rejection(ErrorCode.INVALID_JSON, f"not valid JSON: {type(e).__name__}: {e}")
-    return check_message(data, settings)
+    return check_message(data, settings, default_id)
 
 
-def check_message(data: Any, settings: Settings) -> NewTask | Rejection:
+def check_message(
+    data: Any, settings: Settings, default_id: str | None = None
+) -> NewTask | Rejection:
     """A decoded message (from JSON or the client) as a routable task, or why not."""
     if not isinstance(data, dict):
         return Rejection(ErrorCode.INVALID_TASK, "a task message must be a JSON object")
@@ -166,4 +175,4 @@ def check_message(data: Any, settings: Settings) -> NewTask | Rejection:
         if any(x["loc"] == ("task_type",) for x in e.errors()):
             code = ErrorCode.UNKNOWN_TASK_TYPE
         return Rejection(code, _describe(e), task_id if usable else None, owner if usable else None)
-    return from_message(msg, settings)
+    return from_message(msg, settings, default_id)

@@ -13,6 +13,7 @@ from redis.commands.core import Script
 from router import lua
 from router.keys import Keys
 from router.models import Setting, Slot
+from router.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,23 @@ def _groups(flat: Sequence[Any], size: int) -> list[list[str]]:
 class Scripts:
     """The product's Lua scripts, registered with one client and called by owner."""
 
-    def __init__(self, redis: Redis, keys: Keys, task_ttl: int) -> None:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.keys = keys
-        self.task_ttl = task_ttl
+        self.keys = Keys(settings.key_prefix)
+        self._common = [
+            settings.task_ttl_seconds,
+            round(settings.dispatch_lease_seconds * 1e6),
+            round(settings.run_lease_seconds * 1e6),
+        ]
         self.submit = redis.register_script(lua.SUBMIT)
         self.start = redis.register_script(lua.START)
         self.settle = redis.register_script(lua.SETTLE)
         self.cancel = redis.register_script(lua.CANCEL)
         self.account_write = redis.register_script(lua.ACCOUNT_WRITE)
+        self.renew = redis.register_script(lua.RENEW)
+        self.reap = redis.register_script(lua.REAP)
         self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
+        self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
 
     def owner_call(
         self,
@@ -79,7 +87,7 @@ class Scripts:
         pipe: Pipeline | None = None,
     ) -> Any:
         """Run an owner script (see `router.lua` for the calling convention)."""
-        argv = [self.keys.owner_base(owner), self.keys.prefix, owner, self.task_ttl, *args]
+        argv = [self.keys.owner_base(owner), self.keys.prefix, owner, *self._common, *args]
         return script(keys=[self.keys.accounts(owner)], args=argv, client=pipe or self.redis)
 
     @staticmethod

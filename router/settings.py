@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     task_ttl_seconds: int = Field(default=7 * 86400, gt=0)
     job_timeout_seconds: int = Field(default=3600, gt=0)
     intake_batch: int = Field(default=200, gt=0, le=10000)
+    dispatch_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a placed task may wait unclaimed before a reaper checks its rq job."""
+    run_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a running task stays held without its worker's heartbeat."""
+    max_retries: int = Field(default=2, ge=0)
+    """How often a task whose worker was lost is run again before it fails."""
+    reap_interval_seconds: float = Field(default=1.0, gt=0)
+    router_dead_seconds: float = Field(default=15.0, gt=0)
+    """A router silent this long is dead: its claimed intake messages are taken over."""
     dead_letter_max: int = Field(default=100_000, gt=0)
 
     @field_validator("plans", mode="before")

@@ -44,7 +44,7 @@ def snapshot(router: Router) -> dict[str, Any]:
     return {
         "accounts": [a.model_dump(mode="json") for a in accounts],
         "owners": queues,
-        "routers": redis.hlen(keys.routers),
+        "routers": redis.zcard(keys.routers),
         "intake": redis.llen(keys.intake),
         "dead_letters": redis.llen(keys.dead_letters),
         "rq_queued": router.queue.count,

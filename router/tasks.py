@@ -44,6 +44,9 @@ class Task(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempt: int
+    retries: int
+    """Times the task was run again after its worker was lost (the account may have run it)."""
+    retry_reason: str | None
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Task:
@@ -71,6 +74,8 @@ class Task(BaseModel):
             started_at=_time(h.get("started_at")),
             finished_at=_time(h.get("finished_at")),
             attempt=int(h.get("attempt") or 0),
+            retries=int(h.get("retries") or 0),
+            retry_reason=h.get("retry_reason") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -167,6 +172,32 @@ class TaskStore:
         raw = self.scripts.owner_call(self.scripts.settle, owner, args)
         (_, status), out = Scripts.decode(owner, raw)
         return status, out
+
+    def renew(self, owner: str, task_id: str, attempt: int) -> tuple[bool, bool]:
+        """Extend a running task's lease: (still ours, cancel requested)."""
+        raw = self.scripts.owner_call(self.scripts.renew, owner, [task_id, attempt])
+        (verdict, cancel), _ = Scripts.decode(owner, raw)
+        return verdict == "renewed", cancel == "1"
+
+    def expired(
+        self, owners: Sequence[str], now_us: int, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        """(owner, task id) of leases past their deadline, oldest first, per owner."""
+        pipe = self.redis.pipeline(transaction=False)
+        for owner in owners:
+            pipe.zrangebyscore(self.keys.inflight(owner), "-inf", now_us, start=0, num=limit)
+        return [
+            (owner, text(t)) for owner, ids in zip(owners, pipe.execute(), strict=True) for t in ids
+        ]
+
+    def reap(
+        self, owner: str, task_id: str, attempt: int, action: str, max_retries: int
+    ) -> tuple[str, Outcome]:
+        """'extend' or 'reclaim' an expired lease (see REAP); returns what was done."""
+        args: list[str | int] = [task_id, attempt, action, max_retries]
+        raw = self.scripts.owner_call(self.scripts.reap, owner, args)
+        (verdict, _), outcome = Scripts.decode(owner, raw)
+        return verdict, outcome
 
     def cancel(self, owner: str, task_id: str) -> tuple[str, Outcome]:
         raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,15 +123,42 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]
     """Start `byoa ...` subprocesses with this test's settings; stopped at the end."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
+    def start(*args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """`extra_env`: more BYOA_* settings for this process only."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "--log-level", "WARNING", *args], env=env
+            [sys.executable, "-m", "router", "--log-level", "WARNING", *args],
+            env={**env, **extra_env},
         )
         procs.append(proc)
         return proc
 
     yield start
     stop_processes(procs)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a spawned process and its descendants (rq's work horse has its own group)."""
+    pids, todo = [], [proc.pid]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += _children(pid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def terminal(router: Router, task_ids: list[str]) -> Callable[[], list[Task] | None]:

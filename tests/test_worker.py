@@ -89,10 +89,10 @@ def test_router_stops_cleanly_on_sigterm(
     router: Router, spawn: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     proc = spawn("run")
-    wait_for(lambda: router.redis.hlen(router.keys.routers) == 1, what="the router to register")
+    wait_for(lambda: router.redis.zcard(router.keys.routers) == 1, what="the router to register")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
-    assert router.redis.hlen(router.keys.routers) == 0
+    assert router.redis.zcard(router.keys.routers) == 0
 
 
 @pytest.mark.slow

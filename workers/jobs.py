@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cache
+from typing import Any
 
 from router.core import Router
 from router.models import ErrorCode, Mode
@@ -18,6 +20,34 @@ from workers.drivers.base import (
 log = logging.getLogger(__name__)
 
 
+class Heartbeat(threading.Thread):
+    """Renews a running task's lease until stopped; the reaper takes it back otherwise."""
+
+    def __init__(self, router: Router, owner: str, task_id: str, attempt: int) -> None:
+        super().__init__(name=f"heartbeat-{task_id}", daemon=True)
+        self.router, self.owner, self.task_id, self.attempt = router, owner, task_id, attempt
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = self.router.settings.run_lease_seconds / 3
+        while not self.stopped.wait(interval):
+            try:
+                ours, _ = self.router.tasks.renew(self.owner, self.task_id, self.attempt)
+            except Exception:  # Redis away: keep trying; the lease is the safety net
+                log.exception("renewing the lease of %s failed", self.task_id)
+                continue
+            if not ours:
+                log.warning("task %s is no longer this worker's", self.task_id)
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+
+
 @cache
 def _router() -> Router:
     """One router per worker process (a forked job horse builds its own)."""
@@ -28,13 +58,23 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     """Start the task if it is still this attempt's to run, run it, settle it.
 
     Every way out settles the task, so its slot is released and the next waiting
-    task is dispatched; only a crash of this process leaves that to recovery.
+    task is dispatched. While it runs, a heartbeat renews its lease; if this process
+    dies, the lease runs out and a router's reaper takes the task back.
     """
     router = _router()
     ok, status, started = router.tasks.start(owner, task_id, attempt)
     router.apply(started)
     if not ok:
         return f"skipped: task is {status or 'gone'}"
+    with Heartbeat(router, owner, task_id, attempt):
+        outcome, gpu_ms, result, error = _run(router, owner, task_id)
+    status, out = router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
+    router.apply(out)
+    return status
+
+
+def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple[str, str] | None]:
+    """Run the task on its account: (outcome, GPU ms, result, error) for SETTLE."""
     outcome, gpu_ms, result, error = "completed", 0, None, None
     try:
         task = router.tasks.get(task_id, owner)
@@ -66,6 +106,4 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     except Exception as e:
         log.exception("task %s/%s failed in the worker", owner, task_id)
         outcome, error = "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
-    status, out = router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
-    router.apply(out)
-    return status
+    return outcome, gpu_ms, result, error

@@ -1,0 +1,144 @@
+"""Crashed holders: leases run out and a reaper takes back slots and tasks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+
+from router.client import Client
+from router.core import Router
+from router.daemon import IntakeDaemon
+from router.reaper import Reaper
+from router.requests import NewTask
+from router.scripts import text
+from router.settings import Settings
+from tests.conftest import kill_tree, terminal, wait_for
+
+AddAccount = Callable[..., None]
+Spawn = Callable[..., subprocess.Popen[bytes]]
+FAST_REAP = {
+    "BYOA_REAP_INTERVAL_SECONDS": "0.1",
+    "BYOA_RUN_LEASE_SECONDS": "1",
+    "BYOA_DISPATCH_LEASE_SECONDS": "0.5",
+}
+
+
+def expire_lease(router: Router, owner: str, task_id: str) -> None:
+    router.redis.zadd(router.keys.inflight(owner), {task_id: 0})
+
+
+def test_task_of_a_killed_worker_is_retried_and_its_slot_comes_back(
+    client: Client, add_account: AddAccount, router: Router, spawn: Spawn
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=1)
+    spawn("run", **FAST_REAP)
+    slow = spawn("worker", BYOA_SIM_SPEED="2", **FAST_REAP)  # a fast job lasts ~25 s
+    task = client.submit("alice", "a cat", mode="fast")
+    wait_for(lambda: client.get(task.id).status == "running", what="the job to start")  # type: ignore[union-attr]
+    kill_tree(slow)
+    spawn("worker", **FAST_REAP)
+    done = client.wait(task.id, timeout=60)
+    assert (done.status, done.attempt, done.retries) == ("completed", 2, 1)
+    assert done.retry_reason == "worker_lost"
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}
+    assert account.fast_hours_reserved == 0
+
+
+def test_task_placed_but_never_dispatched_is_dispatched_again(
+    add_account: AddAccount, router: Router, spawn: Spawn, settings: Settings
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = NewTask("lost-1", "alice", "imagine", "fast", "", "a cat", "{}", 60_000)
+    short = Router(settings.model_copy(update={"dispatch_lease_seconds": 0.5}), router.redis)
+    short.tasks.claim_ids([task])
+    _, outcome = short.tasks.submit_many([task])  # as if the router died before rq
+    assert [p.task_id for p in outcome.placed] == ["lost-1"] and router.queue.count == 0
+    spawn("run", **FAST_REAP)
+    spawn("worker", **FAST_REAP)
+    (done,) = wait_for(terminal(router, ["lost-1"]), what="the lost task to run")
+    assert (done.status, done.attempt, done.retries) == ("completed", 2, 0)
+
+
+def test_placed_task_waiting_for_a_worker_keeps_its_slot(
+    client: Client, add_account: AddAccount, router: Router, spawn: Spawn
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    expire_lease(router, "alice", task.id)
+    reaper = Reaper(router)
+    assert reaper.reap_leases() == 0  # its rq job is queued: the lease is extended
+    score = router.redis.zscore(router.keys.inflight("alice"), task.id)
+    assert score is not None and score > 0
+    spawn("worker")
+    done = client.wait(task.id, timeout=30)
+    assert (done.status, done.attempt) == ("completed", 1)
+
+
+def test_task_whose_worker_is_lost_too_often_fails_worker_lost(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    reaper = Reaper(router)
+    for attempt in range(1, router.settings.max_retries + 2):
+        ok, _, _ = router.tasks.start("alice", task.id, attempt)
+        assert ok
+        expire_lease(router, "alice", task.id)
+        assert reaper.reap_leases() == 1
+    done = client.get(task.id)
+    assert done is not None and done.status == "failed" and done.error is not None
+    assert done.error.code == "worker_lost" and done.retries == router.settings.max_retries
+    assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_renewed_lease_is_not_reaped_and_a_reaped_one_is_lost_to_its_worker(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    router.tasks.start("alice", task.id, 1)
+    assert router.tasks.renew("alice", task.id, 1) == (True, False)
+    assert Reaper(router).reap_leases() == 0
+    expire_lease(router, "alice", task.id)
+    assert Reaper(router).reap_leases() == 1
+    assert router.tasks.renew("alice", task.id, 1) == (False, False)
+    assert router.tasks.settle("alice", task.id, 1, "completed")[0] != "completed"
+
+
+def test_dead_routers_claimed_messages_are_handled_once(
+    router: Router, add_account: AddAccount
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=0, relax_limit=0)  # nothing runs
+    add_account("a-std", "alice", "standard", fast_limit=0, relax_limit=0)
+    for i in range(5):
+        message = {"owner": "alice", "input": {"prompt": f"cat {i}"}}  # no ids
+        router.redis.lpush(router.keys.intake, json.dumps(message))
+    dead = IntakeDaemon(router)
+    claimed = dead.claim()
+    dead.handle(claimed)  # it routed them, then died before clearing its processing list
+    for entry in reversed(claimed):
+        router.redis.lpush(dead.processing, entry)
+    router.redis.zadd(router.keys.routers, {dead.router_id: 0})
+    alive = IntakeDaemon(router)
+    assert alive.take_over_dead_routers() == 5
+    assert router.redis.llen(dead.processing) == 0
+    assert router.redis.zscore(router.keys.routers, dead.router_id) is None
+    owner_keys = {text(k) for k in router.redis.scan_iter(match=f"{router.keys.prefix}:id:*")}
+    assert len(owner_keys) == 5  # the same 5 tasks, not 10
+
+
+def test_dead_routers_unhandled_messages_are_routed_by_another(
+    router: Router, add_account: AddAccount
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    router.redis.lpush(router.keys.intake, json.dumps({"id": "orphan", "owner": "alice"}))
+    dead = IntakeDaemon(router)
+    assert len(dead.claim()) == 1  # claimed, never handled
+    router.redis.zadd(router.keys.routers, {dead.router_id: 0})
+    alive = IntakeDaemon(router)
+    alive.take_over_dead_routers()
+    task = router.tasks.get("orphan")
+    assert task is not None and task.account_id == "a-pro"
+    assert router.redis.llen(dead.processing) == router.redis.llen(alive.processing) == 0
