@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -12,6 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
 from typing import cast
+
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core import Router
 from router.reaper import Reaper
@@ -138,15 +143,27 @@ class IntakeDaemon:
         interval = self.router.settings.reap_interval_seconds
         next_beat = 0.0
         log.info("router %s reading %s", self.router_id, self.keys.intake)
-        try:
-            while not self.stopping.is_set():
+        backoff, resume = 0.1, False
+        while not self.stopping.is_set():
+            try:
+                if resume:  # a batch cut short by an outage is still in `processing`
+                    held = self.router.redis.lrange(self.processing, 0, -1)
+                    if held:
+                        self.handle([cast(bytes, m) for m in reversed(held)])
+                    resume = False
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     self.take_over_dead_routers()
                     reaper.reap_leases()
                 batch = self.claim()
                 if batch:
-                    self.handle(batch)
-        finally:
+                    self.handle(batch)  # claimed messages stay in `processing` until done
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+                resume = True
+                log.warning("Redis unreachable (%s); retrying in %.1f s", e, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        with contextlib.suppress(RedisError):
             self.router.redis.zrem(self.keys.routers, self.router_id)
         log.info("router %s stopped", self.router_id)

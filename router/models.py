@@ -87,6 +87,8 @@ class ErrorCode(StrEnum):
     PARENT_NOT_COMPLETED = "parent_not_completed"
     PARENT_ACCOUNT_UNAVAILABLE = "parent_account_unavailable"
     ACCOUNT_ATTENTION = "account_attention"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
     DRIVER_ERROR = "driver_error"
     INTERNAL_ERROR = "internal_error"
 

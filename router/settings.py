@@ -14,7 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from router.models import Plan, TaskType
+from router.models import Mode, Plan, TaskType
 
 CONFIG_ENV = "BYOA_CONFIG"
 """Environment variable naming the TOML settings file (optional)."""
@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     max_prompt_length: int = Field(default=6000, gt=0)
     max_message_bytes: int = Field(default=65536, gt=0)
     task_ttl_seconds: int = Field(default=7 * 86400, gt=0)
-    job_timeout_seconds: int = Field(default=3600, gt=0)
+    run_timeout_seconds: dict[Mode, PositiveFloat] = Field(
+        default_factory=lambda: {Mode.FAST: 600.0, Mode.TURBO: 300.0, Mode.RELAX: 3600.0}
+    )
+    """How long a job may run on its account before it fails with `timeout`."""
     intake_batch: int = Field(default=200, gt=0, le=10000)
     dispatch_lease_seconds: float = Field(default=60.0, gt=0)
     """How long a placed task may wait unclaimed before a reaper checks its rq job."""
@@ -113,6 +116,18 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             return value
         return {**{t.value: s for t, s in DEFAULT_GPU_SECONDS.items()}, **value}
+
+    @field_validator("run_timeout_seconds", mode="before")
+    @classmethod
+    def _merge_timeouts(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {"fast": 600.0, "turbo": 300.0, "relax": 3600.0, **value}
+
+    @property
+    def job_timeout_seconds(self) -> int:
+        """rq's own job timeout: past the longest run timeout, so the job settles first."""
+        return int(max(self.run_timeout_seconds.values())) + 120
 
     @property
     def queue_name(self) -> str:

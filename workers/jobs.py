@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core import Router
 from router.models import ErrorCode, Mode
@@ -14,10 +20,12 @@ from workers.drivers.base import (
     AccountNeedsAttention,
     DriverError,
     DriverJob,
+    DriverTimeout,
     OutOfFastHours,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Heartbeat(threading.Thread):
@@ -68,21 +76,40 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
         return f"skipped: task is {status or 'gone'}"
     with Heartbeat(router, owner, task_id, attempt):
         outcome, gpu_ms, result, error = _run(router, owner, task_id)
-    status, out = router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
-    router.apply(out)
+    # SETTLE is idempotent (fenced by the attempt), so a Redis outage is waited out.
+    status, out = _retrying(
+        lambda: router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
+    )
+    _retrying(lambda: router.apply(out))
     return status
+
+
+def _retrying(call: Callable[[], T], patience: float = 120.0) -> T:
+    """`call()`, again with backoff while Redis is unreachable, for up to `patience` s."""
+    deadline, delay = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            return call()
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable; retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple[str, str] | None]:
     """Run the task on its account: (outcome, GPU ms, result, error) for SETTLE."""
     outcome, gpu_ms, result, error = "completed", 0, None, None
     try:
-        task = router.tasks.get(task_id, owner)
+        task = _retrying(lambda: router.tasks.get(task_id, owner))
         assert task is not None and task.account_id is not None and task.effective_mode
-        account = router.account_ref(owner, task.account_id)
+        account_id = task.account_id
+        account = _retrying(lambda: router.account_ref(owner, account_id))
         if account is None:
-            raise DriverError(f"account {task.account_id} was removed")
-        parent = router.tasks.get(task.parent_id, owner) if task.parent_id else None
+            raise DriverError(f"account {account_id} was removed")
+        parent_id = task.parent_id
+        parent = _retrying(lambda: router.tasks.get(parent_id, owner)) if parent_id else None
         job = DriverJob(
             task_id=task.id,
             task_type=task.task_type,
@@ -92,10 +119,13 @@ def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple
             parent_result=parent.result if parent else None,
         )
         driver = router.driver
-        handle = driver.submit(account, job)
-        # Give up before rq's own timeout kills the job, so the task is always settled.
-        done = driver.wait(handle, timeout=0.9 * router.settings.job_timeout_seconds)
+        handle = _retrying(lambda: driver.submit(account, job))
+        # rq's own job timeout is longer, so the task is always settled here.
+        timeout = router.settings.run_timeout_seconds[job.mode]
+        done = _retrying(lambda: driver.wait(handle, timeout=timeout))
         gpu_ms, result = done.gpu_ms, done.output
+    except DriverTimeout as e:
+        outcome, error = "failed", (ErrorCode.TIMEOUT.value, str(e))
     except OutOfFastHours:
         outcome = "out_of_fast"
     except AccountNeedsAttention as e:

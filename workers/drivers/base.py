@@ -59,6 +59,10 @@ class TransientError(DriverError):
     """A passing failure (network, rate limit): the same job may succeed later."""
 
 
+class DriverTimeout(TransientError):
+    """The job did not finish within its run timeout."""
+
+
 class Driver(abc.ABC):
     """One backend's way of running jobs on an account."""
 

@@ -27,8 +27,8 @@ from workers.drivers.base import (
     DriverError,
     DriverJob,
     DriverResult,
+    DriverTimeout,
     OutOfFastHours,
-    TransientError,
 )
 
 SIM_START = """
@@ -122,10 +122,10 @@ class SimulatedDriver(Driver):
             raise DriverError(f"unknown job handle {handle}")
         if time.monotonic() - job.started < job.wall_s:
             return None
-        del self._jobs[handle]
         cost = {Mode.FAST: job.gpu_ms, Mode.TURBO: 2 * job.gpu_ms, Mode.RELAX: 0}[job.mode]
         key = self.keys.sim_account(job.account_id)
         self._finish(keys=[key], args=[slot_for(job.mode).value, cost])
+        del self._jobs[handle]  # only once the account has recorded the end
         output = {
             "image_url": f"https://sim.invalid/{job.account_id}/{job.task_id}.png",
             "job_ref": f"{job.account_id}:{job.task_id}",
@@ -138,7 +138,7 @@ class SimulatedDriver(Driver):
             raise DriverError(f"unknown job handle {handle}")
         remaining = job.started + job.wall_s - time.monotonic()
         if remaining > timeout:
-            raise TransientError(f"job {handle} did not finish within {timeout} s")
+            raise DriverTimeout(f"job {handle} did not finish within {timeout:g} s")
         if remaining > 0:
             time.sleep(remaining)  # the simulated account is busy for this long
         result = self.poll(handle)
