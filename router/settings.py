@@ -59,6 +59,8 @@ class SimSettings(BaseModel):
     turbo_wall_factor: PositiveFloat = 0.35
     relax_wall_factor: PositiveFloat = 3.0
     jitter: float = Field(default=0.2, ge=0, lt=1)
+    transient_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of submissions refused with a transient error (fixed per task and try)."""
 
 
 class Settings(BaseSettings):
@@ -89,6 +91,10 @@ class Settings(BaseSettings):
     """How long a placed task may wait unclaimed before a reaper checks its rq job."""
     run_lease_seconds: float = Field(default=30.0, gt=0)
     """How long a running task stays held without its worker's heartbeat."""
+    transient_retries: int = Field(default=3, ge=0)
+    """How often a submission refused with a transient driver error is tried again."""
+    transient_backoff_seconds: float = Field(default=1.0, ge=0)
+    """Wait before the first such retry; it doubles for each next one."""
     max_retries: int = Field(default=2, ge=0)
     """How often a task whose worker was lost is run again before it fails."""
     reap_interval_seconds: float = Field(default=1.0, gt=0)

@@ -14,7 +14,7 @@ from router.core import Router
 from router.models import Mode, Plan
 from tests.conftest import wait_for
 from workers.drivers.base import AccountRef, DriverError, DriverJob
-from workers.drivers.simulated import SimulatedDriver
+from workers.drivers.simulated import SimulatedDriver, draw
 
 AddAccount = Callable[..., None]
 Drain = Callable[[], None]
@@ -116,3 +116,34 @@ def test_demo_runs_end_to_end(env: dict[str, str]) -> None:
         "dead letters: 1",
     ):
         assert expected in out, expected
+
+
+def test_transient_submit_errors_are_retried_then_fail_with_the_reason(
+    client: Client,
+    add_account: AddAccount,
+    router: Router,
+    drain: Drain,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BYOA_TRANSIENT_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("BYOA_SIM__TRANSIENT_FAILURE_RATE", "0.5")
+    add_account("a-pro", "alice", "pro")
+    # Task ids the simulator refuses on the first try only, and on every try.
+    flaky = next(
+        f"f{i}"
+        for i in range(1000)
+        if draw(f"f{i}", "transient-1") < 0.5 <= draw(f"f{i}", "transient-2")
+    )
+    doomed = next(
+        f"d{i}"
+        for i in range(10000)
+        if all(draw(f"d{i}", f"transient-{n}") < 0.5 for n in range(1, 5))
+    )
+    for task_id in (flaky, doomed):
+        client.submit("alice", "a cat", mode="fast", id=task_id)
+    drain()
+    assert client.wait(flaky, timeout=10).status == "completed"
+    failed = client.wait(doomed, timeout=10)
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "driver_error" and "rate limited" in failed.error.message
+    assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]

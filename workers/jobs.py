@@ -22,6 +22,7 @@ from workers.drivers.base import (
     DriverJob,
     DriverTimeout,
     OutOfFastHours,
+    TransientError,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,22 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     return status
 
 
+def _submit(router: Router, submit: Callable[[], str]) -> str:
+    """Submit, trying again with backoff while the driver says the failure is transient."""
+    settings = router.settings
+    delay = settings.transient_backoff_seconds
+    for retry in range(settings.transient_retries + 1):
+        try:
+            return _retrying(submit)
+        except TransientError:
+            if retry == settings.transient_retries:
+                raise
+            log.info("transient driver error; submitting again in %.2f s", delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
 def _retrying(call: Callable[[], T], patience: float = 120.0) -> T:
     """`call()`, again with backoff while Redis is unreachable, for up to `patience` s."""
     deadline, delay = time.monotonic() + patience, 0.1
@@ -119,7 +136,7 @@ def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple
             parent_result=parent.result if parent else None,
         )
         driver = router.driver
-        handle = _retrying(lambda: driver.submit(account, job))
+        handle = _submit(router, lambda: driver.submit(account, job))
         # rq's own job timeout is longer, so the task is always settled here.
         timeout = router.settings.run_timeout_seconds[job.mode]
         done = _retrying(lambda: driver.wait(handle, timeout=timeout))

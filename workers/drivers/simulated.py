@@ -29,6 +29,7 @@ from workers.drivers.base import (
     DriverResult,
     DriverTimeout,
     OutOfFastHours,
+    TransientError,
 )
 
 SIM_START = """
@@ -67,8 +68,8 @@ class _Job:
     gpu_ms: int
 
 
-def _unit(task_id: str, salt: str) -> float:
-    """A number in [0, 1) fixed by the task id: runs are reproducible."""
+def draw(task_id: str, salt: str) -> float:
+    """A number in [0, 1) fixed by the task id and `salt`: simulated runs are reproducible."""
     digest = hashlib.blake2b(f"{salt}:{task_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
@@ -83,6 +84,7 @@ class SimulatedDriver(Driver):
         self._start = redis.register_script(SIM_START)
         self._finish = redis.register_script(SIM_FINISH)
         self._jobs: dict[str, _Job] = {}
+        self._tries: dict[str, int] = {}
         self._ids = itertools.count()
 
     def _wall_factor(self, mode: Mode) -> float:
@@ -100,6 +102,9 @@ class SimulatedDriver(Driver):
             ref = str(job.parent_result.get("job_ref", ""))
             if not ref.startswith(f"{account.id}:"):
                 raise DriverError(f"parent job {ref} is not on account {account.id}")
+        tries = self._tries[job.task_id] = self._tries.get(job.task_id, 0) + 1
+        if draw(job.task_id, f"transient-{tries}") < self.settings.sim.transient_failure_rate:
+            raise TransientError(f"account {account.id} is rate limited; try again")
         slot = slot_for(job.mode).value
         needs_fast = "1" if job.mode is not Mode.RELAX else "0"
         key = self.keys.sim_account(account.id)
@@ -107,7 +112,7 @@ class SimulatedDriver(Driver):
         if running < 0:
             raise OutOfFastHours(f"account {account.id} has no fast time left")
         jitter = self.settings.sim.jitter
-        scale = 1 + jitter * (2 * _unit(job.task_id, "gpu") - 1)
+        scale = 1 + jitter * (2 * draw(job.task_id, "gpu") - 1)
         gpu_s = self.settings.gpu_seconds[TaskType(job.task_type)] * scale
         wall_s = gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed
         handle = f"{os.getpid()}-{next(self._ids)}"
