@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,81 +13,38 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
 from router.core import Router
 from router.demo import stop_processes
 from router.pool import AccountSpec
 from router.settings import Settings
 from tests.conftest import terminal, wait_for
+from tests.servers import PrivateRedis
 
 PASSWORD = "CANARY-redis-pass-42"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, with AOF fsynced on every write."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--requirepass",
-                PASSWORD,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = Redis.from_url(self.url)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except Exception:
-                return False
-
-        wait_for(up, timeout=20, what="redis-server to start")
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
+    server = PrivateRedis(
+        tmp_path,
+        [
+            "--port",
+            "{port}",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--requirepass",
+            PASSWORD,
+        ],
+        f"redis://:{PASSWORD}@127.0.0.1:{{port}}/0",
+    )
     server.start()
     yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.stop()
+    server.stop()
 
 
 @pytest.mark.slow
