@@ -80,7 +80,7 @@ def routed_rate(n_accounts: int, n_tasks: int) -> float:
         start = time.perf_counter()
         routed = 0
         while routed < n_tasks:  # stop before claim() would block on an empty list
-            routed += daemon.handle(daemon.claim())
+            routed += daemon.handle(daemon.claim()).created
         elapsed = time.perf_counter() - start
         assert routed == n_tasks and router.queue.count == n_tasks, (routed, router.queue.count)
         return n_tasks / elapsed

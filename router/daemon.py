@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import cast
@@ -37,6 +38,17 @@ def _unnumber(entry: bytes) -> tuple[str | None, bytes]:
     if sep and number.isdigit():
         return number.decode(), raw
     return None, entry
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of one batch: every message is exactly one of these."""
+
+    created: int
+    """New tasks (routed, or stored as failed with their error code)."""
+    duplicates: int
+    """Messages whose id names a task that exists already (idempotent retries)."""
+    dead_letters: int
 
 
 class IntakeDaemon:
@@ -94,8 +106,8 @@ class IntakeDaemon:
             redis.zrem(self.keys.routers, dead_id)
         return taken
 
-    def handle(self, raw_messages: Sequence[bytes]) -> int:
-        """Route one batch; store or dead-letter every rejection. Returns tasks routed."""
+    def handle(self, raw_messages: Sequence[bytes]) -> Handled:
+        """Route one batch; store or dead-letter every rejection; say what became of it."""
         settings = self.router.settings
         tasks: list[NewTask] = []
         raw_of: dict[str, bytes] = {}
@@ -119,7 +131,8 @@ class IntakeDaemon:
         if dead:
             self.dead_letter(dead)
         self.router.redis.delete(self.processing)
-        return sum(1 for s in submitted if s.created)
+        created = sum(1 for s in submitted if s.created)
+        return Handled(created, len(submitted) - created, len(dead))
 
     def dead_letter(self, items: Sequence[tuple[Rejection, bytes]]) -> None:
         """Keep each rejected message with its reason, newest first, bounded in number."""

@@ -38,7 +38,7 @@ def test_documented_message_is_routed_and_dispatched(
         },
     )
     daemon = IntakeDaemon(router)
-    assert daemon.handle(daemon.claim()) == 1
+    assert daemon.handle(daemon.claim()).created == 1
     task = router.tasks.get("m1")
     assert task is not None and (task.effective_mode, task.account_id) == ("fast", "a-pro")
     assert router.queue.count == 1
@@ -111,7 +111,7 @@ def test_messages_without_a_usable_id_go_to_dead_letters_with_the_reason(
         {"id": "fine", "owner": "alice", "input": {"prompt": "ok"}},
     )
     daemon = IntakeDaemon(router)
-    assert daemon.handle(daemon.claim()) == 1
+    assert daemon.handle(daemon.claim()).created == 1
     codes = sorted(d["code"] for d in dead_letters(router))
     assert codes == sorted(
         [
@@ -149,7 +149,7 @@ def test_resubmitting_the_same_message_is_idempotent(
     message = {"id": "once", "owner": "alice", "input": {"prompt": "x", "process_mode": "fast"}}
     push(router, message, message, message)
     daemon = IntakeDaemon(router)
-    assert daemon.handle(daemon.claim()) == 1
+    assert daemon.handle(daemon.claim()).created == 1
     assert router.queue.count == 1
 
 
