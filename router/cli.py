@@ -7,16 +7,17 @@ import logging
 import os
 import sys
 import uuid
+from datetime import UTC
 from typing import Any
 
 import click
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from router.core import Router
 from router.errors import ByoaError
 from router.models import Mode, Plan, Setting, TaskType
-from router.pool import AccountSpec, read_accounts_file
+from router.pool import AccountSpec, WorkHours, read_accounts_file
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
@@ -200,6 +201,52 @@ def accounts() -> None:
     """Manage the account pool."""
 
 
+def health_options(fn: Any) -> Any:
+    """Account-health options shared by `accounts add` and `accounts set`."""
+    for option in reversed(
+        [
+            click.option(
+                "--min-gap",
+                "min_gap_seconds",
+                type=float,
+                default=None,
+                help="Pacing: seconds at least between two job starts.",
+            ),
+            click.option(
+                "--daily-cap",
+                type=int,
+                default=None,
+                help="At most this many job starts per UTC day (0: none).",
+            ),
+            click.option(
+                "--work-hours",
+                default=None,
+                help="UTC hours it may start jobs in, START-END (e.g. 8-20).",
+            ),
+            click.option(
+                "--renews-at",
+                type=click.DateTime(),
+                default=None,
+                help="When the plan renews (UTC); fast hours come back then.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _health(opts: dict[str, Any]) -> dict[str, Any]:
+    """Validate the health options (work hours, renewal date) into AccountSpec's types."""
+    if opts.get("renews_at") is not None:
+        opts["renews_at"] = opts["renews_at"].replace(tzinfo=UTC)
+    if opts.get("work_hours") is not None:
+        try:
+            opts["work_hours"] = TypeAdapter(WorkHours).validate_python(opts["work_hours"])
+        except ValidationError as e:
+            raise ByoaError("invalid_account", f"work hours: {_errors(e)}") from None
+    return opts
+
+
 @accounts.command("add")
 @click.argument("account_id")
 @click.option("--owner", required=True)
@@ -215,10 +262,13 @@ def accounts() -> None:
     default=None,
     help="Name of an environment variable holding the account's credentials.",
 )
+@health_options
 @click.pass_context
 def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Add an account to the pool."""
     env = opts.pop("credentials_env")
+    if opts["renews_at"] is not None:
+        opts["renews_at"] = opts["renews_at"].replace(tzinfo=UTC)
     try:
         spec = AccountSpec(id=account_id, **opts, credentials=_secret_from_env(env))
     except ValidationError as e:
@@ -248,14 +298,25 @@ def _errors(e: ValidationError) -> str:
 @click.option("--enable/--disable", "enabled", default=None)
 @click.option("--fast-limit", type=int, default=None)
 @click.option("--relax-limit", type=int, default=None)
+@health_options
 @click.pass_context
 def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Change an account; topping up fast hours flips an exhausted account back to fast."""
     router = _router(ctx)
     if opts["setting"] is not None:
         opts["setting"] = Setting(opts["setting"])
-    router.apply(router.pool.update(account_id, **opts))
+    router.apply(router.pool.update(account_id, **_health(opts)))
     click.echo(f"updated {account_id}")
+
+
+@accounts.command("reset")
+@click.argument("account_id")
+@click.pass_context
+def accounts_reset(ctx: click.Context, account_id: str) -> None:
+    """Put an account back into rotation: enabled, its attention and cooldown cleared."""
+    router = _router(ctx)
+    router.apply(router.pool.reset(account_id))
+    click.echo(f"reset {account_id}")
 
 
 @accounts.command("remove")

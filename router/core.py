@@ -48,7 +48,7 @@ class Router:
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(self.redis, settings)
         self.pool = Pool(self.redis, settings, self.scripts)
-        self.tasks = TaskStore(self.redis, self.scripts)
+        self.tasks = TaskStore(self.redis, self.scripts, settings)
         self.queue = Queue(settings.queue_name, connection=self.redis)
 
     @cached_property

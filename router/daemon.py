@@ -168,6 +168,7 @@ class IntakeDaemon:
                     next_beat = time.monotonic() + interval
                     self.take_over_dead_routers()
                     reaper.reap_leases()
+                    reaper.wake_accounts()
                 batch = self.claim()
                 if batch:
                     self.handle(batch)  # claimed messages stay in `processing` until done

@@ -23,7 +23,8 @@ FREE = "free"  # zset per slot: accounts that can start a job now, by score
 LINE = "line"  # list per slot: tasks waiting for any account of the owner
 PIN = "pin"  # list per account and slot: child tasks waiting for that account
 PINNED = "pinned"  # set: accounts with a non-empty pin line
-INFLIGHT = "inflight"  # zset: tasks holding a reservation, by time placed
+INFLIGHT = "inflight"  # zset: tasks holding a slot, by lease deadline
+TIMERS = "timers"  # zset: accounts by the time their state next changes (rest, renewal)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class Keys:
     def inflight(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{INFLIGHT}"
 
+    def timers(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{TIMERS}"
+
 
 def lua_key_helpers() -> str:
     """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix)."""
@@ -121,4 +125,5 @@ local K_FASTCAP = O .. ':{FASTCAP}'
 local K_RELAXCAP = O .. ':{RELAXCAP}'
 local K_PINNED = O .. ':{PINNED}'
 local K_INFLIGHT = O .. ':{INFLIGHT}'
+local K_TIMERS = O .. ':{TIMERS}'
 """

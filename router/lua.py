@@ -142,13 +142,17 @@ SETTLE = (
 -- ARGV[7] task id, ARGV[8] attempt,
 -- ARGV[9] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
 --         the task is routed again) | 'attention' (the account leaves rotation with the
---         error message as its reason, the task is routed again),
--- ARGV[10] GPU ms used, ARGV[11] result JSON, ARGV[12] error code, ARGV[13] error message
+--         error message as its reason, the task is routed again) | 'transient' (the
+--         account kept failing transiently: counted against it, the task is routed again
+--         while it has retries left),
+-- ARGV[10] GPU ms used, ARGV[11] result JSON, ARGV[12] error code, ARGV[13] error message,
+-- ARGV[14] transient failures that send an account to rest, ARGV[15] within how many µs,
+-- ARGV[16] for how many µs, ARGV[17] retries a task may have
 -- results {'settled'|'stale', status}
 local tid, outcome = ARGV[7], ARGV[9]
 local t = k_task(tid)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'effective_mode', 'parent_id',
-  'cancel_requested')
+  'cancel_requested', 'retries')
 if not f[1] or f[2] ~= ARGV[8] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
 local mode = f[3]
 local acct = release(tid)
@@ -166,9 +170,27 @@ if redis.call('EXISTS', a) == 1 then
     redis.call('HSET', a, 'enabled', '0', 'attention_reason', ARGV[13],
       'attention_at', istr(now()))
   end
+  if outcome == 'transient' then
+    local h = redis.call('HMGET', a, 'fails', 'fails_since')
+    local fails, since = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+    if now() - since > tonumber(ARGV[15]) then fails, since = 0, now() end
+    fails = fails + 1
+    redis.call('HSET', a, 'fails', istr(fails), 'fails_since', istr(since))
+    if fails >= tonumber(ARGV[14]) then
+      redis.call('HSET', a, 'cooldown_until', istr(now() + tonumber(ARGV[16])), 'fails', '0')
+    end
+  end
+end
+local retries = tonumber(f[6] or '0')
+if outcome == 'transient' then
+  if retries < tonumber(ARGV[17]) then
+    redis.call('HSET', t, 'retries', istr(retries + 1), 'retry_reason', 'transient')
+  else
+    outcome = 'failed'
+  end
 end
 local status
-local reroute = outcome == 'out_of_fast' or outcome == 'attention'
+local reroute = outcome == 'out_of_fast' or outcome == 'attention' or outcome == 'transient'
 if reroute and f[5] ~= '1' then
   status = 'queued'
   requeue(tid, acct)
@@ -326,6 +348,22 @@ if acct then touch(acct) end
 reconcile()
 pump({acct})
 return out({'reclaimed', redis.call('HGET', t, 'status')})
+"""
+)
+
+WAKE = (
+    PRELUDE
+    + """
+-- WAKE: accounts whose rest ended or whose renewal date came are refreshed and given work.
+-- results {number of accounts woken}
+local due = redis.call('ZRANGEBYSCORE', K_TIMERS, '-inf', istr(now()), 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', K_TIMERS, id)
+  touch(id)
+end
+reconcile()
+pump(due)
+return out({istr(#due)})
 """
 )
 

@@ -10,7 +10,7 @@ functions). Its functions implement `router.policy` on these owner-scoped indexe
 from __future__ import annotations
 
 from router.keys import lua_key_helpers
-from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE
+from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE, US_PER_DAY, US_PER_HOUR
 
 PRELUDE = (
     """
@@ -20,6 +20,7 @@ local DLEASE, RLEASE = tonumber(ARGV[5]), tonumber(ARGV[6])
     + lua_key_helpers()
     + f"""
 local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}
+local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}
 """
     + """
 local placed, switches, finished = {}, {}, {}
@@ -51,16 +52,59 @@ local function waiting(tid)
   return f[1] == 'queued' and (not f[2] or f[2] == '')
 end
 
+-- `policy.rest_until`: until when the account may start no job (0: it may now).
+local function rest_until(a)
+  local f = redis.call('HMGET', a, 'paced_until', 'cooldown_until', 'daily_cap', 'day',
+    'day_jobs', 'work_start_h', 'work_end_h')
+  local t = now()
+  local untl = math.max(tonumber(f[1] or '0'), tonumber(f[2] or '0'))
+  local today = math.floor(t / US_DAY)
+  local cap = tonumber(f[3] or '0')
+  if cap > 0 and tonumber(f[4] or '-1') == today and tonumber(f[5] or '0') >= cap then
+    untl = math.max(untl, (today + 1) * US_DAY)
+  end
+  if f[6] and f[6] ~= '' and f[7] and f[7] ~= '' and f[6] ~= f[7] then
+    local s, e = tonumber(f[6]), tonumber(f[7])
+    local hour = math.floor((t % US_DAY) / US_HOUR)
+    local inside
+    if s < e then inside = hour >= s and hour < e else inside = hour >= s or hour < e end
+    if not inside then
+      local nxt = today * US_DAY + s * US_HOUR
+      if nxt <= t then nxt = nxt + US_DAY end
+      untl = math.max(untl, nxt)
+    end
+  end
+  if untl > t then return untl end
+  return 0
+end
+
+-- A renewal date passed: the plan's fast hours are back, an automatic flip is undone.
+local function renew_if_due(id, a)
+  local f = redis.call('HMGET', a, 'renews_at', 'plan_fast_ms', 'setting', 'flip_reason')
+  local at = tonumber(f[1] or '0')
+  if at == 0 or at > now() then return end
+  while at <= now() do at = at + US_MONTH end
+  redis.call('HSET', a, 'renews_at', istr(at), 'fast_ms', f[2] or '0')
+  if f[3] == 'relax' and f[4] == 'fast_hours_exhausted' then
+    redis.call('HSET', a, 'setting', 'fast', 'flip_reason', '')
+    switches[#switches + 1] = id
+    switches[#switches + 1] = 'fast'
+  end
+end
+
 -- Recompute an account's index memberships and scores; flip it to relax when a fast
--- setting has no fast time left (rule 4). Returns true if it flipped.
+-- setting has no fast time left (rule 4). Returns true if it flipped. A resting account
+-- is in no free index, and its next change (end of rest, renewal) is in the timers.
 local function refresh(id)
   local a = k_acct(id)
+  if redis.call('EXISTS', a) == 1 then renew_if_due(id, a) end
   local f = redis.call('HMGET', a, 'plan', 'setting', 'fast_ms', 'fast_reserved_ms',
     'fast_limit', 'relax_limit', 'fast_inflight', 'relax_inflight', 'enabled')
   if not f[1] then
     for _, set in ipairs({K_ENABLED, K_FASTCAP, K_RELAXCAP}) do redis.call('SREM', set, id) end
     redis.call('ZREM', k_free('fast'), id)
     redis.call('ZREM', k_free('relax'), id)
+    redis.call('ZREM', K_TIMERS, id)
     return false
   end
   local plan, setting = f[1], f[2]
@@ -81,14 +125,23 @@ local function refresh(id)
   member(K_ENABLED, id, enabled)
   member(K_FASTCAP, id, fastcap)
   member(K_RELAXCAP, id, relaxcap)
-  if fastcap and fi < fl and fast_ms - reserved > 0 then
+  local rest = rest_until(a)
+  local timer = rest
+  local renews = tonumber(redis.call('HGET', a, 'renews_at') or '0')
+  if renews > 0 and (timer == 0 or renews < timer) then timer = renews end
+  if timer > 0 then
+    redis.call('ZADD', K_TIMERS, istr(timer), id)
+  else
+    redis.call('ZREM', K_TIMERS, id)
+  end
+  if rest == 0 and fastcap and fi < fl and fast_ms - reserved > 0 then
     local avail = math.min(fast_ms - reserved, SPAN - 1)
     local score = math.floor(fi * LOAD / fl) * SPAN + (SPAN - 1 - avail)
     redis.call('ZADD', k_free('fast'), istr(score), id)
   else
     redis.call('ZREM', k_free('fast'), id)
   end
-  if relaxcap and ri < rl then
+  if rest == 0 and relaxcap and ri < rl then
     redis.call('ZADD', k_free('relax'), istr(math.floor(ri * LOAD / rl)), id)
   else
     redis.call('ZREM', k_free('relax'), id)
@@ -190,6 +243,17 @@ local function place(tid, acct, slot)
     redis.call('HINCRBY', a, 'fast_reserved_ms', reserve)
   else
     redis.call('HINCRBY', a, 'relax_inflight', 1)
+  end
+  -- Pacing and the day's count (account health).
+  local g = redis.call('HMGET', a, 'min_gap_ms', 'day')
+  if tonumber(g[1] or '0') > 0 then
+    redis.call('HSET', a, 'paced_until', istr(now() + tonumber(g[1]) * 1000))
+  end
+  local today = math.floor(now() / US_DAY)
+  if g[2] ~= istr(today) then
+    redis.call('HSET', a, 'day', istr(today), 'day_jobs', '1')
+  else
+    redis.call('HINCRBY', a, 'day_jobs', 1)
   end
   local attempt = redis.call('HINCRBY', t, 'attempt', 1)
   redis.call('HSET', t, 'account_id', acct, 'slot', slot, 'reserved_ms', istr(reserve),

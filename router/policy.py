@@ -31,6 +31,17 @@ class AccountState:
     fast_inflight: int = 0
     relax_inflight: int = 0
     enabled: bool = True
+    paced_until: int = 0
+    """No job start before this instant (µs): the minimum gap since the last start."""
+    cooldown_until: int = 0
+    """Resting after repeated transient failures until this instant (µs)."""
+    daily_cap: int = 0
+    """Most jobs started per UTC day; 0: no cap."""
+    day: int = 0
+    day_jobs: int = 0
+    """Jobs started on UTC day `day` (days since the epoch)."""
+    work_hours: tuple[int, int] | None = None
+    """UTC hours [start, end) in which it may start jobs (may wrap midnight); None: always."""
 
     def inflight(self, slot: Slot) -> int:
         return self.fast_inflight if slot is Slot.FAST else self.relax_inflight
@@ -54,12 +65,37 @@ def has_relax_time(a: AccountState) -> bool:
     return a.enabled and a.plan is not Plan.BASIC and a.relax_limit > 0
 
 
-def can_take(a: AccountState, slot: Slot) -> bool:
+US_PER_HOUR = 3_600_000_000
+US_PER_DAY = 24 * US_PER_HOUR
+
+
+def rest_until(a: AccountState, now_us: int) -> int:
+    """Until when the account rests (pacing, cooldown, daily cap, working hours); 0: it doesn't.
+
+    A resting account is busy, not unavailable: tasks wait for it, they do not fall back.
+    """
+    until = max(a.paced_until, a.cooldown_until)
+    today = now_us // US_PER_DAY
+    if a.daily_cap and a.day == today and a.day_jobs >= a.daily_cap:
+        until = max(until, (today + 1) * US_PER_DAY)
+    if a.work_hours is not None and a.work_hours[0] != a.work_hours[1]:
+        start, end = a.work_hours
+        hour = now_us % US_PER_DAY // US_PER_HOUR
+        inside = start <= hour < end if start < end else (hour >= start or hour < end)
+        if not inside:
+            next_start = today * US_PER_DAY + start * US_PER_HOUR
+            until = max(until, next_start if next_start > now_us else next_start + US_PER_DAY)
+    return until if until > now_us else 0
+
+
+def can_take(a: AccountState, slot: Slot, now_us: int = 0) -> bool:
     """The account can start one more job in `slot` now.
 
     A fast slot also needs unreserved fast time, so concurrent reservations overspend the
     account's hours by at most one task's estimate.
     """
+    if rest_until(a, now_us):
+        return False
     if slot is Slot.FAST:
         return (
             has_fast_hours(a)
@@ -78,9 +114,9 @@ def account_score(a: AccountState, slot: Slot) -> int:
     return load * SCORE_HOURS_SPAN + (SCORE_HOURS_SPAN - 1 - available)
 
 
-def choose(accounts: Iterable[AccountState], slot: Slot) -> AccountState | None:
+def choose(accounts: Iterable[AccountState], slot: Slot, now_us: int = 0) -> AccountState | None:
     """The account a task needing `slot` goes to now, or None if every eligible one is busy."""
-    free = [a for a in accounts if can_take(a, slot)]
+    free = [a for a in accounts if can_take(a, slot, now_us)]
     return min(free, key=lambda a: (account_score(a, slot), a.id), default=None)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 import tomllib
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
 from redis import Redis
 
 from router.errors import AccountError
@@ -17,6 +19,21 @@ from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
 
 MS_PER_HOUR = 3_600_000
+
+
+def _work_hours(value: Any) -> Any:
+    if isinstance(value, str):
+        start, sep, end = value.partition("-")
+        if not sep or not start.strip().isdigit() or not end.strip().isdigit():
+            raise ValueError("work hours look like START-END in UTC hours, e.g. 8-20")
+        value = (int(start), int(end))
+    return value
+
+
+WorkHours = Annotated[
+    tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=0, le=23)]],
+    BeforeValidator(_work_hours),
+]
 
 
 class AccountSpec(BaseModel):
@@ -36,6 +53,14 @@ class AccountSpec(BaseModel):
     enabled: bool | None = None
     """True when adding; when updating from a file, absent leaves it alone."""
     credentials: SecretStr | None = None
+    min_gap_seconds: float | None = Field(default=None, ge=0)
+    """Pacing: at least this long between two job starts."""
+    daily_cap: int | None = Field(default=None, ge=0)
+    """At most this many job starts per UTC day (0: no cap)."""
+    work_hours: WorkHours | None = None
+    """UTC hours in which it may start jobs, `START-END` (e.g. "8-20", "22-6")."""
+    renews_at: datetime | None = None
+    """When its plan renews: fast hours back to the plan's, then every 30 days."""
 
 
 class AccountView(BaseModel):
@@ -55,8 +80,17 @@ class AccountView(BaseModel):
     auto_flips: int
     flip_reason: str | None
     flipped_at_us: int | None
+    min_gap_seconds: float
+    daily_cap: int
+    jobs_today: int
+    work_hours: tuple[int, int] | None
+    renews_at_us: int | None
+    cooldown_until_us: int | None
     attention_reason: str | None
     """Why the account left rotation (banned, captcha...), set by a driver error."""
+    raw_day: int = Field(default=0, exclude=True)
+    raw_day_jobs: int = Field(default=0, exclude=True)
+    paced_until_us: int = Field(default=0, exclude=True)
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> AccountView:
@@ -75,7 +109,18 @@ class AccountView(BaseModel):
             auto_flips=int(h.get("auto_flips", 0)),
             flip_reason=h.get("flip_reason") or None,
             flipped_at_us=int(h["flipped_at"]) if h.get("flipped_at") else None,
+            min_gap_seconds=int(h.get("min_gap_ms") or 0) / 1000,
+            daily_cap=int(h.get("daily_cap") or 0),
+            jobs_today=int(h.get("day_jobs") or 0) if h.get("day") == str(_today()) else 0,
+            work_hours=(int(h["work_start_h"]), int(h["work_end_h"]))
+            if h.get("work_start_h")
+            else None,
+            renews_at_us=int(h["renews_at"]) if h.get("renews_at") else None,
+            cooldown_until_us=int(h["cooldown_until"]) if h.get("cooldown_until") else None,
             attention_reason=h.get("attention_reason") or None,
+            raw_day=int(h.get("day") or 0),
+            raw_day_jobs=int(h.get("day_jobs") or 0),
+            paced_until_us=int(h.get("paced_until") or 0),
         )
 
     def state(self) -> AccountState:
@@ -91,10 +136,39 @@ class AccountView(BaseModel):
             fast_inflight=self.inflight["fast"],
             relax_inflight=self.inflight["relax"],
             enabled=self.enabled,
+            paced_until=self.paced_until_us,
+            cooldown_until=self.cooldown_until_us or 0,
+            daily_cap=self.daily_cap,
+            day=self.raw_day,
+            day_jobs=self.raw_day_jobs,
+            work_hours=self.work_hours,
         )
 
 
 _MODES = ("fast", "turbo", "relax")
+
+
+def _today() -> int:
+    return int(time.time() // 86400)
+
+
+def _health_fields(
+    min_gap_seconds: float | None,
+    daily_cap: int | None,
+    work_hours: tuple[int, int] | None,
+    renews_at: datetime | None,
+) -> dict[str, str]:
+    """Account-health settings as account hash fields (only those given)."""
+    fields: dict[str, str] = {}
+    if min_gap_seconds is not None:
+        fields["min_gap_ms"] = str(round(min_gap_seconds * 1000))
+    if daily_cap is not None:
+        fields["daily_cap"] = str(daily_cap)
+    if work_hours is not None:
+        fields["work_start_h"], fields["work_end_h"] = map(str, work_hours)
+    if renews_at is not None:
+        fields["renews_at"] = str(round(renews_at.timestamp() * 1e6))
+    return fields
 
 
 def read_accounts_file(path: str | Path) -> list[AccountSpec]:
@@ -180,6 +254,8 @@ class Pool:
             "relax_inflight": "0",
             "enabled": "0" if spec.enabled is False else "1",
             "declared_fast_ms": str(round(hours * MS_PER_HOUR)),
+            "plan_fast_ms": str(round(plan.fast_hours * MS_PER_HOUR)),
+            **_health_fields(spec.min_gap_seconds, spec.daily_cap, spec.work_hours, spec.renews_at),
         }
         if spec.credentials is not None:
             cred_key = self.keys.credentials(spec.owner, spec.id)
@@ -200,6 +276,10 @@ class Pool:
         fast_limit: int | None = None,
         relax_limit: int | None = None,
         credentials: SecretStr | None = None,
+        min_gap_seconds: float | None = None,
+        daily_cap: int | None = None,
+        work_hours: tuple[int, int] | None = None,
+        renews_at: datetime | None = None,
         declared: bool = False,
     ) -> Outcome:
         """Change an account; topping up fast hours undoes an automatic flip to relax.
@@ -207,7 +287,7 @@ class Pool:
         `declared`: the fast hours come from an accounts file (see `upsert`).
         """
         owner = self._owner_or_raise(account_id)
-        fields: dict[str, str] = {}
+        fields = _health_fields(min_gap_seconds, daily_cap, work_hours, renews_at)
         if fast_hours is not None:
             if fast_hours < 0:
                 raise AccountError("invalid_account", "fast hours cannot be negative")
@@ -264,8 +344,18 @@ class Pool:
             fast_limit=spec.fast_limit,
             relax_limit=spec.relax_limit,
             credentials=spec.credentials,
+            min_gap_seconds=spec.min_gap_seconds,
+            daily_cap=spec.daily_cap,
+            work_hours=spec.work_hours,
+            renews_at=spec.renews_at,
             declared=fast_hours is not None,
         )
+
+    def reset(self, account_id: str) -> Outcome:
+        """Back into rotation: enabled, attention and cooldown cleared."""
+        owner = self._owner_or_raise(account_id)
+        fields = {"enabled": "1", "cooldown_until": "0", "fails": "0"}
+        return self._write(owner, "set", account_id, fields)
 
     def get(self, account_id: str) -> AccountView | None:
         owner = self.owner_of(account_id)

@@ -60,6 +60,18 @@ class Reaper:
             router.apply(outcome)
         return reclaimed
 
+    def wake_accounts(self) -> int:
+        """Give work to accounts whose rest is over (or renewal came); returns owners woken."""
+        router, now = self.router, self.now_us()
+        owners = router.pool.owners()
+        pipe = router.redis.pipeline(transaction=False)
+        for owner in owners:
+            pipe.zrangebyscore(router.keys.timers(owner), "-inf", now, start=0, num=1)
+        due = [o for o, ids in zip(owners, pipe.execute(), strict=True) if ids]
+        for owner in due:
+            router.apply(router.tasks.wake(owner))
+        return len(due)
+
     def _job_waiting(self, task_id: str, attempt: int) -> bool:
         job_id = self.router.job_id(task_id, attempt)
         try:

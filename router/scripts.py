@@ -76,6 +76,7 @@ class Scripts:
         self.account_write = redis.register_script(lua.ACCOUNT_WRITE)
         self.renew = redis.register_script(lua.RENEW)
         self.reap = redis.register_script(lua.REAP)
+        self.wake = redis.register_script(lua.WAKE)
         self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
         self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
 

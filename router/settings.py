@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     """How often a submission refused with a transient driver error is tried again."""
     transient_backoff_seconds: float = Field(default=1.0, ge=0)
     """Wait before the first such retry; it doubles for each next one."""
+    cooldown_after_failures: int = Field(default=3, gt=0)
+    """An account failing transiently this often within the window rests (cooldown)."""
+    cooldown_window_seconds: float = Field(default=300.0, gt=0)
+    cooldown_seconds: float = Field(default=600.0, ge=0)
     max_retries: int = Field(default=2, ge=0)
     """How often a task whose worker was lost is run again before it fails."""
     reap_interval_seconds: float = Field(default=1.0, gt=0)

@@ -16,6 +16,7 @@ from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
 from router.requests import NewTask
 from router.scripts import Outcome, Scripts, text, text_hash
+from router.settings import Settings
 
 
 class TaskError(BaseModel):
@@ -102,8 +103,9 @@ class Submitted:
 class TaskStore:
     """Task records of every owner, changed only through the owner scripts."""
 
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings) -> None:
         self.redis = redis
+        self.settings = settings
         self.scripts = scripts
         self.keys = scripts.keys
 
@@ -158,8 +160,10 @@ class TaskStore:
         error: tuple[str, str] | None = None,
     ) -> tuple[str, Outcome]:
         """End a run: 'completed', 'failed' (with `error`), or re-route the task after
-        'out_of_fast' (the account flips) or 'attention' (the account leaves rotation)."""
+        'out_of_fast' (the account flips), 'attention' (the account leaves rotation) or
+        'transient' (counted against the account; fails with `error` when out of retries)."""
         code, message = error or ("", "")
+        s = self.settings
         args: list[str | int] = [
             task_id,
             attempt,
@@ -168,6 +172,10 @@ class TaskStore:
             json.dumps(result, separators=(",", ":")),
             code,
             message,
+            s.cooldown_after_failures,
+            round(s.cooldown_window_seconds * 1e6),
+            round(s.cooldown_seconds * 1e6),
+            s.max_retries,
         ]
         raw = self.scripts.owner_call(self.scripts.settle, owner, args)
         (_, status), out = Scripts.decode(owner, raw)
@@ -198,6 +206,11 @@ class TaskStore:
         raw = self.scripts.owner_call(self.scripts.reap, owner, args)
         (verdict, _), outcome = Scripts.decode(owner, raw)
         return verdict, outcome
+
+    def wake(self, owner: str) -> Outcome:
+        """Refresh the owner's accounts whose rest ended or renewal came, and give them work."""
+        _, outcome = Scripts.decode(owner, self.scripts.owner_call(self.scripts.wake, owner, []))
+        return outcome
 
     def cancel(self, owner: str, task_id: str) -> tuple[str, Outcome]:
         raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])

@@ -126,6 +126,7 @@ def test_transient_submit_errors_are_retried_then_fail_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BYOA_TRANSIENT_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("BYOA_MAX_RETRIES", "0")  # no second account to try: fail at once
     monkeypatch.setenv("BYOA_SIM__TRANSIENT_FAILURE_RATE", "0.5")
     add_account("a-pro", "alice", "pro")
     # Task ids the simulator refuses on the first try only, and on every try.

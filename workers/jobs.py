@@ -148,6 +148,8 @@ def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple
     except AccountNeedsAttention as e:
         log.warning("account of task %s/%s needs attention: %s", owner, task_id, e)
         outcome, error = "attention", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
+    except TransientError as e:  # still failing after the retries at submission
+        outcome, error = "transient", (ErrorCode.DRIVER_ERROR.value, str(e))
     except DriverError as e:
         outcome, error = "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
     except Exception as e:
