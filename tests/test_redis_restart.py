@@ -62,6 +62,8 @@ def test_tasks_survive_a_redis_restart_and_no_secret_is_printed(
         "BYOA_REDIS_URL": private_redis.url,
         "BYOA_KEY_PREFIX": prefix,
         "BYOA_SIM_SPEED": "100",
+        "BYOA_DISPATCH_LEASE_SECONDS": "5",  # recovery, if needed, well within the wait
+        "BYOA_RUN_LEASE_SECONDS": "5",
     }
     logs = [tmp_path / f"proc{i}.log" for i in range(5)]
     procs = [
@@ -98,7 +100,17 @@ def test_tasks_survive_a_redis_restart_and_no_secret_is_printed(
         private_redis.stop()
         time.sleep(1.0)  # Redis is down for a while: this is the outage, not a wait
         private_redis.start()
-        tasks = wait_for(terminal(router, ids), timeout=180, what="every task to end")
+        try:
+            tasks = wait_for(terminal(router, ids), timeout=180, what="every task to end")
+        except AssertionError:
+            stuck = [
+                t for t in (router.tasks.get(i) for i in ids) if t is None or not t.status.terminal
+            ]
+            leases = router.redis.zrange(router.keys.inflight("alice"), 0, -1, withscores=True)
+            raise AssertionError(
+                f"stuck: {[t.model_dump() if t else None for t in stuck[:3]]}"
+                f" leases: {leases[:5]} rq queued: {router.queue.count}"
+            ) from None
         assert all(t.status == "completed" for t in tasks), {
             t.id: (t.status, t.error) for t in tasks if t.status != "completed"
         }

@@ -71,8 +71,8 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     dies, the lease runs out and a router's reaper takes the task back.
     """
     router = _router()
-    ok, status, started = router.tasks.start(owner, task_id, attempt)
-    router.apply(started)
+    ok, status, started = _retrying(lambda: router.tasks.start(owner, task_id, attempt))
+    _retrying(lambda: router.apply(started))
     if not ok:
         return f"skipped: task is {status or 'gone'}"
     with Heartbeat(router, owner, task_id, attempt):
