@@ -72,20 +72,25 @@ class IntakeDaemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
-    def claim(self) -> list[bytes]:
-        """Up to one batch of numbered messages, moved to this replica's processing list."""
-        scripts, batch = self.router.scripts, self.router.settings.intake_batch
-        keys = [self.keys.intake, self.processing, self.keys.intake_counter]
-        items: list[bytes] = scripts.intake_claim(keys=keys, args=[batch, 0])
-        if items:
+    def claim(self, n: int | None = None) -> list[bytes]:
+        """The batch this replica holds: up to `n` (default a batch) new messages, numbered.
+
+        With nothing new, blocks up to `block_seconds` for one message. `n=0` returns only
+        what it already holds (after an outage or a takeover).
+        """
+        batch = self.router.settings.intake_batch if n is None else n
+        items = self._claim(batch)
+        if items or n == 0:
             return items
-        first = self.router.redis.blmove(
+        moved = self.router.redis.blmove(
             self.keys.intake, self.processing, self.block_seconds, "RIGHT", "LEFT"
         )
-        if first is None:
-            return []
-        claimed: list[bytes] = scripts.intake_claim(keys=keys, args=[batch - 1, 1])
-        return claimed
+        return self._claim(batch - 1) if moved is not None else []
+
+    def _claim(self, n: int) -> list[bytes]:
+        keys = [self.keys.intake, self.processing, self.keys.intake_counter]
+        items: list[bytes] = self.router.scripts.intake_claim(keys=keys, args=[n])
+        return items
 
     def take_over_dead_routers(self) -> int:
         """Handle the claimed messages of routers that stopped beating; returns how many."""
@@ -98,13 +103,21 @@ class IntakeDaemon:
         for dead in redis.zrangebyscore(self.keys.routers, "-inf", cutoff):
             dead_id = text(cast(bytes, dead))
             keys = [self.keys.intake_processing(dead_id), self.processing]
-            items: list[bytes] = self.router.scripts.intake_takeover(keys=keys)
-            if items:
-                log.warning("router %s is gone: handling its %d messages", dead_id, len(items))
-                self.handle(items)
-                taken += len(items)
+            moved = int(self.router.scripts.intake_takeover(keys=keys))
+            if moved:
+                log.warning("router %s is gone: handling its %d messages", dead_id, moved)
+                taken += moved
+                self.handle(self.claim(0))
             redis.zrem(self.keys.routers, dead_id)
         return taken
+
+    def deregister(self) -> None:
+        """Leave the list of live routers, unless messages are still held (then another
+        router takes them over once this one's heartbeat is old)."""
+        if self.router.redis.llen(self.processing):
+            log.warning("stopping with claimed messages: another router will take them over")
+            return
+        self.router.redis.zrem(self.keys.routers, self.router_id)
 
     def handle(self, raw_messages: Sequence[bytes]) -> Handled:
         """Route one batch; store or dead-letter every rejection; say what became of it."""
@@ -160,9 +173,9 @@ class IntakeDaemon:
         while not self.stopping.is_set():
             try:
                 if resume:  # a batch cut short by an outage is still in `processing`
-                    held = self.router.redis.lrange(self.processing, 0, -1)
+                    held = self.claim(0)
                     if held:
-                        self.handle([cast(bytes, m) for m in reversed(held)])
+                        self.handle(held)
                     resume = False
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
@@ -174,10 +187,10 @@ class IntakeDaemon:
                     self.handle(batch)  # claimed messages stay in `processing` until done
                 backoff = 0.1
             except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
-                resume = True
+                resume = reaper.grace = True
                 log.warning("Redis unreachable (%s); retrying in %.1f s", e, backoff)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         with contextlib.suppress(RedisError):
-            self.router.redis.zrem(self.keys.routers, self.router_id)
+            self.deregister()
         log.info("router %s stopped", self.router_id)

@@ -115,6 +115,9 @@ local tid = ARGV[7]
 local t = k_task(tid)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'slot', 'account_id')
 if not f[1] then return out({'missing', ''}) end
+if f[1] == 'running' and f[2] == ARGV[8] then
+  return out({'run', 'running'})  -- a retry of this START whose reply was lost
+end
 if f[2] ~= ARGV[8] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
 end
@@ -315,7 +318,8 @@ REAP = (
     + """
 -- REAP: act on a task whose lease has expired, if it still has.
 -- ARGV[7] task id, ARGV[8] attempt seen expired, ARGV[9] 'extend' (its rq job is still
--- waiting for a worker) | 'reclaim', ARGV[10] how many times a task may be retried
+-- waiting for a worker; or the reaper itself was away, e.g. Redis restarted, so holders
+-- get one more lease to renew) | 'reclaim', ARGV[10] how many times a task may be retried
 -- results {'skipped'|'extended'|'reclaimed', status}
 -- reclaim: a placed task whose rq job is gone is routed again (it never started); a
 -- running task whose worker stopped renewing is retried (retries + 1, retry_reason
@@ -328,7 +332,9 @@ if not deadline or tonumber(deadline) > now() or f[2] ~= ARGV[8] then
   return out({'skipped', f[1] or ''})
 end
 if ARGV[9] == 'extend' then
-  redis.call('ZADD', K_INFLIGHT, istr(now() + DLEASE), tid)
+  local lease = DLEASE
+  if f[1] == 'running' then lease = RLEASE end
+  redis.call('ZADD', K_INFLIGHT, istr(now() + lease), tid)
   return out({'extended', f[1]})
 end
 local acct = release(tid)
@@ -369,38 +375,35 @@ return out({istr(#due)})
 
 INTAKE_CLAIM = """
 -- INTAKE_CLAIM: move up to N messages from the intake list to a router's processing list,
--- oldest first, each numbered `<n>:<message>` so a message without an id gets the same
--- id however many routers handle it (after a crash). With wrap_head, first number the
--- message a blocking LMOVE just put at the head of the processing list.
+-- number every entry there that is not yet numbered (`<n>:<message>`, so a message without
+-- an id gets the same id however many routers handle it), and return them all.
+-- N = 0 only numbers and returns what the router holds (after an outage, a takeover, or a
+-- blocking LMOVE that brought one message in).
 -- KEYS[1] intake list, KEYS[2] processing list, KEYS[3] claim counter
--- ARGV[1] N, ARGV[2] wrap_head '1'|'0'
--- returns the numbered messages, oldest first
-local items = {}
-if ARGV[2] == '1' then
-  local head = redis.call('LPOP', KEYS[2])
-  if head then items[1] = head end
+-- ARGV[1] N
+-- returns the processing list's entries, oldest first
+if tonumber(ARGV[1]) > 0 then
+  local more = redis.call('RPOP', KEYS[1], ARGV[1])
+  if more then for _, m in ipairs(more) do redis.call('LPUSH', KEYS[2], m) end end
 end
-local more = redis.call('RPOP', KEYS[1], ARGV[1])
-if more then for _, m in ipairs(more) do items[#items + 1] = m end end
-if #items == 0 then return {} end
-local last = redis.call('INCRBY', KEYS[3], #items)
+local held = redis.call('LRANGE', KEYS[2], 0, -1)
 local out = {}
-for i = 1, #items do
-  out[i] = string.format('%d', last - #items + i) .. ':' .. items[i]
-  redis.call('LPUSH', KEYS[2], out[i])
+for i, e in ipairs(held) do
+  if not string.match(e, '^%d+:') then
+    e = string.format('%d', redis.call('INCR', KEYS[3])) .. ':' .. e
+    redis.call('LSET', KEYS[2], i - 1, e)
+  end
+  out[#held - i + 1] = e
 end
 return out
 """
 
 INTAKE_TAKEOVER = """
--- INTAKE_TAKEOVER: move a dead router's claimed messages to this router's processing list.
+-- INTAKE_TAKEOVER: move a dead router's claimed messages to this router's processing list
+-- (then INTAKE_CLAIM with N = 0 numbers and returns them).
 -- KEYS[1] the dead router's processing list, KEYS[2] this router's
--- returns the messages, oldest first
-local out = {}
-while true do
-  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not m then break end
-  out[#out + 1] = m
-end
-return out
+-- returns how many were moved
+local n = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
 """

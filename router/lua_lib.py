@@ -78,6 +78,17 @@ local function rest_until(a)
   return 0
 end
 
+-- When the working-hours window the account is in now closes (0: no window, or not in it).
+local function hours_end(a)
+  local f = redis.call('HMGET', a, 'work_start_h', 'work_end_h')
+  if not f[1] or f[1] == '' or not f[2] or f[2] == '' or f[1] == f[2] then return 0 end
+  local t = now()
+  local day0 = math.floor(t / US_DAY) * US_DAY
+  local nxt = day0 + tonumber(f[2]) * US_HOUR
+  if nxt <= t then nxt = nxt + US_DAY end
+  return nxt
+end
+
 -- A renewal date passed: the plan's fast hours are back, an automatic flip is undone.
 local function renew_if_due(id, a)
   local f = redis.call('HMGET', a, 'renews_at', 'plan_fast_ms', 'setting', 'flip_reason')
@@ -127,8 +138,9 @@ local function refresh(id)
   member(K_RELAXCAP, id, relaxcap)
   local rest = rest_until(a)
   local timer = rest
-  local renews = tonumber(redis.call('HGET', a, 'renews_at') or '0')
-  if renews > 0 and (timer == 0 or renews < timer) then timer = renews end
+  for _, at in ipairs({tonumber(redis.call('HGET', a, 'renews_at') or '0'), hours_end(a)}) do
+    if at > 0 and (timer == 0 or at < timer) then timer = at end
+  end
   if timer > 0 then
     redis.call('ZADD', K_TIMERS, istr(timer), id)
   else

@@ -25,6 +25,9 @@ class Reaper:
     def __init__(self, router: Router) -> None:
         self.router = router
         self.keys = router.keys
+        self.grace = True
+        """The next pass only extends expired leases: set at start and after an outage,
+        when workers could not renew theirs."""
 
     def now_us(self) -> int:
         """The Redis clock, which the scripts' lease deadlines use."""
@@ -32,8 +35,12 @@ class Reaper:
         return int(seconds) * 1_000_000 + int(micros)
 
     def reap_leases(self) -> int:
-        """Extend or reclaim every expired task lease; returns how many were reclaimed."""
+        """Extend or reclaim every expired task lease; returns how many were reclaimed.
+
+        A grace pass (see `grace`) only extends: holders get one lease to show they live.
+        """
         router, settings = self.router, self.router.settings
+        grace = self.grace
         expired = router.tasks.expired(router.pool.owners(), self.now_us())
         reclaimed = 0
         for owner, task_id in expired:
@@ -43,7 +50,7 @@ class Reaper:
             if status is None or attempt is None:
                 continue
             action = "reclaim"
-            if text(status) == "queued" and self._job_waiting(task_id, int(attempt)):
+            if grace or (text(status) == "queued" and self._job_waiting(task_id, int(attempt))):
                 action = "extend"
             verdict, outcome = router.tasks.reap(
                 owner, task_id, int(attempt), action, settings.max_retries
@@ -58,6 +65,7 @@ class Reaper:
                     text(status),
                 )
             router.apply(outcome)
+        self.grace = False
         return reclaimed
 
     def wake_accounts(self) -> int:

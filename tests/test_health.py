@@ -58,6 +58,7 @@ def test_pacing_keeps_a_gap_between_starts_and_tasks_wait_not_fall_back(
     waiting = client.get(second.id)
     assert waiting is not None and waiting.account_id is None and waiting.effective_mode == "fast"
     reaper = Reaper(router)
+    reaper.grace = False
     wait_for(
         lambda: reaper.wake_accounts() and client.get(second.id).account_id,
         timeout=10,  # type: ignore[union-attr]
@@ -118,6 +119,7 @@ def test_repeated_transient_failures_rest_the_account_and_reroute_the_task(
     assert resting is not None and resting.cooldown_until_us
     assert client.submit("alice", "next", mode="fast").account_id == "a-std"
     reaper = Reaper(router)
+    reaper.grace = False
     wait_for(lambda: reaper.wake_accounts() == 1, timeout=10, what="the cooldown to end")
     assert router.redis.zscore(router.keys.owner_base("alice") + ":free:fast", "a-mega")
 
@@ -129,6 +131,7 @@ def test_renewal_date_restores_fast_hours_and_undoes_the_flip(
     add_account("a-std", "alice", "standard", fast_hours=0, renews_at=soon)
     assert router.pool.get("a-std").setting == "relax"  # type: ignore[union-attr]
     reaper = Reaper(router)
+    reaper.grace = False
     wait_for(lambda: reaper.wake_accounts(), timeout=10, what="the renewal date")
     view = router.pool.get("a-std")
     assert view is not None and view.setting == "fast" and view.fast_hours_remaining == 15
@@ -148,3 +151,13 @@ def test_reset_puts_an_account_back_into_rotation(
     view = router.pool.get("a-pro")
     assert view is not None and view.enabled and view.attention_reason is None
     assert client.submit("alice", "again", mode="fast").account_id == "a-pro"
+
+
+def test_an_account_inside_its_working_hours_is_woken_when_they_end(
+    add_account: AddAccount, router: Router
+) -> None:
+    now = datetime.now(UTC)
+    add_account("a-pro", "alice", "pro", work_hours=(now.hour, (now.hour + 1) % 24))
+    timer = router.redis.zscore(router.keys.timers("alice"), "a-pro")
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert timer is not None and int(timer) == int(end.timestamp()) * 1_000_000

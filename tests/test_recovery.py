@@ -28,6 +28,13 @@ def expire_lease(router: Router, owner: str, task_id: str) -> None:
     router.redis.zadd(router.keys.inflight(owner), {task_id: 0})
 
 
+def running_reaper(router: Router) -> Reaper:
+    """A reaper past its first (grace) pass, as in a router that has been up a while."""
+    reaper = Reaper(router)
+    reaper.grace = False
+    return reaper
+
+
 def test_task_of_a_killed_worker_is_retried_and_its_slot_comes_back(
     client: Client, add_account: AddAccount, router: Router, spawn: Spawn
 ) -> None:
@@ -67,7 +74,7 @@ def test_placed_task_waiting_for_a_worker_keeps_its_slot(
     add_account("a-pro", "alice", "pro")
     task = client.submit("alice", "a cat", mode="fast")
     expire_lease(router, "alice", task.id)
-    reaper = Reaper(router)
+    reaper = running_reaper(router)
     assert reaper.reap_leases() == 0  # its rq job is queued: the lease is extended
     score = router.redis.zscore(router.keys.inflight("alice"), task.id)
     assert score is not None and score > 0
@@ -81,7 +88,7 @@ def test_task_whose_worker_is_lost_too_often_fails_worker_lost(
 ) -> None:
     add_account("a-pro", "alice", "pro")
     task = client.submit("alice", "a cat", mode="fast")
-    reaper = Reaper(router)
+    reaper = running_reaper(router)
     for attempt in range(1, router.settings.max_retries + 2):
         ok, _, _ = router.tasks.start("alice", task.id, attempt)
         assert ok
@@ -100,11 +107,70 @@ def test_renewed_lease_is_not_reaped_and_a_reaped_one_is_lost_to_its_worker(
     task = client.submit("alice", "a cat", mode="fast")
     router.tasks.start("alice", task.id, 1)
     assert router.tasks.renew("alice", task.id, 1) == (True, False)
-    assert Reaper(router).reap_leases() == 0
+    reaper = running_reaper(router)
+    assert reaper.reap_leases() == 0
     expire_lease(router, "alice", task.id)
-    assert Reaper(router).reap_leases() == 1
+    assert reaper.reap_leases() == 1
     assert router.tasks.renew("alice", task.id, 1) == (False, False)
     assert router.tasks.settle("alice", task.id, 1, "completed")[0] != "completed"
+
+
+def test_first_pass_and_pass_after_an_outage_only_extend_leases(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    router.tasks.start("alice", task.id, 1)
+    expire_lease(router, "alice", task.id)  # as if Redis was away: no renewal got through
+    reaper = Reaper(router)
+    assert reaper.reap_leases() == 0  # grace: the worker gets one lease to renew
+    assert router.tasks.renew("alice", task.id, 1) == (True, False)
+    expire_lease(router, "alice", task.id)
+    assert reaper.reap_leases() == 1  # no renewal this time: reclaimed
+    reaper.grace = True  # the daemon sets this after an outage
+    task2 = client.submit("alice", "another", mode="fast")
+    router.tasks.start("alice", task2.id, 1)
+    expire_lease(router, "alice", task2.id)
+    assert reaper.reap_leases() == 0
+
+
+def test_repeated_start_of_the_same_attempt_runs(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert router.tasks.start("alice", task.id, 1)[0]
+    assert router.tasks.start("alice", task.id, 1)[0]  # its first reply was lost
+    assert not router.tasks.start("alice", task.id, 2)[0]
+
+
+def test_unnumbered_held_message_becomes_one_task_whoever_handles_it(
+    router: Router, add_account: AddAccount
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=0, relax_limit=0)
+    add_account("a-std", "alice", "standard", fast_limit=0, relax_limit=0)
+    router.redis.lpush(router.keys.intake, json.dumps({"owner": "alice"}))
+    a = IntakeDaemon(router)
+    router.redis.lmove(router.keys.intake, a.processing, "RIGHT", "LEFT")  # blocking move, then
+    held = a.claim(0)  # Redis went away before numbering; a resume numbers it in place
+    router.redis.zadd(router.keys.routers, {a.router_id: 0})
+    b = IntakeDaemon(router)
+    b.take_over_dead_routers()
+    assert a.handle(held).duplicates == 1  # b made the task; a's copy is the same one
+    owner_keys = list(router.redis.scan_iter(match=f"{router.keys.prefix}:id:*"))
+    assert len(owner_keys) == 1
+
+
+def test_router_stopping_with_held_messages_stays_listed_for_takeover(router: Router) -> None:
+    router.redis.lpush(router.keys.intake, json.dumps({"owner": "alice"}))
+    a = IntakeDaemon(router)
+    a.take_over_dead_routers()  # registers
+    assert a.claim()
+    a.deregister()
+    assert router.redis.zscore(router.keys.routers, a.router_id) is not None
+    a.handle(a.claim(0))
+    a.deregister()
+    assert router.redis.zscore(router.keys.routers, a.router_id) is None
 
 
 def test_dead_routers_claimed_messages_are_handled_once(

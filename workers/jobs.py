@@ -39,12 +39,15 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         interval = self.router.settings.run_lease_seconds / 3
-        while not self.stopped.wait(interval):
+        wait = interval
+        while not self.stopped.wait(wait):
             try:
                 ours, _ = self.router.tasks.renew(self.owner, self.task_id, self.attempt)
-            except Exception:  # Redis away: keep trying; the lease is the safety net
-                log.exception("renewing the lease of %s failed", self.task_id)
+            except Exception:  # Redis away: try again soon; the reaper gives a grace pass
+                log.warning("renewing the lease of %s failed; retrying", self.task_id)
+                wait = min(0.5, interval)
                 continue
+            wait = interval
             if not ours:
                 log.warning("task %s is no longer this worker's", self.task_id)
                 return
