@@ -148,3 +148,17 @@ def test_transient_submit_errors_are_retried_then_fail_with_the_reason(
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.code == "driver_error" and "rate limited" in failed.error.message
     assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_worker_stops_on_sigterm_after_finishing_its_task(
+    client: Client, add_account: AddAccount, router: Router, spawn: Callable[..., object]
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    worker: subprocess.Popen[bytes] = spawn("worker", BYOA_SIM_SPEED="20")  # type: ignore[assignment]
+    task = client.submit("alice", "a cat", mode="fast")  # runs about 2.5 s
+    wait_for(lambda: client.get(task.id).status == "running", what="the job to start")  # type: ignore[union-attr]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    done = client.get(task.id)
+    assert done is not None and done.status == "completed" and done.retries == 0
+    assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
