@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import sys
+import time
 import uuid
 from datetime import UTC
 from typing import Any
 
 import click
 from pydantic import SecretStr, TypeAdapter, ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core import Router
 from router.errors import ByoaError
@@ -93,9 +97,26 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     from rq import Worker
 
     router = _router(ctx)
-    name = name or f"{router.keys.prefix}-{uuid.uuid4().hex[:12]}"  # rq keys carry the prefix
-    w = Worker([router.queue], connection=router.redis, name=name)
-    w.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    level = logging.getLevelName(logging.getLogger().level)
+    backoff = 0.5
+    for attempt in itertools.count():
+        # rq's keys carry the prefix; a restarted loop registers under a fresh name.
+        worker_name = f"{name or router.keys.prefix}-{uuid.uuid4().hex[:12]}"
+        if name and attempt == 0:
+            worker_name = name
+        try:
+            Worker([router.queue], connection=router.redis, name=worker_name).work(
+                burst=burst, logging_level=level
+            )
+            return
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+            if burst:
+                raise
+            logging.getLogger(__name__).warning(
+                "worker lost Redis (%s); starting again in %.1f s", e, backoff
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
 
 
 @main.command()

@@ -1,0 +1,1 @@
+"""Chaos runs: real processes, random kills and Redis restarts (see `chaos.py`)."""
