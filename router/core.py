@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
 from redis import Redis
 from rq import Queue
 
 from router.errors import ByoaError
 from router.keys import Keys
 from router.models import ErrorCode
-from router.pool import Pool
+from router.pool import AccountView, Pool
 from router.requests import NewTask, Rejection
-from router.scripts import Outcome, Scripts
+from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
 from router.tasks import Submitted, Task, TaskStore
 
@@ -61,12 +62,15 @@ class Router:
         """What a driver needs to act on an account, credentials included."""
         from workers.drivers.base import AccountRef
 
-        view = self.pool.get(account_id)
-        if view is None:
+        pipe = self.redis.pipeline(transaction=False)  # one round trip: the owner is known
+        pipe.hgetall(self.keys.account(owner, account_id))
+        pipe.get(self.keys.credentials(owner, account_id))
+        raw, creds = pipe.execute()
+        if not raw:
             return None
-        creds = self.pool.credentials(owner, account_id)
-        fast_ms = view.state().fast_ms
-        return AccountRef(view.id, view.owner, view.plan, fast_ms, creds)
+        view = AccountView.from_hash(text_hash(raw))
+        secret = SecretStr(text(creds)) if creds else None
+        return AccountRef(view.id, view.owner, view.plan, view.state().fast_ms, secret)
 
     def job_id(self, task_id: str, attempt: int) -> str:
         """The rq job id of one attempt at a task (rq keys then carry the prefix)."""

@@ -15,6 +15,7 @@ from router.core import Router
 from router.models import Mode, Slot, TaskType, slot_for
 from router.policy import fast_cost_ms
 from router.tasks import Task
+from tests.chaos.chaos import max_overlap
 from tests.conftest import TEST_REDIS_URL, terminal, wait_for
 from workers.drivers.simulated import SimulatedDriver
 
@@ -28,16 +29,6 @@ POOL = [  # (account, owner, plan, extra)
     ("c-std", "carol", "standard", {"fast_limit": 2, "relax_limit": 1}),
 ]
 MODES = ["fast", "turbo", "relax", ""]
-
-
-def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
-    """The most intervals open at one instant (an end and a start at the same time: not both)."""
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 def audit(router: Router, tasks: list[Task]) -> None:

@@ -81,6 +81,7 @@ class Figures:
 
 
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The most intervals open at one instant (an end and a start at the same time: not both)."""
     events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
     level = peak = 0
     for _, step in events:
