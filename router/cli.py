@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import sys
-import time
-import uuid
 from datetime import UTC
 from typing import Any
 
 import click
 from pydantic import SecretStr, TypeAdapter, ValidationError
-from redis.exceptions import BusyLoadingError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from router.core import Router
 from router.errors import ByoaError
@@ -89,34 +84,14 @@ def run(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--burst", is_flag=True, help="Exit when nothing is left to submit or poll.")
 @click.option("--name", default=None, help="rq worker name (default: <prefix>-<random>).")
 @click.pass_context
 def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
-    """Run an rq worker that executes dispatched tasks on their accounts."""
-    from rq import Worker
+    """Run a worker: submit dispatched tasks to their accounts and poll running jobs."""
+    from workers.process import run_worker
 
-    router = _router(ctx)
-    level = logging.getLevelName(logging.getLogger().level)
-    backoff = 0.5
-    for attempt in itertools.count():
-        # rq's keys carry the prefix; a restarted loop registers under a fresh name.
-        worker_name = f"{name or router.keys.prefix}-{uuid.uuid4().hex[:12]}"
-        if name and attempt == 0:
-            worker_name = name
-        try:
-            Worker([router.queue], connection=router.redis, name=worker_name).work(
-                burst=burst, logging_level=level
-            )
-            return
-        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
-            if burst:
-                raise
-            logging.getLogger(__name__).warning(
-                "worker lost Redis (%s); starting again in %.1f s", e, backoff
-            )
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+    run_worker(_router(ctx), burst=burst, name=name)
 
 
 @main.command()

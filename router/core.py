@@ -14,6 +14,7 @@ from rq import Queue
 from router.errors import ByoaError
 from router.keys import Keys
 from router.models import ErrorCode
+from router.polls import Polls
 from router.pool import AccountView, Pool
 from router.requests import NewTask, Rejection
 from router.scripts import Outcome, Scripts, text, text_hash
@@ -50,6 +51,7 @@ class Router:
         self.scripts = Scripts(self.redis, settings)
         self.pool = Pool(self.redis, settings, self.scripts)
         self.tasks = TaskStore(self.redis, self.scripts, settings)
+        self.polls = Polls(self.redis, self.keys, self.scripts)
         self.queue = Queue(settings.queue_name, connection=self.redis)
 
     @cached_property
@@ -118,7 +120,8 @@ class Router:
         return submitted, clashes
 
     def cancel(self, task_id: str) -> Task | None:
-        """Cancel a task: a queued one ends now, a running one when its worker settles."""
+        """Cancel a task: a queued one ends now; a running one once a worker polling its
+        driver job has cancelled that job (within a poll interval)."""
         owner = self.tasks.owner_of(task_id)
         if owner is None:
             return None

@@ -70,6 +70,7 @@ def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: st
         "BYOA_KEY_PREFIX": settings.key_prefix,
         "BYOA_SIM_SPEED": str(settings.sim_speed),
         "BYOA_REDIS_URL": settings.redis_url.get_secret_value(),
+        "BYOA_POLL_INTERVAL_SECONDS": os.environ.get("BYOA_POLL_INTERVAL_SECONDS", "0.05"),
     }
     with ExitStack() as stack:
         server = ensure_redis(settings.redis_url.get_secret_value())

@@ -74,9 +74,26 @@ class Keys:
         """Pub/sub channel announcing that a task reached a terminal state."""
         return f"{self.prefix}:done:{task_id}"
 
+    @property
+    def polls(self) -> str:
+        """Sorted set `<owner>/<task>/<attempt>` -> when a worker next polls its driver job.
+
+        Holds every submitted, unsettled job; a worker claims entries by moving them ahead,
+        so a job whose poller died comes due again for another.
+        """
+        return f"{self.prefix}:polls"
+
     def sim_account(self, account_id: str) -> str:
         """Hash: the simulated Midjourney account's own view (balance, running jobs)."""
         return f"{self.prefix}:sim:{account_id}"
+
+    def sim_running(self, account_id: str, slot: Slot) -> str:
+        """Sorted set: the simulated account's running jobs (handle -> end, Redis µs)."""
+        return f"{self.prefix}:sim:{account_id}:running:{slot.value}"
+
+    def sim_job(self, handle: str) -> str:
+        """Hash: one simulated job (account, slot, end time, GPU ms, output)."""
+        return f"{self.prefix}:simjob:{handle}"
 
     # Owner-scoped keys.
     def owner_base(self, owner: str) -> str:

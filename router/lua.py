@@ -132,6 +132,7 @@ if redis.call('SISMEMBER', cap, f[4]) == 0 then
   return out({'skip', redis.call('HGET', t, 'status')})
 end
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
+redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease
 return out({'run', 'running'})
 """
@@ -217,8 +218,8 @@ return out({'settled', redis.call('HGET', t, 'status')})
 CANCEL = (
     PRELUDE
     + """
--- CANCEL: a queued task ends now and frees any slot it holds; a running one is marked
--- and ends cancelled when its worker settles it.
+-- CANCEL: a queued task ends now and frees any slot it holds; a running one is marked,
+-- and the worker polling its driver job cancels that job and settles it cancelled.
 -- ARGV[7] task id
 -- results {status after the call} ('' if there is no such task)
 local tid = ARGV[7]
@@ -299,8 +300,10 @@ return out({'ok'})
 RENEW = (
     PRELUDE
     + """
--- RENEW: the worker running a task extends its run lease (its heartbeat).
--- ARGV[7] task id, ARGV[8] attempt
+-- RENEW: whoever carries a running task extends its run lease: the worker submitting it
+-- (a heartbeat), then whichever worker polls its driver job. With a handle it also
+-- records the driver job, which from then on is polled, never submitted again.
+-- ARGV[7] task id, ARGV[8] attempt, ARGV[9] driver job handle to record ('' for none)
 -- results {'renewed'|'lost', cancel requested '1'|''}: 'lost' if the task is no longer
 -- this attempt's (reaped, re-placed) or no longer running.
 local tid = ARGV[7]
@@ -308,6 +311,7 @@ local f = redis.call('HMGET', k_task(tid), 'status', 'attempt', 'cancel_requeste
 if f[1] ~= 'running' or f[2] ~= ARGV[8] or not redis.call('ZSCORE', K_INFLIGHT, tid) then
   return out({'lost', f[3] or ''})
 end
+if ARGV[9] ~= '' then redis.call('HSET', k_task(tid), 'handle', ARGV[9]) end
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)
 return out({'renewed', f[3] or ''})
 """
@@ -320,21 +324,26 @@ REAP = (
 -- ARGV[7] task id, ARGV[8] attempt seen expired, ARGV[9] 'extend' (its rq job is still
 -- waiting for a worker; or the reaper itself was away, e.g. Redis restarted, so holders
 -- get one more lease to renew) | 'reclaim', ARGV[10] how many times a task may be retried
--- results {'skipped'|'extended'|'reclaimed', status}
+-- results {'skipped'|'extended'|'submitted'|'reclaimed', status}
+-- A running task whose driver job was submitted (it has a handle) is never reclaimed: the
+-- job runs on the account whatever became of its worker, so its lease is extended and
+-- 'submitted' tells the caller to make sure a worker polls it.
 -- reclaim: a placed task whose rq job is gone is routed again (it never started); a
--- running task whose worker stopped renewing is retried (retries + 1, retry_reason
--- worker_lost; the account may have run it) up to the limit, then fails `worker_lost`.
+-- running task whose worker died before recording a driver job is retried (retries + 1,
+-- retry_reason worker_lost) up to the limit, then fails `worker_lost`.
 local tid = ARGV[7]
 local t = k_task(tid)
 local deadline = redis.call('ZSCORE', K_INFLIGHT, tid)
-local f = redis.call('HMGET', t, 'status', 'attempt', 'retries', 'cancel_requested')
+local f = redis.call('HMGET', t, 'status', 'attempt', 'retries', 'cancel_requested', 'handle')
 if not deadline or tonumber(deadline) > now() or f[2] ~= ARGV[8] then
   return out({'skipped', f[1] or ''})
 end
-if ARGV[9] == 'extend' then
+local submitted = f[1] == 'running' and (f[5] or '') ~= ''
+if ARGV[9] == 'extend' or submitted then
   local lease = DLEASE
   if f[1] == 'running' then lease = RLEASE end
   redis.call('ZADD', K_INFLIGHT, istr(now() + lease), tid)
+  if submitted then return out({'submitted', f[1]}) end
   return out({'extended', f[1]})
 end
 local acct = release(tid)
@@ -406,4 +415,21 @@ INTAKE_TAKEOVER = """
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
 return n
+"""
+
+POLL_CLAIM = """
+-- POLL_CLAIM: a worker takes the submitted driver jobs that are due for a poll.
+-- KEYS[1] the polls zset (member '<owner>/<task>/<attempt>' -> when due, Redis µs)
+-- ARGV[1] most entries to take, ARGV[2] µs they stay this worker's: each is pushed that far
+-- ahead, so another worker takes it only if this one does not poll it in time (it died).
+-- returns {now µs, earliest due of the rest or -1, member...}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local held = string.format('%d', now + tonumber(ARGV[2]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], held, m) end
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local out = {string.format('%d', now), head[2] or '-1'}
+for _, m in ipairs(due) do out[#out + 1] = m end
+return out
 """

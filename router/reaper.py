@@ -1,8 +1,9 @@
 """Takes back what crashed processes held: expired task leases and dead routers' intake.
 
 Runs inside every router replica; any number may run at once, because every action is
-re-checked and applied by one script (REAP, INTAKE_RECOVER) that does nothing if another
-replica, or the lease's holder, got there first.
+re-checked and applied by one script (REAP, RENEW, INTAKE_TAKEOVER) that does nothing if
+another replica, or the lease's holder, got there first. A running task whose driver job
+was submitted is never taken back: the job runs on, and a worker is made to poll it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from router.core import Router
+from router.polls import Entry
 from router.scripts import text
 
 log = logging.getLogger(__name__)
@@ -44,25 +46,29 @@ class Reaper:
         expired = router.tasks.expired(router.pool.owners(), self.now_us())
         reclaimed = 0
         for owner, task_id in expired:
-            status, attempt = router.redis.hmget(
-                router.keys.task(owner, task_id), "status", "attempt"
+            status, attempt, handle, account_id = (
+                None if v is None else text(v)
+                for v in router.redis.hmget(
+                    router.keys.task(owner, task_id), "status", "attempt", "handle", "account_id"
+                )
             )
             if status is None or attempt is None:
                 continue
+            entry = Entry(owner, task_id, int(attempt))
             action = "reclaim"
-            if grace or (text(status) == "queued" and self._job_waiting(task_id, int(attempt))):
+            if grace or (status == "queued" and self._job_waiting(task_id, entry.attempt)):
                 action = "extend"
+            elif status == "running" and not handle and self._adopt(entry, account_id):
+                continue
             verdict, outcome = router.tasks.reap(
-                owner, task_id, int(attempt), action, settings.max_retries
+                owner, task_id, entry.attempt, action, settings.max_retries
             )
+            if verdict == "submitted":  # its job runs on: make sure a worker polls it
+                router.polls.add(entry)
             if verdict == "reclaimed":
                 reclaimed += 1
                 log.warning(
-                    "reclaimed task %s/%s (attempt %s, was %s)",
-                    owner,
-                    task_id,
-                    int(attempt),
-                    text(status),
+                    "reclaimed task %s/%s (attempt %s, was %s)", owner, task_id, attempt, status
                 )
             router.apply(outcome)
         self.grace = False
@@ -80,9 +86,35 @@ class Reaper:
             router.apply(router.tasks.wake(owner))
         return len(due)
 
+    def _adopt(self, entry: Entry, account_id: str | None) -> bool:
+        """Its worker died submitting: if the backend has the job after all (found by its
+        key), record the handle and have it polled instead of running the task again."""
+        router = self.router
+        account = router.account_ref(entry.owner, account_id) if account_id else None
+        if account is None:
+            return False
+        try:
+            handle = router.driver.lookup(account, router.job_id(entry.task_id, entry.attempt))
+        except Exception as e:  # cannot tell: the task is retried, as the record will say
+            log.warning("looking up the job of %s failed: %s", entry.member, e)
+            return False
+        if handle is None:
+            return False
+        ours, _ = router.tasks.renew(entry.owner, entry.task_id, entry.attempt, handle)
+        if ours:
+            router.polls.add(entry)
+            log.warning("adopted the submitted job of %s (its worker was lost)", entry.member)
+        return ours
+
     def _job_waiting(self, task_id: str, attempt: int) -> bool:
+        """Whether the placed task's rq job is still on its way to a worker. A job marked
+        queued but in no queue was taken by a worker that lost Redis before starting it
+        (it sits in rq's intermediate list until rq's own ten-minute maintenance)."""
         job_id = self.router.job_id(task_id, attempt)
         try:
-            return Job.fetch(job_id, connection=self.router.redis).get_status() in WAITING_JOB
+            status = Job.fetch(job_id, connection=self.router.redis).get_status()
         except NoSuchJobError:
             return False
+        if status == JobStatus.QUEUED:
+            return self.router.redis.lpos(self.router.queue.key, job_id) is not None
+        return status in WAITING_JOB

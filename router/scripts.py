@@ -79,6 +79,7 @@ class Scripts:
         self.wake = redis.register_script(lua.WAKE)
         self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
         self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
+        self.poll_claim = redis.register_script(lua.POLL_CLAIM)
 
     def owner_call(
         self,

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0)
     """How often a task whose worker was lost is run again before it fails."""
     reap_interval_seconds: float = Field(default=1.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often a worker asks the driver whether a submitted job has ended."""
+    poll_batch: int = Field(default=100, gt=0, le=10000)
+    """Most submitted jobs a worker claims to poll at once."""
+    poll_threads: int = Field(default=8, gt=0, le=256)
+    """Driver polls a worker process runs at once (HTTP backends answer slowly)."""
     router_dead_seconds: float = Field(default=15.0, gt=0)
     """A router silent this long is dead: its claimed intake messages are taken over."""
     dead_letter_max: int = Field(default=100_000, gt=0)
@@ -136,8 +142,16 @@ class Settings(BaseSettings):
 
     @property
     def job_timeout_seconds(self) -> int:
-        """rq's own job timeout: past the longest run timeout, so the job settles first."""
-        return int(max(self.run_timeout_seconds.values())) + 120
+        """rq's own job timeout. The job only submits (with its transient retries and a
+        wait for Redis); the run itself is polled, and timed, by `poll_*`."""
+        backoff = self.transient_backoff_seconds * (2 ** (self.transient_retries + 1))
+        return int(300 + backoff)
+
+    @property
+    def poll_hold_us(self) -> int:
+        """How long a claimed poll stays one worker's: a dead poller's jobs come due again
+        for another worker after this."""
+        return round(max(5 * self.poll_interval_seconds, self.run_lease_seconds / 2) * 1e6)
 
     @property
     def queue_name(self) -> str:

@@ -14,6 +14,7 @@ from redis import Redis
 
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
+from router.polls import Entry
 from router.requests import NewTask
 from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
@@ -48,6 +49,8 @@ class Task(BaseModel):
     retries: int
     """Times the task was run again after its worker was lost (the account may have run it)."""
     retry_reason: str | None
+    handle: str | None = None
+    """The backend's handle of the running attempt's job, once submitted."""
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Task:
@@ -77,6 +80,7 @@ class Task(BaseModel):
             attempt=int(h.get("attempt") or 0),
             retries=int(h.get("retries") or 0),
             retry_reason=h.get("retry_reason") or None,
+            handle=h.get("handle") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -181,11 +185,25 @@ class TaskStore:
         (_, status), out = Scripts.decode(owner, raw)
         return status, out
 
-    def renew(self, owner: str, task_id: str, attempt: int) -> tuple[bool, bool]:
-        """Extend a running task's lease: (still ours, cancel requested)."""
-        raw = self.scripts.owner_call(self.scripts.renew, owner, [task_id, attempt])
+    def renew(self, owner: str, task_id: str, attempt: int, handle: str = "") -> tuple[bool, bool]:
+        """Extend a running task's lease, recording its driver job's `handle` if given:
+        (still ours, cancel requested)."""
+        raw = self.scripts.owner_call(self.scripts.renew, owner, [task_id, attempt, handle])
         (verdict, cancel), _ = Scripts.decode(owner, raw)
         return verdict == "renewed", cancel == "1"
+
+    def renew_many(self, entries: Sequence[Entry]) -> list[bool]:
+        """Extend the leases of running attempts in one round trip: which are still theirs."""
+        if not entries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for e in entries:
+            self.scripts.owner_call(self.scripts.renew, e.owner, [e.task_id, e.attempt, ""], pipe)
+        replies = pipe.execute()
+        return [
+            Scripts.decode(e.owner, r)[0][0] == "renewed"
+            for e, r in zip(entries, replies, strict=True)
+        ]
 
     def expired(
         self, owners: Sequence[str], now_us: int, limit: int = 100

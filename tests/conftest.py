@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +21,7 @@ from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
 from router.tasks import Task
+from workers.process import drain as drain_worker
 
 TEST_REDIS_URL = os.environ.get("BYOA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 """A dedicated database; every test also uses its own key prefix and purges it."""
@@ -63,7 +61,11 @@ def prefix(redis_conn: Redis) -> Iterator[str]:
 @pytest.fixture
 def settings(prefix: str) -> Settings:
     return Settings(
-        redis_url=TEST_REDIS_URL, key_prefix=prefix, sim_speed=2000, max_prompt_length=500
+        redis_url=TEST_REDIS_URL,
+        key_prefix=prefix,
+        sim_speed=2000,
+        max_prompt_length=500,
+        poll_interval_seconds=0.02,
     )
 
 
@@ -76,6 +78,7 @@ def env(settings: Settings) -> dict[str, str]:
         "BYOA_KEY_PREFIX": settings.key_prefix,
         "BYOA_SIM_SPEED": str(settings.sim_speed),
         "BYOA_MAX_PROMPT_LENGTH": str(settings.max_prompt_length),
+        "BYOA_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
     }
 
 
@@ -107,13 +110,10 @@ def add_account(router: Router) -> Callable[..., None]:
 
 @pytest.fixture
 def drain(router: Router) -> Callable[[], None]:
-    """Run an rq worker in this process until the queue is empty (follow-ups included)."""
+    """Work in this process until nothing is left to submit or poll (follow-ups included)."""
 
     def run() -> None:
-        name = f"{router.keys.prefix}-{uuid.uuid4().hex[:8]}"
-        SimpleWorker([router.queue], connection=router.redis, name=name).work(
-            burst=True, logging_level="WARNING"
-        )
+        drain_worker(router, SimpleWorker)
 
     return run
 
@@ -134,31 +134,6 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]
 
     yield start
     stop_processes(procs)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a spawned process and its descendants (rq's work horse has its own group)."""
-    pids, todo = [], [proc.pid]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        todo += _children(pid)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 def terminal(router: Router, task_ids: list[str]) -> Callable[[], list[Task] | None]:

@@ -9,11 +9,15 @@ from collections.abc import Callable
 from router.client import Client
 from router.core import Router
 from router.daemon import IntakeDaemon
+from router.models import Mode
 from router.reaper import Reaper
 from router.requests import NewTask
 from router.scripts import text
 from router.settings import Settings
-from tests.conftest import kill_tree, terminal, wait_for
+from tests.conftest import terminal, wait_for
+from tests.servers import kill_tree
+from workers.drivers.base import DriverJob
+from workers.drivers.simulated import SimulatedDriver
 
 AddAccount = Callable[..., None]
 Spawn = Callable[..., subprocess.Popen[bytes]]
@@ -35,22 +39,62 @@ def running_reaper(router: Router) -> Reaper:
     return reaper
 
 
-def test_task_of_a_killed_worker_is_retried_and_its_slot_comes_back(
+def test_job_of_a_killed_worker_is_finished_by_another_without_running_twice(
     client: Client, add_account: AddAccount, router: Router, spawn: Spawn
 ) -> None:
     add_account("a-pro", "alice", "pro", fast_limit=1)
     spawn("run", **FAST_REAP)
-    slow = spawn("worker", BYOA_SIM_SPEED="2", **FAST_REAP)  # a fast job lasts ~25 s
+    slow = spawn("worker", BYOA_SIM_SPEED="30", **FAST_REAP)  # a fast job lasts ~2 s
     task = client.submit("alice", "a cat", mode="fast")
-    wait_for(lambda: client.get(task.id).status == "running", what="the job to start")  # type: ignore[union-attr]
+    wait_for(lambda: client.get(task.id).handle is not None, what="the job to be submitted")  # type: ignore[union-attr]
     kill_tree(slow)
     spawn("worker", **FAST_REAP)
     done = client.wait(task.id, timeout=60)
-    assert (done.status, done.attempt, done.retries) == ("completed", 2, 1)
-    assert done.retry_reason == "worker_lost"
+    assert (done.status, done.attempt, done.retries) == ("completed", 1, 0)
+    assert SimulatedDriver(router.settings, router.redis).audit("a-pro")["jobs"] == 1
     account = router.pool.get("a-pro")
     assert account is not None and account.inflight == {"fast": 0, "relax": 0}
     assert account.fast_hours_reserved == 0
+
+
+def test_job_submitted_by_a_worker_that_died_before_recording_it_is_adopted(
+    client: Client, add_account: AddAccount, router: Router, drain: Callable[[], None]
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert router.tasks.start("alice", task.id, 1)[0]
+    record = client.get(task.id)
+    assert record is not None and record.prompt is not None
+    account = router.account_ref("alice", "a-pro")
+    assert account is not None
+    job = DriverJob(task.id, "imagine", Mode.FAST, record.prompt, {}, key=router.job_id(task.id, 1))
+    handle = router.driver.submit(account, job)  # ...and the worker dies here
+    expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 0
+    assert client.get(task.id).handle == handle  # type: ignore[union-attr]
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 1, 0)
+    assert SimulatedDriver(router.settings, router.redis).audit("a-pro")["jobs"] == 1
+
+
+def test_submitted_job_is_never_reclaimed_while_no_worker_polls_it(
+    client: Client, add_account: AddAccount, router: Router, drain: Callable[[], None]
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=1)
+    task = client.submit("alice", "a cat", mode="fast")
+    queued = client.submit("alice", "a dog", mode="fast")
+    router.queue.empty()
+    assert router.tasks.start("alice", task.id, 1)[0]
+    assert router.tasks.renew("alice", task.id, 1, "some-handle")[0]
+    reaper = running_reaper(router)
+    for _ in range(2):  # its poller is gone: the lease runs out again and again
+        expire_lease(router, "alice", task.id)
+        assert reaper.reap_leases() == 0
+        assert router.polls.size() == 1  # ...and it is put up for polling
+    assert client.get(task.id).status == "running"  # type: ignore[union-attr]
+    assert client.get(queued.id).status == "queued"  # type: ignore[union-attr]
+    assert router.pool.get("a-pro").inflight == {"fast": 1, "relax": 0}  # type: ignore[union-attr]
 
 
 def test_task_placed_but_never_dispatched_is_dispatched_again(
@@ -208,3 +252,18 @@ def test_dead_routers_unhandled_messages_are_routed_by_another(
     task = router.tasks.get("orphan")
     assert task is not None and task.account_id == "a-pro"
     assert router.redis.llen(dead.processing) == router.redis.llen(alive.processing) == 0
+
+
+def test_placed_task_whose_rq_job_a_lost_worker_took_off_the_queue_is_dispatched_again(
+    client: Client, add_account: AddAccount, router: Router, drain: Callable[[], None]
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    queue = router.queue
+    # A worker moved the job to rq's intermediate list, then lost Redis before starting it.
+    assert router.redis.lmove(queue.key, queue.intermediate_queue_key, "RIGHT", "LEFT")
+    expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 1
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 2, 0)

@@ -11,8 +11,8 @@ import pytest
 
 from router.client import Client
 from router.core import Router
-from router.models import Mode, Plan
-from tests.conftest import wait_for
+from router.models import Mode, Plan, Slot
+from tests.conftest import terminal, wait_for
 from workers.drivers.base import AccountRef, DriverError, DriverJob
 from workers.drivers.simulated import SimulatedDriver, draw
 
@@ -75,14 +75,18 @@ def test_cancel_running_task_ends_it_cancelled_and_frees_the_slot(
     spawn("worker")
     task = client.submit("alice", "slow cat", mode="fast")
     behind = client.submit("alice", "next cat", mode="fast")
-    wait_for(lambda: client.get(task.id).status == "running", what="the task to start")  # type: ignore[union-attr]
+    wait_for(lambda: client.get(task.id).handle is not None, what="the job to be submitted")  # type: ignore[union-attr]
     assert client.cancel(task.id).status == "running"  # type: ignore[union-attr]
     done = client.wait(task.id, timeout=30)
     assert done.status == "cancelled" and done.result is None
     assert client.wait(behind.id, timeout=30).status == "completed"
     account = router.pool.get("a-pro")
     assert account is not None and account.inflight == {"fast": 0, "relax": 0}
-    assert account.gpu_seconds_used["fast"] > 0  # the account did the work; it is charged
+    # The cancelled job is charged what the account says it used, so both views agree.
+    ref = router.account_ref("alice", "a-pro")
+    sim = SimulatedDriver(router.settings, router.redis)
+    assert ref is not None and ref.fast_ms == sim.audit("a-pro")["fast_ms"]
+    assert sim.audit("a-pro")["jobs"] == 2
 
 
 def test_router_stops_cleanly_on_sigterm(
@@ -150,15 +154,49 @@ def test_transient_submit_errors_are_retried_then_fail_with_the_reason(
     assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
 
 
-def test_worker_stops_on_sigterm_after_finishing_its_task(
+def test_worker_stopped_with_sigterm_leaves_its_running_job_to_other_workers(
     client: Client, add_account: AddAccount, router: Router, spawn: Callable[..., object]
 ) -> None:
     add_account("a-pro", "alice", "pro")
-    worker: subprocess.Popen[bytes] = spawn("worker", BYOA_SIM_SPEED="20")  # type: ignore[assignment]
-    task = client.submit("alice", "a cat", mode="fast")  # runs about 2.5 s
-    wait_for(lambda: client.get(task.id).status == "running", what="the job to start")  # type: ignore[union-attr]
+    worker: subprocess.Popen[bytes] = spawn("worker", BYOA_SIM_SPEED="10")  # type: ignore[assignment]
+    task = client.submit("alice", "a cat", mode="fast")  # runs about 5 s
+    wait_for(lambda: client.get(task.id).handle is not None, what="the job to be submitted")  # type: ignore[union-attr]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
-    done = client.get(task.id)
-    assert done is not None and done.status == "completed" and done.retries == 0
+    assert client.get(task.id).status == "running"  # type: ignore[union-attr]
+    assert router.polls.size() == 1  # the job runs on its account, scheduled for polling
+    spawn("worker")
+    done = client.wait(task.id, timeout=30)
+    assert (done.status, done.attempt, done.retries) == ("completed", 1, 0)
+    assert SimulatedDriver(router.settings, router.redis).audit("a-pro")["jobs"] == 1
+    assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_one_worker_process_carries_every_running_job_of_the_pool(
+    client: Client, add_account: AddAccount, router: Router, spawn: Callable[..., object]
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=6)
+    add_account("a-std", "alice", "standard", fast_limit=3, relax_limit=3)
+    spawn("worker", BYOA_SIM_SPEED="30")  # a fast job lasts ~2 s, relax longer
+    fast = [client.submit("alice", f"cat {i}", mode="fast").id for i in range(9)]
+    relax = [client.submit("alice", f"dog {i}", mode="relax").id for i in range(3)]
+    wait_for(terminal(router, fast + relax), timeout=120, what="every task to end")
+    sim = SimulatedDriver(router.settings, router.redis)
+    assert sim.audit("a-pro")["max_running_fast"] == 6  # all at once, in one process
+    assert sim.audit("a-std")["max_running_fast"] == 3
+    relax_peaks = [sim.audit(a).get("max_running_relax", 0) for a in ("a-pro", "a-std")]
+    assert sum(int(p) for p in relax_peaks) == 3
+
+
+def test_job_past_its_run_timeout_fails_timeout_and_is_stopped_on_the_account(
+    client: Client, add_account: AddAccount, router: Router, spawn: Callable[..., object]
+) -> None:
+    add_account("a-pro", "alice", "pro", fast_limit=1)
+    spawn("worker", BYOA_SIM_SPEED="10", BYOA_RUN_TIMEOUT_SECONDS='{"fast": 0.5}')
+    task = client.submit("alice", "slow cat", mode="fast")  # would run about 5 s
+    done = client.wait(task.id, timeout=30)
+    assert done.status == "failed" and done.error is not None
+    assert done.error.code == "timeout" and "0.5 s run timeout" in done.error.message
+    running = router.redis.zcard(router.keys.sim_running("a-pro", Slot.FAST))
+    assert running == 0  # the account no longer runs it
     assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]

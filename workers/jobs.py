@@ -1,4 +1,4 @@
-"""The rq job: run one placed task on its account and settle it."""
+"""The rq job: submit one placed task to its account (the poller settles it)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core import Router
 from router.models import ErrorCode, Mode
+from router.polls import Entry
 from router.settings import Settings
 from workers.drivers.base import (
     AccountNeedsAttention,
     DriverError,
     DriverJob,
-    DriverTimeout,
     OutOfFastHours,
     TransientError,
 )
@@ -67,34 +67,91 @@ def _router() -> Router:
 
 
 def run_task(owner: str, task_id: str, attempt: int) -> str:
-    """Start the task if it is still this attempt's to run, run it, settle it.
+    """Start the task if it is still this attempt's to run, and submit it to its account.
 
-    Every way out settles the task, so its slot is released and the next waiting
-    task is dispatched. While it runs, a heartbeat renews its lease; if this process
-    dies, the lease runs out and a router's reaper takes the task back.
+    The rq job ends once the backend has the job: its handle goes on the task record and a
+    worker's poller (any worker's) follows it to the end and settles it. A submission that
+    fails is settled here. While submitting, a heartbeat renews the task's lease; if this
+    process dies, a router's reaper finds the job by its key or takes the task back.
     """
     router = _router()
-    ok, status, started = _retrying(lambda: router.tasks.start(owner, task_id, attempt))
-    _retrying(lambda: router.apply(started))
+    ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt))
+    retrying(lambda: router.apply(started))
     if not ok:
         return f"skipped: task is {status or 'gone'}"
     with Heartbeat(router, owner, task_id, attempt):
-        outcome, gpu_ms, result, error = _run(router, owner, task_id)
-    # SETTLE is idempotent (fenced by the attempt), so a Redis outage is waited out.
-    status, out = _retrying(
+        try:
+            handle = _submit(router, owner, task_id, attempt)
+        except Exception as e:
+            outcome, error = classify(e, f"{owner}/{task_id}")
+            return settle(router, Entry(owner, task_id, attempt), outcome, error=error)
+    ours, _ = retrying(lambda: router.tasks.renew(owner, task_id, attempt, handle))
+    if not ours:  # taken back meanwhile (it may already run elsewhere): stop this job
+        log.warning("task %s/%s was taken back while submitting; cancelling", owner, task_id)
+        router.driver.cancel(handle)
+        return "lost"
+    retrying(lambda: router.polls.add(Entry(owner, task_id, attempt)))
+    return "submitted"
+
+
+def settle(
+    router: Router,
+    entry: Entry,
+    outcome: str,
+    gpu_ms: int = 0,
+    result: Any = None,
+    error: tuple[str, str] | None = None,
+) -> str:
+    """Settle an attempt and carry out what that decided; waits out a Redis outage
+    (SETTLE is fenced by the attempt, so doing it twice is harmless)."""
+    owner, task_id, attempt = entry.owner, entry.task_id, entry.attempt
+    status, out = retrying(
         lambda: router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
     )
-    _retrying(lambda: router.apply(out))
+    retrying(lambda: router.apply(out))
     return status
 
 
-def _submit(router: Router, submit: Callable[[], str]) -> str:
-    """Submit, trying again with backoff while the driver says the failure is transient."""
+def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
+    """The SETTLE outcome and error for a driver failure (see `router.lua.SETTLE`)."""
+    if isinstance(e, OutOfFastHours):
+        return "out_of_fast", None
+    if isinstance(e, AccountNeedsAttention):
+        log.warning("account of task %s needs attention: %s", what, e)
+        return "attention", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
+    if isinstance(e, TransientError):  # still failing after the retries
+        return "transient", (ErrorCode.DRIVER_ERROR.value, str(e))
+    if isinstance(e, DriverError):
+        return "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
+    log.error("task %s failed in the worker", what, exc_info=e)
+    return "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
+
+
+def _submit(router: Router, owner: str, task_id: str, attempt: int) -> str:
+    """Hand the task to its account's backend; the job's handle."""
+    task = retrying(lambda: router.tasks.get(task_id, owner))
+    assert task is not None and task.account_id is not None and task.effective_mode
+    account_id = task.account_id
+    account = retrying(lambda: router.account_ref(owner, account_id))
+    if account is None:
+        raise DriverError(f"account {account_id} was removed")
+    parent_id = task.parent_id
+    parent = retrying(lambda: router.tasks.get(parent_id, owner)) if parent_id else None
+    job = DriverJob(
+        task_id=task.id,
+        task_type=task.task_type,
+        mode=Mode(task.effective_mode),
+        prompt=task.prompt,
+        input=task.input,
+        parent_result=parent.result if parent else None,
+        key=router.job_id(task_id, attempt),
+    )
+    driver = router.driver
     settings = router.settings
     delay = settings.transient_backoff_seconds
     for retry in range(settings.transient_retries + 1):
         try:
-            return _retrying(submit)
+            return retrying(lambda: driver.submit(account, job))
         except TransientError:
             if retry == settings.transient_retries:
                 raise
@@ -104,7 +161,7 @@ def _submit(router: Router, submit: Callable[[], str]) -> str:
     raise AssertionError("unreachable")
 
 
-def _retrying(call: Callable[[], T], patience: float = 120.0) -> T:
+def retrying(call: Callable[[], T], patience: float = 120.0) -> T:
     """`call()`, again with backoff while Redis is unreachable, for up to `patience` s."""
     deadline, delay = time.monotonic() + patience, 0.1
     while True:
@@ -116,46 +173,3 @@ def _retrying(call: Callable[[], T], patience: float = 120.0) -> T:
             log.warning("Redis unreachable; retrying in %.1f s", delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def _run(router: Router, owner: str, task_id: str) -> tuple[str, int, Any, tuple[str, str] | None]:
-    """Run the task on its account: (outcome, GPU ms, result, error) for SETTLE."""
-    outcome, gpu_ms, result, error = "completed", 0, None, None
-    try:
-        task = _retrying(lambda: router.tasks.get(task_id, owner))
-        assert task is not None and task.account_id is not None and task.effective_mode
-        account_id = task.account_id
-        account = _retrying(lambda: router.account_ref(owner, account_id))
-        if account is None:
-            raise DriverError(f"account {account_id} was removed")
-        parent_id = task.parent_id
-        parent = _retrying(lambda: router.tasks.get(parent_id, owner)) if parent_id else None
-        job = DriverJob(
-            task_id=task.id,
-            task_type=task.task_type,
-            mode=Mode(task.effective_mode),
-            prompt=task.prompt,
-            input=task.input,
-            parent_result=parent.result if parent else None,
-        )
-        driver = router.driver
-        handle = _submit(router, lambda: driver.submit(account, job))
-        # rq's own job timeout is longer, so the task is always settled here.
-        timeout = router.settings.run_timeout_seconds[job.mode]
-        done = _retrying(lambda: driver.wait(handle, timeout=timeout))
-        gpu_ms, result = done.gpu_ms, done.output
-    except DriverTimeout as e:
-        outcome, error = "failed", (ErrorCode.TIMEOUT.value, str(e))
-    except OutOfFastHours:
-        outcome = "out_of_fast"
-    except AccountNeedsAttention as e:
-        log.warning("account of task %s/%s needs attention: %s", owner, task_id, e)
-        outcome, error = "attention", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
-    except TransientError as e:  # still failing after the retries at submission
-        outcome, error = "transient", (ErrorCode.DRIVER_ERROR.value, str(e))
-    except DriverError as e:
-        outcome, error = "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
-    except Exception as e:
-        log.exception("task %s/%s failed in the worker", owner, task_id)
-        outcome, error = "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
-    return outcome, gpu_ms, result, error

@@ -1,11 +1,11 @@
-"""Chaos run: real routers and workers, random router SIGKILLs, Redis restarts, driver faults.
+"""Chaos run: real routers and workers SIGKILLed at random, Redis restarts, driver faults.
 
     python -m tests.chaos [--tasks 10000] [--kills 20] [--restarts 2] [--seed 1]
 
-prints the figures (lost, doubled, over-limit instants, leases left, overspend must all be
-0; every task terminal; failures only from the injected faults outlasting every retry) and
-exits 1 otherwise. Workers are not killed yet: a killed worker's job may still
-run on its account, which the reaper cannot see (see README, Guarantees).
+`--kills` SIGKILLs that many routers and that many workers (each with its job horse, as a
+lost machine), each replaced by a new process. Prints the figures (lost, doubled,
+over-limit instants, leases and polls left, overspend must all be 0; every task terminal;
+failures only from the injected faults outlasting every retry) and exits 1 otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from router.models import Mode, Slot, TaskType, slot_for
 from router.policy import fast_cost_ms
 from router.pool import AccountSpec
 from router.settings import Settings
-from tests.servers import PrivateRedis
+from tests.servers import PrivateRedis, kill_tree
 from workers.drivers.simulated import SimulatedDriver
 
 POOL = [  # (account, owner, plan, extra)
@@ -60,8 +60,10 @@ class Figures:
     doubled: int = 0
     over_limit_instants: int = 0
     leases_left: int = 0
+    polls_left: int = 0
     overspent_accounts: int = 0
     router_kills: int = 0
+    worker_kills: int = 0
     redis_restarts: int = 0
     seconds: float = 0.0
 
@@ -73,6 +75,7 @@ class Figures:
                 or self.doubled
                 or self.over_limit_instants
                 or self.leases_left
+                or self.polls_left
                 or self.overspent_accounts
             )
             and self.terminal == self.accepted
@@ -110,6 +113,7 @@ def run_chaos(tasks: int, kills: int, restarts: int, seed: int, workdir: Path) -
         "BYOA_RUN_LEASE_SECONDS": "5",
         "BYOA_DISPATCH_LEASE_SECONDS": "5",
         "BYOA_REAP_INTERVAL_SECONDS": "0.2",
+        "BYOA_POLL_INTERVAL_SECONDS": "0.05",
     }
     settings = Settings(redis_url=server.url, key_prefix=prefix, sim_speed=1000)
     router = Router(settings)
@@ -128,7 +132,7 @@ def run_chaos(tasks: int, kills: int, restarts: int, seed: int, workdir: Path) -
     figures = Figures()
     start = time.monotonic()
     ids = [f"c{i}" for i in range(tasks)]
-    events = ["kill"] * kills + ["restart"] * restarts
+    events = ["kill-router"] * kills + ["kill-worker"] * kills + ["restart"] * restarts
     rng.shuffle(events)
     chunks = max(1, len(events) + 1)
     try:
@@ -144,12 +148,16 @@ def run_chaos(tasks: int, kills: int, restarts: int, seed: int, workdir: Path) -
             _retry(pipe.execute)
             time.sleep(rng.uniform(0.05, 0.4))  # chaos timing, not synchronisation
             if n < len(events):
-                if events[n] == "kill":
+                if events[n] == "kill-router":
                     victim = routers.pop(rng.randrange(len(routers)))
-                    victim.kill()
-                    victim.wait()
+                    kill_tree(victim)
                     routers.append(spawn("run"))
                     figures.router_kills += 1
+                elif events[n] == "kill-worker":
+                    victim = workers.pop(rng.randrange(len(workers)))
+                    kill_tree(victim)
+                    workers.append(spawn("worker"))
+                    figures.worker_kills += 1
                 else:
                     server.stop()
                     time.sleep(rng.uniform(0.2, 1.0))  # the outage itself
@@ -194,6 +202,7 @@ def run_chaos(tasks: int, kills: int, restarts: int, seed: int, workdir: Path) -
         bound = turbo_ms * (1 + settings.sim.jitter * view.fast_limit)
         figures.overspent_accounts += -int(sim.audit(view.id).get("fast_ms", 0)) > bound
     figures.leases_left = sum(router.redis.zcard(router.keys.inflight(o)) for o in OWNERS)
+    figures.polls_left = router.polls.size()
     figures.seconds = round(time.monotonic() - start, 1)
     server.stop()
     return figures

@@ -1,4 +1,8 @@
-"""The account driver interface: submit a job, await it, switch the account's mode."""
+"""The account driver interface: submit a job, poll it by handle, switch the account's mode.
+
+Submission is split from completion: `submit` returns a handle that any worker process can
+`poll` later, so one process carries many running jobs and a worker's death loses nothing.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ class DriverJob:
     """Carries exactly one mode flag, `mode` (children without a prompt: None)."""
     input: dict[str, Any]
     parent_result: dict[str, Any] | None = None
+    key: str = ""
+    """Unique per attempt at a task: a backend that takes a client reference stores it, so
+    `lookup` can find a job whose submitter died before recording its handle."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,8 @@ class TransientError(DriverError):
     """A passing failure (network, rate limit): the same job may succeed later."""
 
 
-class DriverTimeout(TransientError):
-    """The job did not finish within its run timeout."""
+class UnknownJob(DriverError):
+    """The backend has no job with this handle (never submitted, or long expired)."""
 
 
 class Driver(abc.ABC):
@@ -68,15 +75,25 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, account: AccountRef, job: DriverJob) -> str:
-        """Start the job on the account; return a handle for `poll`."""
+        """Start the job on the account; return a handle that any process can `poll`."""
 
     @abc.abstractmethod
     def poll(self, handle: str) -> DriverResult | None:
-        """The job's result if it has finished, else None. Raises DriverError on failure."""
+        """The job's result if it has finished, else None. Raises DriverError on failure
+        (TransientError if only this poll failed: the job may still be running)."""
 
     @abc.abstractmethod
-    def wait(self, handle: str, timeout: float) -> DriverResult:
-        """Block until the job finishes (or raise TransientError after `timeout` seconds)."""
+    def cancel(self, handle: str) -> int:
+        """Stop the job if the backend can (cancelled tasks, run timeouts); idempotent.
+        Returns the GPU ms (fast rate) it used, which the account is charged."""
+
+    def lookup(self, account: AccountRef, key: str) -> str | None:
+        """The handle of a job submitted with `key`, if the backend can tell; else None.
+
+        Lets a reaper adopt a job whose submitter died after submitting it but before
+        recording its handle, rather than run the task a second time.
+        """
+        return None
 
     @abc.abstractmethod
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:

@@ -9,17 +9,16 @@ is not the job's mode, a child whose parent job lives on another account.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import os
-import time
-from dataclasses import dataclass
+import json
+import uuid
 
 from redis import Redis
 
 from router.keys import Keys
 from router.models import Mode, Setting, TaskType, slot_for
 from router.modes import prompt_flags
-from router.scripts import text_hash
+from router.policy import fast_cost_ms
+from router.scripts import text, text_hash
 from router.settings import Settings
 from workers.drivers.base import (
     AccountRef,
@@ -27,45 +26,41 @@ from workers.drivers.base import (
     DriverError,
     DriverJob,
     DriverResult,
-    DriverTimeout,
     OutOfFastHours,
     TransientError,
+    UnknownJob,
 )
 
 SIM_START = """
--- SIM_START: the simulated account accepts a job.
--- KEYS[1] the account's sim hash
+-- SIM_START: the simulated account accepts a job; it runs until its end time whether or
+-- not anyone polls it (as a real account's job outlives the worker that submitted it).
+-- KEYS[1] the account's sim hash, KEYS[2] its running jobs in that slot (zset handle ->
+-- end µs), KEYS[3] the job's hash
 -- ARGV[1] slot ('fast'|'relax'), ARGV[2] fast ms to seed a new account with,
--- ARGV[3] '1' if the job needs fast time
--- returns jobs now running in that slot, or -1 if the account has no fast time
+-- ARGV[3] fast ms the job uses (0 at relax), ARGV[4] wall time µs, ARGV[5] GPU ms,
+-- ARGV[6] output JSON, ARGV[7] handle, ARGV[8] seconds the job's hash is kept
+-- returns jobs now running in that slot; 0 if this handle was already submitted (an
+-- idempotent retry); -1 if the job needs fast time and the account has none
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('HSETNX', KEYS[1], 'fast_ms', ARGV[2])
-if ARGV[3] == '1' and tonumber(redis.call('HGET', KEYS[1], 'fast_ms')) <= 0 then return -1 end
-local n = redis.call('HINCRBY', KEYS[1], 'running_' .. ARGV[1], 1)
+local cost = tonumber(ARGV[3])
+if cost > 0 and tonumber(redis.call('HGET', KEYS[1], 'fast_ms')) <= 0 then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ends = now + tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)  -- jobs that have ended
+redis.call('ZADD', KEYS[2], ends, ARGV[7])
+local n = redis.call('ZCARD', KEYS[2])
 if n > tonumber(redis.call('HGET', KEYS[1], 'max_running_' .. ARGV[1]) or '0') then
   redis.call('HSET', KEYS[1], 'max_running_' .. ARGV[1], n)
 end
 redis.call('HINCRBY', KEYS[1], 'jobs', 1)
+redis.call('HINCRBY', KEYS[1], 'fast_ms', 0 - cost)
+redis.call('HSET', KEYS[3], 'status', 'running', 'ends', string.format('%d', ends),
+  'gpu_ms', ARGV[5], 'output', ARGV[6], 'running', KEYS[2])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
 return n
 """
-
-SIM_FINISH = """
--- SIM_FINISH: a simulated job ends and its fast time is used.
--- KEYS[1] the account's sim hash
--- ARGV[1] slot, ARGV[2] fast ms used (GPU ms; twice that at turbo; 0 at relax)
-redis.call('HINCRBY', KEYS[1], 'running_' .. ARGV[1], -1)
-redis.call('HINCRBY', KEYS[1], 'fast_ms', 0 - tonumber(ARGV[2]))
-return 1
-"""
-
-
-@dataclass(frozen=True)
-class _Job:
-    account_id: str
-    task_id: str
-    mode: Mode
-    started: float
-    wall_s: float
-    gpu_ms: int
 
 
 def draw(task_id: str, salt: str) -> float:
@@ -75,17 +70,18 @@ def draw(task_id: str, salt: str) -> float:
 
 
 class SimulatedDriver(Driver):
-    """Runs jobs on simulated accounts; `settings.sim_speed` compresses time."""
+    """Runs jobs on simulated accounts; `settings.sim_speed` compresses time.
+
+    Jobs live in Redis under their handle (the job's key when it has one), so any process
+    can poll them, and a job keeps its account busy after its submitter dies.
+    """
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self._start = redis.register_script(SIM_START)
-        self._finish = redis.register_script(SIM_FINISH)
-        self._jobs: dict[str, _Job] = {}
         self._tries: dict[str, int] = {}
-        self._ids = itertools.count()
 
     def _wall_factor(self, mode: Mode) -> float:
         sim = self.settings.sim
@@ -105,50 +101,63 @@ class SimulatedDriver(Driver):
         tries = self._tries[job.task_id] = self._tries.get(job.task_id, 0) + 1
         if draw(job.task_id, f"transient-{tries}") < self.settings.sim.transient_failure_rate:
             raise TransientError(f"account {account.id} is rate limited; try again")
-        slot = slot_for(job.mode).value
-        needs_fast = "1" if job.mode is not Mode.RELAX else "0"
-        key = self.keys.sim_account(account.id)
-        running = int(self._start(keys=[key], args=[slot, account.fast_ms, needs_fast]))
-        if running < 0:
-            raise OutOfFastHours(f"account {account.id} has no fast time left")
+        slot = slot_for(job.mode)
         jitter = self.settings.sim.jitter
-        scale = 1 + jitter * (2 * draw(job.task_id, "gpu") - 1)
-        gpu_s = self.settings.gpu_seconds[TaskType(job.task_type)] * scale
-        wall_s = gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed
-        handle = f"{os.getpid()}-{next(self._ids)}"
-        self._jobs[handle] = _Job(
-            account.id, job.task_id, job.mode, time.monotonic(), wall_s, round(gpu_s * 1000)
-        )
+        gpu_s = self.settings.gpu_seconds[TaskType(job.task_type)]
+        gpu_s *= 1 + jitter * (2 * draw(job.task_id, "gpu") - 1)
+        gpu_ms = round(gpu_s * 1000)
+        wall_us = round(gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed * 1e6)
+        output = {
+            "image_url": f"https://sim.invalid/{account.id}/{job.task_id}.png",
+            "job_ref": f"{account.id}:{job.task_id}",
+        }
+        handle = job.key or uuid.uuid4().hex
+        keys = [
+            self.keys.sim_account(account.id),
+            self.keys.sim_running(account.id, slot),
+            self.keys.sim_job(handle),
+        ]
+        args = [
+            slot.value,
+            account.fast_ms,
+            fast_cost_ms(job.mode, gpu_ms),
+            wall_us,
+            gpu_ms,
+            json.dumps(output),
+            handle,
+            self.settings.task_ttl_seconds,
+        ]
+        if int(self._start(keys=keys, args=args)) < 0:
+            raise OutOfFastHours(f"account {account.id} has no fast time left")
         return handle
 
     def poll(self, handle: str) -> DriverResult | None:
-        job = self._jobs.get(handle)
-        if job is None:
-            raise DriverError(f"unknown job handle {handle}")
-        if time.monotonic() - job.started < job.wall_s:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hmget(self.keys.sim_job(handle), "status", "ends", "gpu_ms", "output")
+        (seconds, micros), (status, ends, gpu_ms, output) = pipe.execute()
+        if status is None:
+            raise UnknownJob(f"no simulated job {handle}")
+        if text(status) == "cancelled":
+            raise DriverError(f"job {handle} was cancelled")
+        if int(seconds) * 1_000_000 + int(micros) < int(ends):
             return None
-        cost = {Mode.FAST: job.gpu_ms, Mode.TURBO: 2 * job.gpu_ms, Mode.RELAX: 0}[job.mode]
-        key = self.keys.sim_account(job.account_id)
-        self._finish(keys=[key], args=[slot_for(job.mode).value, cost])
-        del self._jobs[handle]  # only once the account has recorded the end
-        output = {
-            "image_url": f"https://sim.invalid/{job.account_id}/{job.task_id}.png",
-            "job_ref": f"{job.account_id}:{job.task_id}",
-        }
-        return DriverResult(job.gpu_ms, output)
+        return DriverResult(int(gpu_ms), json.loads(output))
 
-    def wait(self, handle: str, timeout: float) -> DriverResult:
-        job = self._jobs.get(handle)
-        if job is None:
-            raise DriverError(f"unknown job handle {handle}")
-        remaining = job.started + job.wall_s - time.monotonic()
-        if remaining > timeout:
-            raise DriverTimeout(f"job {handle} did not finish within {timeout:g} s")
-        if remaining > 0:
-            time.sleep(remaining)  # the simulated account is busy for this long
-        result = self.poll(handle)
-        assert result is not None
-        return result
+    def cancel(self, handle: str) -> int:
+        job = self.keys.sim_job(handle)
+        status, running, gpu_ms = self.redis.hmget(job, "status", "running", "gpu_ms")
+        if status is None or running is None or gpu_ms is None:
+            return 0
+        if text(status) == "running":
+            pipe = self.redis.pipeline()  # the account forgets the job and frees its slot
+            pipe.zrem(text(running), handle)
+            pipe.hset(job, "status", "cancelled")
+            pipe.execute()
+        return int(gpu_ms)  # charged in full when it started
+
+    def lookup(self, account: AccountRef, key: str) -> str | None:
+        return key if key and self.redis.exists(self.keys.sim_job(key)) else None
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         key = self.keys.sim_account(account.id)

@@ -1,0 +1,71 @@
+"""The schedule of submitted driver jobs: which one a worker polls next, and when.
+
+A task's record is the truth (status, attempt, driver handle); an entry here only says
+when to look at it again. Entries are claimed by pushing them ahead (POLL_CLAIM), so a
+poller that dies mid-batch leaves them to come due for another worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis import Redis
+
+from router.keys import Keys
+from router.scripts import Scripts, text
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One submitted attempt at a task, as named in the schedule."""
+
+    owner: str
+    task_id: str
+    attempt: int
+
+    @property
+    def member(self) -> str:
+        return f"{self.owner}/{self.task_id}/{self.attempt}"
+
+    @classmethod
+    def parse(cls, member: str) -> Entry:
+        owner, task_id, attempt = member.split("/")
+        return cls(owner, task_id, int(attempt))
+
+
+@dataclass(frozen=True)
+class Claim:
+    now_us: int
+    """The Redis clock at the claim."""
+    next_due_us: int | None
+    """When the earliest entry left in the schedule comes due (None: it is empty)."""
+    entries: list[Entry]
+
+
+class Polls:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+        self.redis, self.keys, self.scripts = redis, keys, scripts
+
+    def add(self, entry: Entry, due_us: int = 0) -> None:
+        """Schedule a submitted job (due at once by default); an existing entry is kept."""
+        self.redis.zadd(self.keys.polls, {entry.member: due_us}, nx=True)
+
+    def claim(self, limit: int, hold_us: int) -> Claim:
+        """Take up to `limit` due entries for `hold_us` (see POLL_CLAIM)."""
+        raw = self.scripts.poll_claim(keys=[self.keys.polls], args=[limit, hold_us])
+        now, head, *members = (text(x) for x in raw)
+        due = int(float(head))
+        return Claim(int(now), None if due < 0 else due, [Entry.parse(m) for m in members])
+
+    def later(self, entries: Sequence[Entry], due_us: int) -> None:
+        """Poll these entries again at `due_us` (only those still scheduled)."""
+        if entries:
+            self.redis.zadd(self.keys.polls, {e.member: due_us for e in entries}, xx=True)
+
+    def done(self, entries: Sequence[Entry]) -> None:
+        if entries:
+            self.redis.zrem(self.keys.polls, *(e.member for e in entries))
+
+    def size(self) -> int:
+        return int(self.redis.zcard(self.keys.polls))

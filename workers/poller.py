@@ -1,0 +1,142 @@
+"""Follows submitted driver jobs to their end and settles them; runs in every worker process.
+
+The handle of each submitted job is on its task record and the schedule of polls is in
+Redis, so any worker polls any job: one process carries many running jobs, and a worker's
+death only delays a poll. Each poll renews the task's lease; run timeouts and cancels are
+carried out here, on the backend too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.core import Router
+from router.models import ErrorCode, Mode
+from router.polls import Claim, Entry
+from router.scripts import text
+from workers.drivers.base import DriverError, TransientError
+from workers.jobs import classify, settle
+
+log = logging.getLogger(__name__)
+
+Verdict = tuple[str, int, Any, tuple[str, str] | None]
+"""SETTLE's outcome, GPU ms, result and error for a job that ended."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A claimed job to look at: its task is running this attempt."""
+
+    entry: Entry
+    handle: str
+    cancel: bool
+    overdue_after: float | None
+    """The run timeout (s) if the job has outlived it, else None."""
+
+
+class Poller:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.settings = router.settings
+        self.threads = ThreadPoolExecutor(
+            self.settings.poll_threads, thread_name_prefix="byoa-poll"
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until `stop` is set, waiting out Redis outages."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                wait = self.poll_once()
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+                log.warning("poller lost Redis (%s); trying again in %.1f s", e, backoff)
+                wait, backoff = backoff, min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("polling failed; trying again")
+                wait = self.settings.poll_interval_seconds
+            if wait > 0:
+                stop.wait(wait)
+
+    def poll_once(self) -> float:
+        """Poll the jobs that are due; returns how long to wait before the next claim."""
+        s = self.settings
+        claim = self.router.polls.claim(s.poll_batch, s.poll_hold_us)
+        if claim.entries:
+            self._poll(claim)
+            if len(claim.entries) == s.poll_batch:
+                return 0.0
+        if claim.next_due_us is None:
+            return s.poll_interval_seconds
+        return min(s.poll_interval_seconds, max(0.001, (claim.next_due_us - claim.now_us) / 1e6))
+
+    def _poll(self, claim: Claim) -> None:
+        router, polls = self.router, self.router.polls
+        pipe = router.redis.pipeline(transaction=False)
+        for e in claim.entries:
+            pipe.hmget(
+                router.keys.task(e.owner, e.task_id),
+                "status",
+                "attempt",
+                "handle",
+                "cancel_requested",
+                "started_at",
+                "effective_mode",
+            )
+        checks: list[Check] = []
+        stale: list[Entry] = []
+        for e, raw in zip(claim.entries, pipe.execute(), strict=True):
+            status, attempt, handle, cancel, started, mode = (
+                None if v is None else text(v) for v in raw
+            )
+            if status != "running" or attempt != str(e.attempt):
+                stale.append(e)  # settled, reclaimed or re-placed meanwhile
+            elif handle:  # else it is being adopted by a reaper: it comes due again
+                limit = self.settings.run_timeout_seconds[Mode(mode)] if mode else None
+                overdue = limit is not None and claim.now_us - int(started or 0) > limit * 1e6
+                checks.append(Check(e, handle, cancel == "1", limit if overdue else None))
+        polls.done(stale)
+        verdicts = list(self.threads.map(self._check, checks))
+        running = [c.entry for c, v in zip(checks, verdicts, strict=True) if v is None]
+        ours = router.tasks.renew_many(running)
+        polls.done([e for e, kept in zip(running, ours, strict=True) if not kept])
+        interval_us = round(self.settings.poll_interval_seconds * 1e6)
+        polls.later(
+            [e for e, kept in zip(running, ours, strict=True) if kept], claim.now_us + interval_us
+        )
+        for c, v in zip(checks, verdicts, strict=True):
+            if v is not None:
+                outcome, gpu_ms, result, error = v
+                settle(router, c.entry, outcome, gpu_ms, result, error)
+                polls.done([c.entry])
+
+    def _check(self, c: Check) -> Verdict | None:
+        """What became of one job: a verdict if it ended (or must end), None if it runs on."""
+        driver = self.router.driver
+        try:
+            if c.cancel:  # SETTLE ends a cancel-requested task cancelled
+                return "failed", driver.cancel(c.handle), None, None
+            if c.overdue_after is not None:
+                message = f"the job ran longer than its {c.overdue_after:g} s run timeout"
+                return "failed", driver.cancel(c.handle), None, (ErrorCode.TIMEOUT.value, message)
+            done = driver.poll(c.handle)
+        except TransientError as e:  # this poll failed, not the job: poll again later
+            log.info("polling %s failed for now: %s", c.entry.member, e)
+            return None
+        except DriverError as e:
+            outcome, error = classify(e, c.entry.member)
+            return outcome, 0, None, error
+        except Exception as e:  # e.g. the backend unreachable: the job may still run
+            log.warning("polling %s failed: %s: %s", c.entry.member, type(e).__name__, e)
+            return None
+        if done is None:
+            return None
+        return "completed", done.gpu_ms, done.output, None

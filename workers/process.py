@@ -1,0 +1,79 @@
+"""A worker process: an rq worker that submits dispatched tasks, plus a poller thread that
+follows every submitted job (any worker's) to its end."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Worker
+
+from router.core import Router
+from workers.poller import Poller
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(router: Router, burst: bool = False, name: str | None = None) -> None:
+    """Work until SIGTERM/SIGINT (rq's warm shutdown); with `burst`, until nothing is left
+    to submit or poll. Jobs still running on their accounts stay scheduled for others."""
+    if burst:
+        drain(router, name=name)
+        return
+    stop, poller = threading.Event(), Poller(Router(router.settings))
+    thread = threading.Thread(target=poller.run, args=(stop,), name="byoa-poller", daemon=True)
+    thread.start()
+    try:
+        _rq_loop(router, name)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        poller.threads.shutdown()
+
+
+def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None = None) -> None:
+    """Submit and poll until both the queue and the schedule of polls are empty."""
+    poller = Poller(Router(router.settings, router.redis))
+    level = logging.getLevelName(logging.getLogger().level)
+    try:
+        while True:
+            worker = worker_class(
+                [router.queue], connection=router.redis, name=_name(router, name, 0)
+            )
+            worker.work(burst=True, logging_level=level)
+            if router.polls.size() == 0 and router.queue.count == 0:
+                return
+            wait = poller.poll_once()
+            if router.queue.count == 0 and router.polls.size() > 0:
+                time.sleep(wait)  # the next poll is not due yet
+    finally:
+        poller.threads.shutdown()
+
+
+def _rq_loop(router: Router, name: str | None) -> None:
+    """rq's worker loop, started again with backoff when it exits on losing Redis."""
+    level = logging.getLevelName(logging.getLogger().level)
+    backoff = 0.5
+    for attempt in itertools.count():
+        try:
+            Worker([router.queue], connection=router.redis, name=_name(router, name, attempt)).work(
+                logging_level=level
+            )
+            return
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+            log.warning("worker lost Redis (%s); starting again in %.1f s", e, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def _name(router: Router, name: str | None, attempt: int) -> str:
+    """rq's keys carry the prefix; a restarted loop registers under a fresh name."""
+    if name and attempt == 0:
+        return name
+    return f"{name or router.keys.prefix}-{uuid.uuid4().hex[:12]}"
