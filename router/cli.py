@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC
 from typing import Any
 
@@ -75,10 +77,15 @@ def main(ctx: click.Context, config: str | None, log_level: str) -> None:
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run a router replica: read the intake list and route until SIGTERM/SIGINT."""
+    """Run a router replica: read the intake list and route until SIGTERM/SIGINT; serve
+    /metrics, /healthz and /readyz."""
     from router.daemon import IntakeDaemon
+    from router.http import serve
 
-    daemon = IntakeDaemon(_router(ctx))
+    router = _router(ctx)
+    daemon = IntakeDaemon(router)
+    if router.settings.metrics_enabled:
+        serve(router)
     daemon.install_signal_handlers()
     daemon.run()
 
@@ -172,14 +179,28 @@ def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--watch", is_flag=True, help="Redraw until Ctrl-C (for when Grafana is not at hand)."
+)
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
     """Print the pool, the waiting lines per owner and the backlogs."""
-    snap = snapshot(_router(ctx))
+    router = _router(ctx)
     if as_json:
-        _echo_json(snap)
-    else:
-        click.echo(render(snap))
+        _echo_json(snapshot(router))
+        return
+    if not watch:
+        click.echo(render(snapshot(router)))
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            frame = render(snapshot(router))
+            click.clear()
+            click.echo(
+                f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{frame}"
+            )
+            time.sleep(interval)
 
 
 @main.command("dead-letters")

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core import Router
+from router.metrics import INTAKE_MESSAGES, REAPED, ROUTING_LATENCY
 from router.reaper import Reaper
 from router.requests import NewTask, Rejection, parse_message
 from router.scripts import text
@@ -122,6 +123,8 @@ class IntakeDaemon:
     def handle(self, raw_messages: Sequence[bytes]) -> Handled:
         """Route one batch; store or dead-letter every rejection; say what became of it."""
         settings = self.router.settings
+        started = time.perf_counter()
+        INTAKE_MESSAGES.inc(len(raw_messages))
         tasks: list[NewTask] = []
         raw_of: dict[str, bytes] = {}
         dead: list[tuple[Rejection, bytes]] = []
@@ -140,6 +143,9 @@ class IntakeDaemon:
             tasks.append(parsed)
             raw_of[parsed.id] = raw
         submitted, clashes = self.router.submit_many(tasks) if tasks else ([], [])
+        elapsed = time.perf_counter() - started
+        for _ in tasks:
+            ROUTING_LATENCY.observe(elapsed)
         dead += [(c, raw_of.get(c.task_id or "", b"")) for c in clashes]
         if dead:
             self.dead_letter(dead)
@@ -161,6 +167,7 @@ class IntakeDaemon:
             pipe.lpush(self.keys.dead_letters, json.dumps(entry))
             log.warning("dead letter: %s: %s", rejection.code, rejection.message)
         pipe.ltrim(self.keys.dead_letters, 0, self.router.settings.dead_letter_max - 1)
+        pipe.hincrby(self.keys.global_stats, "dead_letters", len(items))
         pipe.execute()
 
     def run(self) -> None:
@@ -180,7 +187,7 @@ class IntakeDaemon:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     self.take_over_dead_routers()
-                    reaper.reap_leases()
+                    REAPED.inc(reaper.reap_leases())
                     reaper.wake_accounts()
                 batch = self.claim()
                 if batch:

@@ -82,7 +82,8 @@ def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: st
         stack.callback(purge, router.redis, settings.key_prefix)
         for spec in read_accounts_file(accounts_file):
             router.apply(router.pool.upsert(spec))
-        procs = [_spawn(["run"], env) for _ in range(2)]
+        port = settings.metrics_port  # the second replica serves on the next port
+        procs = [_spawn(["run"], {**env, "BYOA_METRICS_PORT": str(port + i)}) for i in range(2)]
         procs += [_spawn(["worker"], env) for _ in range(n_workers)]
         stack.callback(stop_processes, procs)
         click.echo(

@@ -25,6 +25,7 @@ PIN = "pin"  # list per account and slot: child tasks waiting for that account
 PINNED = "pinned"  # set: accounts with a non-empty pin line
 INFLIGHT = "inflight"  # zset: tasks holding a slot, by lease deadline
 TIMERS = "timers"  # zset: accounts by the time their state next changes (rest, renewal)
+STATS = "stats"  # hash: the owner's counters and duration histograms (see router.metrics)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,14 @@ class Keys:
     def timers(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{TIMERS}"
 
+    def stats(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{STATS}"
+
+    @property
+    def global_stats(self) -> str:
+        """Hash: counters that belong to no owner (dead letters)."""
+        return f"{self.prefix}:stats"
+
 
 def lua_key_helpers() -> str:
     """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix)."""
@@ -143,4 +152,5 @@ local K_RELAXCAP = O .. ':{RELAXCAP}'
 local K_PINNED = O .. ':{PINNED}'
 local K_INFLIGHT = O .. ':{INFLIGHT}'
 local K_TIMERS = O .. ':{TIMERS}'
+local K_STATS = O .. ':{STATS}'
 """

@@ -86,11 +86,15 @@ for i = 0, n - 1 do
       end
     end
     redis.call('HSET', t, 'requested_mode', req)
+    count('submitted')
     if code then
       finish(tid, 'failed', code, msg)
     else
       redis.call('HSET', t, 'effective_mode', mode)
-      if fallback then redis.call('HSET', t, 'fallback_reason', fallback) end
+      if fallback then
+        redis.call('HSET', t, 'fallback_reason', fallback)
+        count('fallback:' .. fallback)
+      end
       redis.call('RPUSH', line, tid)
     end
     local status = 'queued'
@@ -131,6 +135,8 @@ if redis.call('SISMEMBER', cap, f[4]) == 0 then
   pump({})
   return out({'skip', redis.call('HGET', t, 'status')})
 end
+local g = redis.call('HMGET', t, 'created_at', 'effective_mode')
+observe('wait', g[2] or '', now() - tonumber(g[1] or istr(now())))
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease

@@ -12,6 +12,9 @@ from __future__ import annotations
 from router.keys import lua_key_helpers
 from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE, US_PER_DAY, US_PER_HOUR
 
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+"""Upper bounds (s) of the wait and run time histograms kept in each owner's stats hash."""
+
 PRELUDE = (
     """
 local O, P, OWNER, TTL = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -20,6 +23,7 @@ local DLEASE, RLEASE = tonumber(ARGV[5]), tonumber(ARGV[6])
     + lua_key_helpers()
     + f"""
 local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}
+local BUCKETS = {{{", ".join(repr(str(b)) for b in DURATION_BUCKETS)}}}
 local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}
 """
     + """
@@ -38,8 +42,26 @@ local function member(set, id, yes)
   if yes then redis.call('SADD', set, id) else redis.call('SREM', set, id) end
 end
 
+-- Counters and histograms for the metrics (fields: see router.metrics).
+local function count(field) redis.call('HINCRBY', K_STATS, field, 1) end
+local function observe(name, mode, us)
+  local s, bucket = us / 1000000, '+Inf'
+  for _, b in ipairs(BUCKETS) do
+    if s <= tonumber(b) then bucket = b break end
+  end
+  count(name .. ':' .. mode .. ':' .. bucket)
+  redis.call('HINCRBYFLOAT', K_STATS, name .. ':' .. mode .. ':sum', string.format('%.6f', s))
+end
+
 local function finish(tid, status, code, message)
   local t = k_task(tid)
+  local f = redis.call('HMGET', t, 'effective_mode', 'started_at')
+  local mode = f[1] or ''
+  count('finished:' .. status .. ':' .. mode)
+  if code then count('failed:' .. code) end
+  if status == 'completed' and f[2] and f[2] ~= '' then
+    observe('run', mode, now() - tonumber(f[2]))
+  end
   redis.call('HSET', t, 'status', status, 'finished_at', istr(now()), 'slot', '')
   if code then redis.call('HSET', t, 'error_code', code, 'error_message', message) end
   redis.call('EXPIRE', t, TTL)
@@ -225,6 +247,7 @@ local function reconcile()
         if can_relax then
           redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
             'fallback_reason', 'fast_hours_exhausted')
+          count('fallback:fast_hours_exhausted')
           redis.call('RPUSH', relaxline, tid)
         else
           local code, msg = no_relax_code()
@@ -267,6 +290,7 @@ local function place(tid, acct, slot)
   else
     redis.call('HINCRBY', a, 'day_jobs', 1)
   end
+  count('routed:' .. slot)
   local attempt = redis.call('HINCRBY', t, 'attempt', 1)
   redis.call('HSET', t, 'account_id', acct, 'slot', slot, 'reserved_ms', istr(reserve),
     'placed_at', istr(now()))

@@ -81,6 +81,12 @@ class Scripts:
         self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
         self.poll_claim = redis.register_script(lua.POLL_CLAIM)
 
+    def load_all(self) -> None:
+        """Load every script into Redis (redis-py also does so on a NOSCRIPT reply)."""
+        for script in vars(self).values():
+            if isinstance(script, Script):
+                self.redis.script_load(script.script)
+
     def owner_call(
         self,
         script: Script,

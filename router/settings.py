@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     router_dead_seconds: float = Field(default=15.0, gt=0)
     """A router silent this long is dead: its claimed intake messages are taken over."""
     dead_letter_max: int = Field(default=100_000, gt=0)
+    metrics_enabled: bool = True
+    """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     @field_validator("plans", mode="before")
     @classmethod

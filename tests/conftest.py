@@ -79,6 +79,7 @@ def env(settings: Settings) -> dict[str, str]:
         "BYOA_SIM_SPEED": str(settings.sim_speed),
         "BYOA_MAX_PROMPT_LENGTH": str(settings.max_prompt_length),
         "BYOA_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
+        "BYOA_METRICS_ENABLED": "false",  # tests that scrape choose a free port
     }
 
 

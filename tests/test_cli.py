@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -247,3 +248,27 @@ def test_bad_or_unreachable_redis_is_a_clear_error(url: str, code: str) -> None:
     assert f"error: {code}" in result.stderr
     assert "CANARYPASS" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_status_watch_redraws_until_interrupted(
+    byoa: Callable[..., Result], env: dict[str, str]
+) -> None:
+    byoa(*ADD_PRO_WITH_CREDENTIALS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "status", "--watch", "--interval", "0.05"],
+        env={**env, "TERM": "dumb"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    frames, shown = 0, []
+    for line in proc.stdout:  # reads until two frames were drawn, or the process ends
+        frames += "Ctrl-C to stop" in line
+        shown.append(line)
+        if frames == 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=10)
+    assert frames == 2 and proc.returncode == 0
+    assert any("a-pro" in line for line in shown)
+    assert CANARY not in rest + "".join(shown)

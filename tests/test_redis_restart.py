@@ -64,6 +64,7 @@ def test_tasks_survive_a_redis_restart_and_no_secret_is_printed(
         "BYOA_SIM_SPEED": "100",
         "BYOA_DISPATCH_LEASE_SECONDS": "5",  # recovery, if needed, well within the wait
         "BYOA_RUN_LEASE_SECONDS": "5",
+        "BYOA_METRICS_ENABLED": "false",
     }
     logs = [tmp_path / f"proc{i}.log" for i in range(5)]
     procs = [

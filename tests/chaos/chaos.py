@@ -114,6 +114,7 @@ def run_chaos(tasks: int, kills: int, restarts: int, seed: int, workdir: Path) -
         "BYOA_DISPATCH_LEASE_SECONDS": "5",
         "BYOA_REAP_INTERVAL_SECONDS": "0.2",
         "BYOA_POLL_INTERVAL_SECONDS": "0.05",
+        "BYOA_METRICS_ENABLED": "false",
     }
     settings = Settings(redis_url=server.url, key_prefix=prefix, sim_speed=1000)
     router = Router(settings)

@@ -1,0 +1,80 @@
+"""The router's HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (Redis
+reachable and the Lua scripts loaded)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+
+from router.core import Router
+from router.metrics import registry
+
+log = logging.getLogger(__name__)
+StartResponse = Callable[..., Any]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log."""
+
+
+def app(router: Router) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    metrics = make_wsgi_app(registry(router))
+    shas = [s.sha for s in vars(router.scripts).values() if isinstance(s, Script)]
+
+    def serve(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            return _reply(start_response, "200 OK", "ok")
+        if path == "/readyz":
+            try:
+                router.redis.ping()
+                missing = shas and not all(router.redis.script_exists(*shas))
+                if missing:  # a Redis restarted without persistence forgot them
+                    router.scripts.load_all()
+            except RedisError as e:
+                return _reply(
+                    start_response, "503 Service Unavailable", f"redis: {type(e).__name__}"
+                )
+            return _reply(start_response, "200 OK", "ready")
+        return _reply(start_response, "404 Not Found", "try /metrics, /healthz or /readyz")
+
+    return serve
+
+
+def _reply(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    data = (body + "\n").encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+def serve(router: Router) -> ThreadingWSGIServer | None:
+    """Serve in a daemon thread on the configured address; None if it cannot bind (the
+    router routes on, and the failed /readyz or `up` tells the operator)."""
+    s = router.settings
+    try:
+        server = make_server(
+            s.metrics_host,
+            s.metrics_port,
+            app(router),
+            ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
+    except OSError as e:
+        log.error("cannot serve metrics on %s:%d: %s", s.metrics_host, s.metrics_port, e)
+        return None
+    threading.Thread(target=server.serve_forever, name="byoa-http", daemon=True).start()
+    log.info("serving /metrics on %s:%d", s.metrics_host, server.server_port)
+    return server
