@@ -9,6 +9,7 @@ was submitted is never taken back: the job runs on, and a worker is made to poll
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -19,6 +20,9 @@ from router.scripts import text
 
 log = logging.getLogger(__name__)
 
+STARTED_JOB_BEAT_SECONDS = 35.0
+"""rq's worker refreshes a started job's heartbeat every 30 s (its job monitoring
+interval); a started job silent for longer than the dispatch lease plus this is dead."""
 WAITING_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 """rq job states in which a placed task is still on its way to a worker."""
 
@@ -107,14 +111,29 @@ class Reaper:
         return ours
 
     def _job_waiting(self, task_id: str, attempt: int) -> bool:
-        """Whether the placed task's rq job is still on its way to a worker. A job marked
-        queued but in no queue was taken by a worker that lost Redis before starting it
-        (it sits in rq's intermediate list until rq's own ten-minute maintenance)."""
+        """Whether the placed task's rq job is still on its way to a worker.
+
+        A job marked queued but in no queue was taken by a worker that lost Redis before
+        starting it (it sits in rq's intermediate list until rq's ten-minute maintenance);
+        one marked started whose worker stopped beating was killed before our START (rq
+        would only notice when the worker's key expires)."""
         job_id = self.router.job_id(task_id, attempt)
         try:
-            status = Job.fetch(job_id, connection=self.router.redis).get_status()
+            job = Job.fetch(job_id, connection=self.router.redis)
         except NoSuchJobError:
             return False
+        status = job.get_status()
         if status == JobStatus.QUEUED:
             return self.router.redis.lpos(self.router.queue.key, job_id) is not None
+        if status == JobStatus.STARTED:
+            beat = job.last_heartbeat
+            patience = self.router.settings.dispatch_lease_seconds + STARTED_JOB_BEAT_SECONDS
+            return (
+                beat is not None and (datetime.now(UTC) - _aware(beat)).total_seconds() < patience
+            )
         return status in WAITING_JOB
+
+
+def _aware(t: datetime) -> datetime:
+    """rq's timestamps are UTC, with or without a tzinfo."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from rq.job import Job, JobStatus
 
 from router.client import Client
 from router.core import Router
@@ -267,3 +270,34 @@ def test_placed_task_whose_rq_job_a_lost_worker_took_off_the_queue_is_dispatched
     drain()
     done = client.get(task.id)
     assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 2, 0)
+
+
+def test_placed_task_whose_worker_died_between_rq_start_and_ours_is_dispatched_again(
+    client: Client, add_account: AddAccount, router: Router, drain: Callable[[], None]
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    job = Job.fetch(router.job_id(task.id, 1), connection=router.redis)
+    router.queue.remove(job)  # a worker took it, rq marked it started, then it was killed
+    job.set_status(JobStatus.STARTED)
+    job.heartbeat(datetime.now(UTC) - timedelta(minutes=5), ttl=60)
+    expire_lease(router, "alice", task.id)
+    reaper = running_reaper(router)
+    assert reaper.reap_leases() == 1
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 2, 0)
+
+
+def test_placed_task_whose_rq_job_started_recently_keeps_its_slot(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    job = Job.fetch(router.job_id(task.id, 1), connection=router.redis)
+    router.queue.remove(job)
+    job.set_status(JobStatus.STARTED)
+    job.heartbeat(datetime.now(UTC), ttl=60)  # its worker is alive, about to START
+    expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 0
+    assert client.get(task.id).attempt == 1  # type: ignore[union-attr]
