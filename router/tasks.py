@@ -116,12 +116,12 @@ class TaskStore:
     def claim_ids(self, tasks: Sequence[NewTask]) -> list[str]:
         """Bind each task id to its owner (ids are global); return each id's owner."""
         pipe = self.redis.pipeline(transaction=False)
-        for t in tasks:
-            key = self.keys.task_owner(t.id)
-            pipe.setnx(key, t.owner)
-            pipe.get(key)
+        for t in tasks:  # SET NX GET: the owner it already had, or None if now this one
+            pipe.set(self.keys.task_owner(t.id), t.owner, nx=True, get=True)
         replies = pipe.execute()
-        return [text(owner) for owner in replies[1::2]]
+        return [
+            t.owner if old is None else text(old) for t, old in zip(tasks, replies, strict=True)
+        ]
 
     def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], Outcome]:
         """Create, route and place tasks whose ids are claimed: one script call per owner."""
