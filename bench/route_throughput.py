@@ -8,7 +8,7 @@ accounts); p50/p99 dispatch latency (message pushed -> rq job enqueued) at a ste
 RSS with 1,000 and 100,000 tasks waiting. Uses its own key prefixes on the Redis at
 BYOA_BENCH_REDIS_URL (default redis://127.0.0.1:6379/13) and deletes them afterwards.
 
-    python bench/route_throughput.py [--tasks 5000] [--waiting 100000]
+    python bench/route_throughput.py [--tasks 5000] [--waiting 100000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC
 
@@ -203,13 +204,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--waiting", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="Rates: the median of this many.")
     args = parser.parse_args()
-    baseline = rq_baseline(args.tasks)
+
+    def median(run: Callable[..., float]) -> float:
+        return statistics.median(run() for _ in range(args.repeat))
+
+    baseline = median(lambda: rq_baseline(args.tasks))
     print(f"{'what':<44}{'value':>12}{'x rq':>8}")
     print(f"{'rq enqueue_many (baseline), jobs/s':<44}{baseline:>12.0f}{1:>8.2f}")
     rates = {}
     for n_accounts in (10, 1000, 10_000):
-        rates[n_accounts] = rate = routed_rate(n_accounts, args.tasks)
+        rates[n_accounts] = rate = median(lambda n=n_accounts: routed_rate(n, args.tasks))
         print(
             f"{f'routed, {n_accounts:,} accounts, tasks/s':<44}{rate:>12.0f}{rate / baseline:>8.2f}"
         )
