@@ -114,6 +114,13 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 @click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None)
 @click.option("--parent", "parent_id", default=None)
 @click.option("--id", "task_id", default=None, help="Your own id: retries are idempotent.")
+@click.option("--webhook", default=None, help="URL to POST the task's record to when it ends.")
+@click.option(
+    "--webhook-secret-env",
+    default=None,
+    help="Name of an environment variable holding the webhook's secret.",
+)
+@click.option("--webhook-progress", is_flag=True, help="Also POST when the task starts.")
 @click.option("--wait", is_flag=True, help="Wait until the task ends.")
 @click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
 @click.option("--json", "as_json", is_flag=True)
@@ -126,6 +133,9 @@ def submit(
     mode: str | None,
     parent_id: str | None,
     task_id: str | None,
+    webhook: str | None,
+    webhook_secret_env: str | None,
+    webhook_progress: bool,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -134,8 +144,16 @@ def submit(
     from router.client import Client
 
     client = Client(_settings(ctx), _router(ctx).redis)
+    hook: dict[str, Any] | None = None
+    if webhook is not None:
+        secret = _secret_from_env(webhook_secret_env, "invalid_task")
+        hook = {"endpoint": webhook, "secret": secret, "progress": webhook_progress}
+    elif webhook_secret_env or webhook_progress:
+        raise ByoaError(
+            "invalid_task", "--webhook-secret-env and --webhook-progress need --webhook"
+        )
     task = client.submit(
-        owner, prompt, task_type=task_type, mode=mode, parent_id=parent_id, id=task_id
+        owner, prompt, task_type=task_type, mode=mode, parent_id=parent_id, id=task_id, webhook=hook
     )
     if wait:
         task = client.wait(task.id, timeout)
@@ -279,6 +297,7 @@ def _health(opts: dict[str, Any]) -> dict[str, Any]:
     default=None,
     help="Name of an environment variable holding the account's credentials.",
 )
+@click.option("--backend-url", default=None, help="Base URL of the account's backend.")
 @health_options
 @click.pass_context
 def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
@@ -295,11 +314,11 @@ def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     click.echo(f"added {account_id}")
 
 
-def _secret_from_env(name: str | None) -> SecretStr | None:
+def _secret_from_env(name: str | None, code: str = "invalid_account") -> SecretStr | None:
     if name is None:
         return None
     if name not in os.environ:
-        raise ByoaError("invalid_account", f"environment variable {name} is not set")
+        raise ByoaError(code, f"environment variable {name} is not set")
     return SecretStr(os.environ[name])
 
 
@@ -315,6 +334,7 @@ def _errors(e: ValidationError) -> str:
 @click.option("--enable/--disable", "enabled", default=None)
 @click.option("--fast-limit", type=int, default=None)
 @click.option("--relax-limit", type=int, default=None)
+@click.option("--backend-url", default=None, help="Base URL of the account's backend.")
 @health_options
 @click.pass_context
 def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:

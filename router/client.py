@@ -7,6 +7,7 @@ it returns the stored record at once (failed with its error code if it cannot ru
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
@@ -17,6 +18,7 @@ from router.models import Mode, TaskType
 from router.requests import Rejection, check_message
 from router.settings import Settings
 from router.tasks import Task
+from router.webhooks import Webhook
 
 
 class Client:
@@ -35,8 +37,10 @@ class Client:
         parent_id: str | None = None,
         id: str | None = None,
         input: dict[str, Any] | None = None,
+        webhook: Webhook | Mapping[str, Any] | None = None,
     ) -> Task:
-        """Submit a task; with `id`, a retry returns the task already stored.
+        """Submit a task; with `id`, a retry returns the task already stored. `webhook`
+        (`endpoint`, `secret`, `progress`) is POSTed the task's record when it ends.
 
         Raises TaskRejected (code `invalid_task`, `unknown_task_type`, `prompt_too_long`,
         `duplicate_id`) for input that cannot become a task.
@@ -50,6 +54,8 @@ class Client:
             message["id"] = id
         if parent_id is not None:
             message["parent_id"] = parent_id
+        if webhook is not None:
+            message["webhook"] = webhook
         checked = check_message(message, self.router.settings)
         if isinstance(checked, Rejection):
             raise TaskRejected(checked.code, checked.message)

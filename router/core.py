@@ -72,7 +72,9 @@ class Router:
             return None
         view = AccountView.from_hash(text_hash(raw))
         secret = SecretStr(text(creds)) if creds else None
-        return AccountRef(view.id, view.owner, view.plan, view.state().fast_ms, secret)
+        return AccountRef(
+            view.id, view.owner, view.plan, view.state().fast_ms, secret, view.backend_url
+        )
 
     def job_id(self, task_id: str, attempt: int) -> str:
         """The rq job id of one attempt at a task (rq keys then carry the prefix)."""

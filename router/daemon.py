@@ -24,6 +24,7 @@ from router.metrics import INTAKE_MESSAGES, REAPED, ROUTING_LATENCY
 from router.reaper import Reaper
 from router.requests import NewTask, Rejection, parse_message
 from router.scripts import text
+from router.webhooks import redact
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class IntakeDaemon:
                 "code": str(rejection.code),
                 "message": rejection.message,
                 "at": now,
-                "raw": raw[:DEAD_LETTER_RAW_BYTES].decode("utf-8", "replace"),
+                "raw": redact(raw)[:DEAD_LETTER_RAW_BYTES].decode("utf-8", "replace"),
             }
             pipe.lpush(self.keys.dead_letters, json.dumps(entry))
             log.warning("dead letter: %s: %s", rejection.code, rejection.message)

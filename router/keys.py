@@ -26,6 +26,9 @@ PINNED = "pinned"  # set: accounts with a non-empty pin line
 INFLIGHT = "inflight"  # zset: tasks holding a slot, by lease deadline
 TIMERS = "timers"  # zset: accounts by the time their state next changes (rest, renewal)
 STATS = "stats"  # hash: the owner's counters and duration histograms (see router.metrics)
+WEBHOOK = "hook"  # string per task: its webhook secret, read only by deliverers
+OUTBOX = "outbox"  # zset: webhook deliveries `<task>/<event>` by when due (µs)
+CURSOR = "cursor"  # hash: per slot, the account a round-robin strategy chose last
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class Keys:
     def accounts(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{ACCOUNTS}"
 
+    def fastcap(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{FASTCAP}"
+
     def line(self, owner: str, slot: Slot) -> str:
         return f"{self.owner_base(owner)}:{LINE}:{slot.value}"
 
@@ -130,6 +136,22 @@ class Keys:
     def stats(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{STATS}"
 
+    def webhook_secret(self, owner: str, task_id: str) -> str:
+        return f"{self.owner_base(owner)}:{WEBHOOK}:{task_id}"
+
+    def outbox(self, owner: str) -> str:
+        return f"{self.owner_base(owner)}:{OUTBOX}"
+
+    @property
+    def webhook_owners(self) -> str:
+        """Set: owners that submitted a task with a webhook (whose outboxes deliverers read)."""
+        return f"{self.prefix}:webhook-owners"
+
+    @property
+    def clock(self) -> str:
+        """String: the virtual time (µs) the scripts read when built for a simulation."""
+        return f"{self.prefix}:clock"
+
     @property
     def global_stats(self) -> str:
         """Hash: counters that belong to no owner (dead letters)."""
@@ -145,6 +167,7 @@ local function k_line(slot) return O .. ':{LINE}:' .. slot end
 local function k_free(slot) return O .. ':{FREE}:' .. slot end
 local function k_pin(id, slot) return O .. ':{PIN}:' .. id .. ':' .. slot end
 local function k_done(id) return P .. ':done:' .. id end
+local function k_hook(id) return O .. ':{WEBHOOK}:' .. id end
 local K_ACCOUNTS = O .. ':{ACCOUNTS}'
 local K_ENABLED = O .. ':{ENABLED}'
 local K_FASTCAP = O .. ':{FASTCAP}'
@@ -153,4 +176,6 @@ local K_PINNED = O .. ':{PINNED}'
 local K_INFLIGHT = O .. ':{INFLIGHT}'
 local K_TIMERS = O .. ':{TIMERS}'
 local K_STATS = O .. ':{STATS}'
+local K_OUTBOX = O .. ':{OUTBOX}'
+local K_CURSOR = O .. ':{CURSOR}'
 """

@@ -26,13 +26,15 @@ SUBMIT = (
     PRELUDE
     + """
 -- SUBMIT: create and route tasks of one owner; place those that can start now.
--- ARGV[7]  n, then n groups of 9: id, task_type, requested mode ('' for a child),
---          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message
+-- ARGV[7]  n, then n groups of 11: id, task_type, requested mode ('' for a child),
+--          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message,
+--          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too;
+--          its secret is written apart, at `k_hook(id)`, before this script runs)
 -- results  flat (id, 'created'|'duplicate', status, error code)
 local results, hints = {}, {}
 local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
-  local b = 8 + i * 9
+  local b = 8 + i * 11
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = k_task(tid)
   if redis.call('EXISTS', t) == 1 then
@@ -42,6 +44,10 @@ for i = 0, n - 1 do
     redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
       'parent_id', parent, 'prompt_base', ARGV[b + 4], 'input', ARGV[b + 5],
       'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
+    if ARGV[b + 10] ~= '' then
+      redis.call('HSET', t, 'webhook', ARGV[b + 10], 'webhook_endpoint', ARGV[b + 9])
+      redis.call('PERSIST', k_hook(tid))  -- kept while the task lives, then as long as it
+    end
     local code, msg, mode, fallback, line
     if ARGV[b + 7] ~= '' then
       code, msg = ARGV[b + 7], ARGV[b + 8]
@@ -83,6 +89,12 @@ for i = 0, n - 1 do
         code, msg = no_relax_code()
       else
         line = k_line(slot_of(mode))
+        local acct = bind(tid, slot_of(mode))  -- only a peer strategy binds on arrival
+        if acct then
+          line = k_pin(acct, slot_of(mode))
+          redis.call('SADD', K_PINNED, acct)
+          hints[#hints + 1] = acct
+        end
       end
     end
     redis.call('HSET', t, 'requested_mode', req)
@@ -92,7 +104,7 @@ for i = 0, n - 1 do
     else
       redis.call('HSET', t, 'effective_mode', mode)
       if fallback then
-        redis.call('HSET', t, 'fallback_reason', fallback)
+        redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
         count('fallback:' .. fallback)
       end
       redis.call('RPUSH', line, tid)
@@ -139,6 +151,7 @@ local g = redis.call('HMGET', t, 'created_at', 'effective_mode')
 observe('wait', g[2] or '', now() - tonumber(g[1] or istr(now())))
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
+hook(tid, 'running')
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease
 return out({'run', 'running'})
 """
@@ -423,11 +436,13 @@ while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
 return n
 """
 
-POLL_CLAIM = """
--- POLL_CLAIM: a worker takes the submitted driver jobs that are due for a poll.
--- KEYS[1] the polls zset (member '<owner>/<task>/<attempt>' -> when due, Redis µs)
+CLAIM_DUE = """
+-- CLAIM_DUE: a worker takes the entries of a schedule that are due: submitted driver jobs
+-- to poll, or webhook deliveries to make.
+-- KEYS[1] the schedule (zset: the polls, '<owner>/<task>/<attempt>', or an owner's outbox,
+-- '<task>/<event>' -> when due, Redis µs)
 -- ARGV[1] most entries to take, ARGV[2] µs they stay this worker's: each is pushed that far
--- ahead, so another worker takes it only if this one does not poll it in time (it died).
+-- ahead, so another worker takes it only if this one does not handle it in time (it died).
 -- returns {now µs, earliest due of the rest or -1, member...}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -438,4 +453,38 @@ local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local out = {string.format('%d', now), head[2] or '-1'}
 for _, m in ipairs(due) do out[#out + 1] = m end
 return out
+"""
+
+OUTBOX_RECORD = """
+-- OUTBOX_RECORD: the result of one webhook POST goes on the task record; the delivery
+-- leaves the outbox, or comes due again after a backoff while it has attempts left.
+-- Nothing is done for a delivery no longer in the outbox (replaced, or recorded by
+-- another deliverer) or whose task record has expired.
+-- KEYS[1] the owner's outbox, KEYS[2] the task's record
+-- ARGV[1] member '<task>/<event>', ARGV[2] event, ARGV[3] '' if delivered, else the error
+-- (HTTP status or exception name), ARGV[4] most attempts, ARGV[5] first backoff µs
+-- (doubling per attempt)
+-- returns 'delivered' | 'retry' | 'failed' | 'stale'
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'stale' end
+if redis.call('HGET', KEYS[2], 'webhook_event') ~= ARGV[2] then  -- expired, or replaced
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 'stale'
+end
+local n = redis.call('HINCRBY', KEYS[2], 'webhook_attempts', 1)
+local verdict = 'delivered'
+if ARGV[3] ~= '' then
+  verdict = 'failed'
+  if n < tonumber(ARGV[4]) then verdict = 'retry' end
+end
+if verdict == 'retry' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local due = now + tonumber(ARGV[5]) * 2 ^ (n - 1)
+  redis.call('ZADD', KEYS[1], string.format('%d', due), ARGV[1])
+  redis.call('HSET', KEYS[2], 'webhook_error', ARGV[3])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[2], 'webhook_status', verdict, 'webhook_error', ARGV[3])
+end
+return verdict
 """

@@ -10,10 +10,12 @@ functions). Its functions implement `router.policy` on these owner-scoped indexe
 from __future__ import annotations
 
 from router.keys import lua_key_helpers
+from router.lua_strategies import PEER_STRATEGIES
 from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE, US_PER_DAY, US_PER_HOUR
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 """Upper bounds (s) of the wait and run time histograms kept in each owner's stats hash."""
+
 
 PRELUDE = (
     """
@@ -29,11 +31,18 @@ local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}
     + """
 local placed, switches, finished = {}, {}, {}
 local function istr(n) return string.format('%d', n) end
+local CLOCK = nil  -- a simulation's virtual clock key (see `configure`)
+local STRATEGY = 'least_loaded'  -- how a task's account is chosen (see `configure`)
 local NOW
 local function now()  -- microseconds since the epoch on the Redis clock, fixed per call
   if not NOW then
-    local t = redis.call('TIME')
-    NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local v = CLOCK and redis.call('GET', CLOCK)
+    if v then
+      NOW = tonumber(v)
+    else
+      local t = redis.call('TIME')
+      NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    end
   end
   return NOW
 end
@@ -53,6 +62,21 @@ local function observe(name, mode, us)
   redis.call('HINCRBYFLOAT', K_STATS, name .. ':' .. mode .. ':sum', string.format('%.6f', s))
 end
 
+-- Schedule a webhook delivery of `event`, due now, if the task has a webhook ('1': terminal
+-- states, 'progress': its start too). A terminal event replaces a pending start delivery.
+local function hook(tid, event)
+  local t = k_task(tid)
+  local want = redis.call('HGET', t, 'webhook')
+  if not want or want == '' or (event == 'running' and want ~= 'progress') then return end
+  if event ~= 'running' then
+    redis.call('ZREM', K_OUTBOX, tid .. '/running')
+    redis.call('EXPIRE', k_hook(tid), TTL)
+  end
+  redis.call('ZADD', K_OUTBOX, istr(now()), tid .. '/' .. event)
+  redis.call('HSET', t, 'webhook_event', event, 'webhook_status', 'pending',
+    'webhook_attempts', '0', 'webhook_error', '')
+end
+
 local function finish(tid, status, code, message)
   local t = k_task(tid)
   local f = redis.call('HMGET', t, 'effective_mode', 'started_at')
@@ -65,6 +89,7 @@ local function finish(tid, status, code, message)
   redis.call('HSET', t, 'status', status, 'finished_at', istr(now()), 'slot', '')
   if code then redis.call('HSET', t, 'error_code', code, 'error_message', message) end
   redis.call('EXPIRE', t, TTL)
+  hook(tid, status)
   redis.call('PUBLISH', k_done(tid), status)
   finished[#finished + 1] = tid
 end
@@ -183,6 +208,16 @@ local function refresh(id)
   return flipped
 end
 
+-- A task a peer strategy bound to an account on arrival, not a child: back to the owner's
+-- line when that account can no longer serve it, so the owner's rules decide again.
+local function unbind(tid, slot)
+  local f = redis.call('HMGET', k_task(tid), 'parent_id')
+  if f[1] and f[1] ~= '' then return false end
+  redis.call('HSET', k_task(tid), 'account_id', '')
+  redis.call('LPUSH', k_line(slot), tid)
+  return true
+end
+
 -- Children waiting on an account that can no longer run them in their mode: a fast child
 -- goes relax when the account has relax time (rule 3), else it fails (rule 5).
 local function check_pins(id)
@@ -199,10 +234,11 @@ local function check_pins(id)
     while true do
       local tid = redis.call('LPOP', fastpin)
       if not tid then break end
-      if waiting(tid) then
+      if waiting(tid) and unbind(tid, 'fast') then
+      elseif waiting(tid) then
         if enabled and can_relax then
           redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
-            'fallback_reason', 'account_set_to_relax')
+            'fallback_reason', 'account_set_to_relax', 'fallback_at', istr(now()))
           redis.call('RPUSH', relaxpin, tid)
         else
           finish(tid, 'failed', 'parent_account_unavailable', why)
@@ -214,7 +250,9 @@ local function check_pins(id)
     while true do
       local tid = redis.call('LPOP', relaxpin)
       if not tid then break end
-      if waiting(tid) then finish(tid, 'failed', 'parent_account_unavailable', why) end
+      if waiting(tid) and not unbind(tid, 'relax') then
+        finish(tid, 'failed', 'parent_account_unavailable', why)
+      end
     end
   end
   if redis.call('LLEN', fastpin) + redis.call('LLEN', relaxpin) == 0 then
@@ -246,7 +284,7 @@ local function reconcile()
       if waiting(tid) then
         if can_relax then
           redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
-            'fallback_reason', 'fast_hours_exhausted')
+            'fallback_reason', 'fast_hours_exhausted', 'fallback_at', istr(now()))
           count('fallback:fast_hours_exhausted')
           redis.call('RPUSH', relaxline, tid)
         else
@@ -338,6 +376,9 @@ local function next_waiting(line)
   end
 end
 
+"""
+    + PEER_STRATEGIES
+    + """
 -- Hand free slots to waiting tasks: the pinned children of `accts` first, then the
 -- owner's lines, each to the best free account. No line blocks another.
 local function pump(accts)
@@ -358,7 +399,12 @@ local function pump(accts)
     while true do
       local tid = next_waiting(line)
       if not tid then break end
-      local best = redis.call('ZRANGE', free, 0, 0)[1]
+      local best
+      if STRATEGY == 'least_loaded' then
+        best = redis.call('ZRANGE', free, 0, 0)[1]
+      else
+        best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
+      end
       if not best then break end
       redis.call('LPOP', line)
       place(tid, best, slot)

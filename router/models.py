@@ -39,6 +39,21 @@ class Slot(StrEnum):
     RELAX = "relax"
 
 
+class Strategy(StrEnum):
+    """How a task's account is chosen: ours, or one of the open proxies' rules (which bind
+    a task to an account on arrival), kept for comparison."""
+
+    LEAST_LOADED = "least_loaded"
+    """Ours: one line per owner and mode; a freed slot goes to its head, a new task to the
+    free account with the lowest load, then the most fast time."""
+    RANDOM = "random"
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED = "weighted"
+    """Random, weighted by the account's slot limit."""
+    BEST_WAIT_IDLE = "best_wait_idle"
+    """The account with the fewest tasks queued on it plus running."""
+
+
 class Plan(StrEnum):
     BASIC = "basic"
     STANDARD = "standard"

@@ -1,7 +1,7 @@
 """The schedule of submitted driver jobs: which one a worker polls next, and when.
 
 A task's record is the truth (status, attempt, driver handle); an entry here only says
-when to look at it again. Entries are claimed by pushing them ahead (POLL_CLAIM), so a
+when to look at it again. Entries are claimed by pushing them ahead (CLAIM_DUE), so a
 poller that dies mid-batch leaves them to come due for another worker.
 """
 
@@ -52,8 +52,8 @@ class Polls:
         self.redis.zadd(self.keys.polls, {entry.member: due_us}, nx=True)
 
     def claim(self, limit: int, hold_us: int) -> Claim:
-        """Take up to `limit` due entries for `hold_us` (see POLL_CLAIM)."""
-        raw = self.scripts.poll_claim(keys=[self.keys.polls], args=[limit, hold_us])
+        """Take up to `limit` due entries for `hold_us` (see CLAIM_DUE)."""
+        raw = self.scripts.claim_due(keys=[self.keys.polls], args=[limit, hold_us])
         now, head, *members = (text(x) for x in raw)
         due = int(float(head))
         return Claim(int(now), None if due < 0 else due, [Entry.parse(m) for m in members])

@@ -8,8 +8,16 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from redis import Redis
 
 from router.errors import AccountError
@@ -34,6 +42,19 @@ WorkHours = Annotated[
     tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=0, le=23)]],
     BeforeValidator(_work_hours),
 ]
+
+
+def check_backend_url(value: str) -> str:
+    """An http(s) base URL without credentials (those go in the account's credentials)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("backend URL must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("backend URL takes no user, password, query or fragment")
+    return value.strip().rstrip("/")
+
+
+BackendUrl = Annotated[str, AfterValidator(check_backend_url)]
 
 
 class AccountSpec(BaseModel):
@@ -61,6 +82,8 @@ class AccountSpec(BaseModel):
     """UTC hours in which it may start jobs, `START-END` (e.g. "8-20", "22-6")."""
     renews_at: datetime | None = None
     """When its plan renews: fast hours back to the plan's, then every 30 days."""
+    backend_url: BackendUrl | None = None
+    """Base URL of the account's backend, for drivers that call one over HTTP."""
 
 
 class AccountView(BaseModel):
@@ -88,6 +111,7 @@ class AccountView(BaseModel):
     cooldown_until_us: int | None
     attention_reason: str | None
     """Why the account left rotation (banned, captcha...), set by a driver error."""
+    backend_url: str | None = None
     raw_day: int = Field(default=0, exclude=True)
     raw_day_jobs: int = Field(default=0, exclude=True)
     paced_until_us: int = Field(default=0, exclude=True)
@@ -118,6 +142,7 @@ class AccountView(BaseModel):
             renews_at_us=int(h["renews_at"]) if h.get("renews_at") else None,
             cooldown_until_us=int(h["cooldown_until"]) if h.get("cooldown_until") else None,
             attention_reason=h.get("attention_reason") or None,
+            backend_url=h.get("backend_url") or None,
             raw_day=int(h.get("day") or 0),
             raw_day_jobs=int(h.get("day_jobs") or 0),
             paced_until_us=int(h.get("paced_until") or 0),
@@ -257,6 +282,8 @@ class Pool:
             "plan_fast_ms": str(round(plan.fast_hours * MS_PER_HOUR)),
             **_health_fields(spec.min_gap_seconds, spec.daily_cap, spec.work_hours, spec.renews_at),
         }
+        if spec.backend_url is not None:
+            fields["backend_url"] = spec.backend_url
         if spec.credentials is not None:
             cred_key = self.keys.credentials(spec.owner, spec.id)
             self.redis.set(cred_key, spec.credentials.get_secret_value())
@@ -280,6 +307,7 @@ class Pool:
         daily_cap: int | None = None,
         work_hours: tuple[int, int] | None = None,
         renews_at: datetime | None = None,
+        backend_url: str | None = None,
         declared: bool = False,
     ) -> Outcome:
         """Change an account; topping up fast hours undoes an automatic flip to relax.
@@ -307,6 +335,11 @@ class Pool:
             view = self.get(account_id)
             if view is not None:
                 self._check_relax(view.plan, relax_limit)
+        if backend_url is not None:
+            try:
+                fields["backend_url"] = check_backend_url(backend_url)
+            except ValueError as e:
+                raise AccountError("invalid_account", str(e)) from None
         if credentials is not None:
             self.redis.set(self.keys.credentials(owner, account_id), credentials.get_secret_value())
         return self._write(owner, "set", account_id, fields)
@@ -348,6 +381,7 @@ class Pool:
             daily_cap=spec.daily_cap,
             work_hours=spec.work_hours,
             renews_at=spec.renews_at,
+            backend_url=spec.backend_url,
             declared=fast_hours is not None,
         )
 

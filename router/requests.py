@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from router.models import CHILD_TYPES, ID_RE, ErrorCode, Ident, Mode, TaskType
 from router.modes import resolve_mode, strip_flags
 from router.settings import Settings
+from router.webhooks import Webhook
 
 
 class TaskInput(BaseModel):
@@ -31,13 +32,14 @@ class TaskInput(BaseModel):
 class TaskMessage(BaseModel):
     """The documented JSON message, also built by the Python client."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     id: Ident | None = None
     owner: Ident
     task_type: TaskType = TaskType.IMAGINE
     parent_id: Ident | None = None
     input: TaskInput = Field(default_factory=TaskInput)
+    webhook: Webhook | None = None
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,12 @@ class NewTask:
     input_json: str
     estimate_ms: int
     rejection: tuple[ErrorCode, str] | None = None
+    webhook: Webhook | None = None
+    """Its secret goes to its own key, never into the script's arguments."""
 
     def argv(self) -> list[str | int]:
         code, message = self.rejection or ("", "")
+        hook = self.webhook
         return [
             self.id,
             self.task_type,
@@ -66,6 +71,8 @@ class NewTask:
             self.estimate_ms,
             str(code),
             message,
+            hook.endpoint if hook else "",
+            hook.events if hook else "",
         ]
 
 
@@ -77,12 +84,15 @@ class Rejection:
     message: str
     task_id: str | None = None
     owner: str | None = None
+    webhook: Webhook | None = None
+    """A valid webhook of the message: told of the stored failure."""
 
     def as_failed_task(self) -> NewTask | None:
         """Stored as a failed task when the caller can look it up by its id, else None."""
         if self.task_id is None or self.owner is None:
             return None
-        return NewTask(self.task_id, self.owner, "", "", "", "", "{}", 0, (self.code, self.message))
+        failure = (self.code, self.message)
+        return NewTask(self.task_id, self.owner, "", "", "", "", "{}", 0, failure, self.webhook)
 
 
 def new_task_id() -> str:
@@ -105,15 +115,24 @@ def from_message(
             f"prompt has {len(prompt)} characters; the limit is {settings.max_prompt_length}",
             task_id,
             msg.owner,
+            msg.webhook,
         )
     is_child = msg.task_type in CHILD_TYPES
     if is_child and msg.parent_id is None:
         return Rejection(
-            ErrorCode.INVALID_TASK, f"{msg.task_type} needs parent_id", task_id, msg.owner
+            ErrorCode.INVALID_TASK,
+            f"{msg.task_type} needs parent_id",
+            task_id,
+            msg.owner,
+            msg.webhook,
         )
     if not is_child and msg.parent_id is not None:
         return Rejection(
-            ErrorCode.INVALID_TASK, f"{msg.task_type} takes no parent_id", task_id, msg.owner
+            ErrorCode.INVALID_TASK,
+            f"{msg.task_type} takes no parent_id",
+            task_id,
+            msg.owner,
+            msg.webhook,
         )
     if is_child and msg.input.process_mode is not None:
         return Rejection(
@@ -121,6 +140,7 @@ def from_message(
             "child tasks inherit their parent's mode; process_mode is not accepted",
             task_id,
             msg.owner,
+            msg.webhook,
         )
     extra = msg.input.model_extra or {}
     requested = "" if is_child else resolve_mode(msg.input.process_mode, prompt).value
@@ -133,6 +153,7 @@ def from_message(
         prompt_base=strip_flags(prompt),
         input_json=json.dumps(extra, separators=(",", ":")),
         estimate_ms=settings.estimate_ms(msg.task_type),
+        webhook=msg.webhook,
     )
 
 
@@ -174,5 +195,15 @@ def check_message(
         code = ErrorCode.INVALID_TASK
         if any(x["loc"] == ("task_type",) for x in e.errors()):
             code = ErrorCode.UNKNOWN_TASK_TYPE
-        return Rejection(code, _describe(e), task_id if usable else None, owner if usable else None)
+        if not usable:
+            return Rejection(code, _describe(e))
+        return Rejection(code, _describe(e), task_id, owner, _valid_webhook(data.get("webhook")))
     return from_message(msg, settings, default_id)
+
+
+def _valid_webhook(value: Any) -> Webhook | None:
+    """The message's webhook if it is valid on its own (to report another error to it)."""
+    try:
+        return None if value is None else Webhook.model_validate(value)
+    except ValidationError:
+        return None

@@ -12,6 +12,7 @@ from redis.commands.core import Script
 
 from router import lua
 from router.keys import Keys
+from router.lua_strategies import configure
 from router.models import Setting, Slot
 from router.settings import Settings
 
@@ -69,17 +70,23 @@ class Scripts:
             round(settings.dispatch_lease_seconds * 1e6),
             round(settings.run_lease_seconds * 1e6),
         ]
-        self.submit = redis.register_script(lua.SUBMIT)
-        self.start = redis.register_script(lua.START)
-        self.settle = redis.register_script(lua.SETTLE)
-        self.cancel = redis.register_script(lua.CANCEL)
-        self.account_write = redis.register_script(lua.ACCOUNT_WRITE)
-        self.renew = redis.register_script(lua.RENEW)
-        self.reap = redis.register_script(lua.REAP)
-        self.wake = redis.register_script(lua.WAKE)
+        clock = self.keys.clock if settings.sim_clock else None
+
+        def owner_script(body: str) -> Script:
+            return redis.register_script(configure(body, settings.strategy, clock))
+
+        self.submit = owner_script(lua.SUBMIT)
+        self.start = owner_script(lua.START)
+        self.settle = owner_script(lua.SETTLE)
+        self.cancel = owner_script(lua.CANCEL)
+        self.account_write = owner_script(lua.ACCOUNT_WRITE)
+        self.renew = owner_script(lua.RENEW)
+        self.reap = owner_script(lua.REAP)
+        self.wake = owner_script(lua.WAKE)
         self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
         self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
-        self.poll_claim = redis.register_script(lua.POLL_CLAIM)
+        self.claim_due = redis.register_script(lua.CLAIM_DUE)
+        self.outbox_record = redis.register_script(lua.OUTBOX_RECORD)
 
     def load_all(self) -> None:
         """Load every script into Redis (redis-py also does so on a NOSCRIPT reply)."""

@@ -14,7 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from router.models import Mode, Plan, TaskType
+from router.models import Mode, Plan, Strategy, TaskType
 
 CONFIG_ENV = "BYOA_CONFIG"
 """Environment variable naming the TOML settings file (optional)."""
@@ -63,6 +63,35 @@ class SimSettings(BaseModel):
     """Share of submissions refused with a transient error (fixed per task and try)."""
 
 
+class MjProxySettings(BaseModel):
+    """The midjourney-proxy driver: one proxy (base URL, secret) per account."""
+
+    model_config = {"extra": "forbid"}
+
+    request_timeout_seconds: PositiveFloat = 10.0
+    """Every HTTP request to a proxy gives up after this long (a transient error)."""
+    mode_path: bool = False
+    """Submit through `/mj-<mode>/mj/...` (proxies that read the mode from the path)."""
+    cancel_endpoint: bool = True
+    """Ask the proxy to cancel (`POST /mj/task/{id}/cancel`) where it has that endpoint."""
+    lookup_via_list: bool = True
+    """Find a job by its client reference (`state`) in `GET /mj/task/list`."""
+    gpu_per_wall: dict[Mode, PositiveFloat] = Field(
+        default_factory=lambda: {Mode.FAST: 1.0, Mode.TURBO: 4.0, Mode.RELAX: 1.0}
+    )
+    """GPU time at the fast rate per second of a job's run (proxies report no GPU time)."""
+    account_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a worker reuses an account's URL and secret read from Redis."""
+
+    @field_validator("gpu_per_wall", mode="before")
+    @classmethod
+    def _merge_gpu_per_wall(cls, value: Any) -> Any:
+        """Overriding one mode keeps the others' defaults."""
+        if not isinstance(value, dict):
+            return value
+        return {"fast": 1.0, "turbo": 4.0, "relax": 1.0, **value}
+
+
 class Settings(BaseSettings):
     """Everything a router, worker or client process needs to know."""
 
@@ -72,9 +101,15 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     key_prefix: str = Field(default="byoa", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-    driver: Literal["simulated"] = "simulated"
+    driver: Literal["simulated", "mjproxy"] = "simulated"
     sim_speed: PositiveFloat = 1.0
     sim: SimSettings = SimSettings()
+    mjproxy: MjProxySettings = MjProxySettings()
+    sim_clock: bool = False
+    """Simulation only: scripts and the simulated driver read the time from
+    `<prefix>:clock` (µs) when it is set, so a day of traffic runs in virtual time."""
+    strategy: Strategy = Strategy.LEAST_LOADED
+    """How a task's account is chosen (see `Strategy`); every router of a pool must agree."""
     plans: dict[Plan, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     gpu_seconds: dict[TaskType, PositiveFloat] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_SECONDS)
@@ -115,6 +150,14 @@ class Settings(BaseSettings):
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A webhook POST that has not connected, or not answered, within this fails."""
+    webhook_retries: int = Field(default=5, ge=0)
+    """How often a failed webhook POST is tried again before it is recorded failed."""
+    webhook_backoff_seconds: float = Field(default=2.0, ge=0)
+    """Wait before the first webhook retry; it doubles for each next one."""
+    webhook_threads: int = Field(default=8, gt=0, le=256)
+    """Webhook POSTs one worker process makes at once."""
 
     @field_validator("plans", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis import Redis
+from redis.client import Pipeline
 
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
@@ -51,6 +52,16 @@ class Task(BaseModel):
     retry_reason: str | None
     handle: str | None = None
     """The backend's handle of the running attempt's job, once submitted."""
+    webhook_endpoint: str | None = None
+    """Where the task's state changes are POSTed (its secret is never shown)."""
+    webhook_event: str | None = None
+    """The latest delivery scheduled: `running`, or the terminal status."""
+    webhook_status: str | None = None
+    """That delivery's state: `pending`, `delivered` or `failed` (out of attempts)."""
+    webhook_attempts: int | None = None
+    """POSTs made for that delivery."""
+    webhook_error: str | None = None
+    """Why its last POST failed: `HTTP <status>` or the exception's name."""
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Task:
@@ -81,6 +92,11 @@ class Task(BaseModel):
             retries=int(h.get("retries") or 0),
             retry_reason=h.get("retry_reason") or None,
             handle=h.get("handle") or None,
+            webhook_endpoint=h.get("webhook_endpoint") or None,
+            webhook_event=h.get("webhook_event") or None,
+            webhook_status=h.get("webhook_status") or None,
+            webhook_attempts=int(h["webhook_attempts"]) if h.get("webhook_attempts") else None,
+            webhook_error=h.get("webhook_error") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -130,14 +146,18 @@ class TaskStore:
             by_owner[t.owner].append(t)
         pipe = self.redis.pipeline(transaction=False)
         owners = list(by_owner)
+        replies: list[int] = []
         for owner in owners:
+            self._keep_webhooks(owner, by_owner[owner], pipe)
             args: list[str | int] = [len(by_owner[owner])]
             for t in by_owner[owner]:
                 args += t.argv()
+            replies.append(len(pipe))
             self.scripts.owner_call(self.scripts.submit, owner, args, pipe)
         outcome = Outcome()
         done: list[Submitted] = []
-        for owner, raw in zip(owners, pipe.execute(), strict=True):
+        executed = pipe.execute()
+        for owner, raw in zip(owners, (executed[i] for i in replies), strict=True):
             results, part = Scripts.decode(owner, raw)
             outcome.merge(part)
             for i in range(0, len(results), 4):
@@ -146,6 +166,19 @@ class TaskStore:
                     Submitted(tid, owner, how == "created", TaskStatus(status), code or None)
                 )
         return done, outcome
+
+    def _keep_webhooks(self, owner: str, tasks: Sequence[NewTask], pipe: Pipeline) -> None:
+        """Before SUBMIT: list the owner for deliverers, keep each webhook secret at its own
+        key (a retry keeps the first; SUBMIT holds it for the task's life)."""
+        hooked = [t for t in tasks if t.webhook is not None]
+        if hooked:
+            pipe.sadd(self.keys.webhook_owners, owner)
+        for t in hooked:
+            secret = t.webhook.secret if t.webhook else None
+            if secret is not None:
+                key = self.keys.webhook_secret(owner, t.id)
+                ttl = self.settings.task_ttl_seconds
+                pipe.set(key, secret.get_secret_value(), nx=True, ex=ttl)
 
     def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str, Outcome]:
         """Mark a placed task running; False (with its status) if it must not run."""

@@ -173,3 +173,21 @@ def retrying(call: Callable[[], T], patience: float = 120.0) -> T:
             log.warning("Redis unreachable; retrying in %.1f s", delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def keep_running(step: Callable[[], float], stop: threading.Event, what: str, idle: float) -> None:
+    """Call `step` until `stop` is set, waiting the seconds it returns between calls; a lost
+    Redis is waited out with backoff, any other error logged and tried again after `idle`."""
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            wait = step()
+            backoff = 0.1
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+            log.warning("%s lost Redis (%s); trying again in %.1f s", what, e, backoff)
+            wait, backoff = backoff, min(backoff * 2, 5.0)
+        except Exception:
+            log.exception("%s failed; trying again", what)
+            wait = idle
+        if wait > 0:
+            stop.wait(wait)

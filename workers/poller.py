@@ -14,16 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Claim, Entry
 from router.scripts import text
 from workers.drivers.base import DriverError, TransientError
-from workers.jobs import classify, settle
+from workers.jobs import classify, keep_running, settle
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +48,7 @@ class Poller:
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set, waiting out Redis outages."""
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                wait = self.poll_once()
-                backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
-                log.warning("poller lost Redis (%s); trying again in %.1f s", e, backoff)
-                wait, backoff = backoff, min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("polling failed; trying again")
-                wait = self.settings.poll_interval_seconds
-            if wait > 0:
-                stop.wait(wait)
+        keep_running(self.poll_once, stop, "poller", self.settings.poll_interval_seconds)
 
     def poll_once(self) -> float:
         """Poll the jobs that are due; returns how long to wait before the next claim."""

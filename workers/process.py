@@ -1,5 +1,5 @@
 """A worker process: an rq worker that submits dispatched tasks, plus a poller thread that
-follows every submitted job (any worker's) to its end."""
+follows every submitted job (any worker's) to its end and a thread delivering webhooks."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rq import Worker
 
 from router.core import Router
 from workers.poller import Poller
+from workers.webhooks import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +28,29 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
         drain(router, name=name)
         return
     stop, poller = threading.Event(), Poller(Router(router.settings))
+    # Made here, before rq forks job processes: a thread making it (under cached_property's
+    # lock, which every Router shares) during a fork would leave that process hanging.
+    _ = poller.router.driver
     thread = threading.Thread(target=poller.run, args=(stop,), name="byoa-poller", daemon=True)
     thread.start()
+    deliverer = Deliverer(Router(router.settings))
+    hooks = threading.Thread(target=deliverer.run, args=(stop,), name="byoa-webhooks", daemon=True)
+    hooks.start()
     try:
         _rq_loop(router, name)
     finally:
         stop.set()
         thread.join(timeout=30)
         poller.threads.shutdown()
+        hooks.join(timeout=30)
+        deliverer.threads.shutdown(cancel_futures=True)  # POSTs under way end (timeout)
 
 
 def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None = None) -> None:
-    """Submit and poll until both the queue and the schedule of polls are empty."""
+    """Submit, poll and deliver webhooks until the queue, the schedule of polls and the
+    webhook outboxes are all empty."""
     poller = Poller(Router(router.settings, router.redis))
+    deliverer = Deliverer(Router(router.settings, router.redis))
     level = logging.getLevelName(logging.getLogger().level)
     try:
         while True:
@@ -47,13 +58,15 @@ def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None 
                 [router.queue], connection=router.redis, name=_name(router, name, 0)
             )
             worker.work(burst=True, logging_level=level)
-            if router.polls.size() == 0 and router.queue.count == 0:
+            idle = router.polls.size() == 0 and router.queue.count == 0
+            if idle and deliverer.outbox.pending() == 0:
                 return
-            wait = poller.poll_once()
-            if router.queue.count == 0 and router.polls.size() > 0:
-                time.sleep(wait)  # the next poll is not due yet
+            wait = min(poller.poll_once(), deliverer.deliver_due())
+            if router.queue.count == 0 and (router.polls.size() > 0 or deliverer.outbox.pending()):
+                time.sleep(wait)  # the next poll or delivery is not due yet
     finally:
         poller.threads.shutdown()
+        deliverer.threads.shutdown()
 
 
 def _rq_loop(router: Router, name: str | None) -> None:

@@ -25,6 +25,8 @@ class AccountRef:
     fast_ms: int
     """The router's view of fast time left (a simulator seeds its own balance from it)."""
     credentials: SecretStr | None = field(default=None, repr=False)
+    backend_url: str | None = None
+    """Base URL of the account's backend, for drivers that call one over HTTP."""
 
 
 @dataclass(frozen=True)

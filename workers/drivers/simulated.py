@@ -35,7 +35,7 @@ SIM_START = """
 -- SIM_START: the simulated account accepts a job; it runs until its end time whether or
 -- not anyone polls it (as a real account's job outlives the worker that submitted it).
 -- KEYS[1] the account's sim hash, KEYS[2] its running jobs in that slot (zset handle ->
--- end µs), KEYS[3] the job's hash
+-- end µs), KEYS[3] the job's hash, KEYS[4] (optional) a simulation's virtual clock (µs)
 -- ARGV[1] slot ('fast'|'relax'), ARGV[2] fast ms to seed a new account with,
 -- ARGV[3] fast ms the job uses (0 at relax), ARGV[4] wall time µs, ARGV[5] GPU ms,
 -- ARGV[6] output JSON, ARGV[7] handle, ARGV[8] seconds the job's hash is kept
@@ -45,8 +45,11 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('HSETNX', KEYS[1], 'fast_ms', ARGV[2])
 local cost = tonumber(ARGV[3])
 if cost > 0 and tonumber(redis.call('HGET', KEYS[1], 'fast_ms')) <= 0 then return -1 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = KEYS[4] and tonumber(redis.call('GET', KEYS[4]) or '')
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local ends = now + tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)  -- jobs that have ended
 redis.call('ZADD', KEYS[2], ends, ARGV[7])
@@ -82,6 +85,7 @@ class SimulatedDriver(Driver):
         self.keys = Keys(settings.key_prefix)
         self._start = redis.register_script(SIM_START)
         self._tries: dict[str, int] = {}
+        self._clock = [self.keys.clock] if settings.sim_clock else []
 
     def _wall_factor(self, mode: Mode) -> float:
         sim = self.settings.sim
@@ -116,6 +120,7 @@ class SimulatedDriver(Driver):
             self.keys.sim_account(account.id),
             self.keys.sim_running(account.id, slot),
             self.keys.sim_job(handle),
+            *self._clock,
         ]
         args = [
             slot.value,
@@ -135,12 +140,15 @@ class SimulatedDriver(Driver):
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.hmget(self.keys.sim_job(handle), "status", "ends", "gpu_ms", "output")
-        (seconds, micros), (status, ends, gpu_ms, output) = pipe.execute()
+        if self._clock:
+            pipe.get(self._clock[0])
+        (seconds, micros), (status, ends, gpu_ms, output), *clock = pipe.execute()
         if status is None:
             raise UnknownJob(f"no simulated job {handle}")
         if text(status) == "cancelled":
             raise DriverError(f"job {handle} was cancelled")
-        if int(seconds) * 1_000_000 + int(micros) < int(ends):
+        now = int(clock[0]) if clock and clock[0] else int(seconds) * 1_000_000 + int(micros)
+        if now < int(ends):
             return None
         return DriverResult(int(gpu_ms), json.loads(output))
 

@@ -1,0 +1,1 @@
+"""Benchmarks and simulations (run as scripts or with `python -m bench.<name>`)."""

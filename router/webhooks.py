@@ -1,0 +1,191 @@
+"""Webhooks: a task's `webhook` field, and the outbox of deliveries kept in Redis.
+
+A task's webhook endpoint is on its record; its secret is kept apart, at its own key
+(owner-scoped, with the task's lifetime). The script that changes a task's state puts the
+delivery in the owner's outbox in the same step (`hook()` in `router.lua_lib`), so none
+is lost whatever process dies; deliverers (`workers.webhooks`) claim due ones for a while,
+so a dead deliverer's deliveries come due again for another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr, StrictBool
+from redis import Redis
+
+from router.keys import Keys
+from router.scripts import Scripts, text
+
+MAX_ENDPOINT_LENGTH = 2048
+MAX_SECRET_LENGTH = 256
+HIDDEN = "**********"
+"""What a webhook secret is replaced with where a message is kept (dead letters)."""
+
+
+def _visible_ascii(value: str) -> bool:
+    return all(33 <= ord(c) <= 126 for c in value)
+
+
+def check_endpoint(value: str) -> str:
+    """An http(s) URL with a host and no user or password; errors never quote it."""
+    if len(value) > MAX_ENDPOINT_LENGTH:
+        raise ValueError(f"endpoint is longer than {MAX_ENDPOINT_LENGTH} characters")
+    if not _visible_ascii(value):
+        raise ValueError("endpoint must be ASCII without spaces (percent-encode the rest)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("endpoint is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("endpoint must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("endpoint must not carry a user or password; use the secret")
+    return value
+
+
+def _empty_is_absent(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def check_secret(value: SecretStr | None) -> SecretStr | None:
+    """1 to 256 visible ASCII characters (it goes into an HTTP header); never quoted."""
+    secret = value.get_secret_value() if value is not None else ""
+    if not secret:
+        return None
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise ValueError(f"secret is longer than {MAX_SECRET_LENGTH} characters")
+    if not _visible_ascii(secret):
+        raise ValueError("secret must be visible ASCII characters (no spaces or controls)")
+    return value
+
+
+class Webhook(BaseModel):
+    """Where a task's state changes are POSTed, GoAPI style."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    endpoint: Annotated[str, AfterValidator(check_endpoint)]
+    secret: Annotated[
+        SecretStr | None, BeforeValidator(_empty_is_absent), AfterValidator(check_secret)
+    ] = None
+    """Sent as the `x-webhook-secret` header; stored apart from the task, never shown."""
+    progress: StrictBool = False
+    """Also POST when the task starts running, not only when it ends."""
+
+    @property
+    def events(self) -> str:
+        """What the task record's `webhook` field says: '1' terminal states, or 'progress'."""
+        return "progress" if self.progress else "1"
+
+
+_SECRET_FIELD = re.compile(rb'("secret"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)')
+
+
+def redact(raw: bytes) -> bytes:
+    """A message with any webhook secret in it replaced, to be kept (as a dead letter)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _SECRET_FIELD.sub(rb'\1"' + HIDDEN.encode() + b'"', raw)
+    hook = data.get("webhook") if isinstance(data, dict) else None
+    if isinstance(hook, dict) and "secret" in hook:
+        data["webhook"] = {**hook, "secret": HIDDEN}
+        return json.dumps(data).encode()
+    return raw
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One scheduled POST: a task's event (`running`, or its terminal status)."""
+
+    owner: str
+    task_id: str
+    event: str
+
+    @property
+    def member(self) -> str:
+        """Its member in the owner's outbox."""
+        return f"{self.task_id}/{self.event}"
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    now_us: int
+    """The Redis clock at the claim."""
+    next_due_us: int | None
+    """When the earliest delivery left comes due (None: there is none)."""
+    deliveries: list[Delivery]
+
+
+class Outbox:
+    """The owners' outboxes: claimed for a while by deliverers, settled by OUTBOX_RECORD."""
+
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+        self.redis, self.keys, self.scripts = redis, keys, scripts
+        self._turn = 0
+
+    def owners(self) -> list[str]:
+        """Owners that ever submitted a task with a webhook."""
+        return sorted(text(o) for o in self.redis.smembers(self.keys.webhook_owners))
+
+    def claim(self, limit: int, hold_us: int) -> OutboxClaim:
+        """Take up to `limit` due deliveries for `hold_us`, owners taking turns."""
+        owners = self.owners()
+        if not owners:
+            return OutboxClaim(0, None, [])
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        for owner in owners:
+            pipe.zrange(self.keys.outbox(owner), 0, 0, withscores=True)
+        (seconds, micros), *heads = pipe.execute()
+        now = int(seconds) * 1_000_000 + int(micros)
+        scores = {o: int(h[0][1]) for o, h in zip(owners, heads, strict=True) if h}
+        due = [o for o in owners if o in scores and scores[o] <= now]
+        later = [s for s in scores.values() if s > now]
+        next_due = min(later) if later else None
+        self._turn += 1
+        if due:
+            start = self._turn % len(due)
+            due = due[start:] + due[:start]
+        taken: list[Delivery] = []
+        for owner in due:
+            if len(taken) >= limit:
+                next_due = now  # more are due: come back at once
+                break
+            keys = [self.keys.outbox(owner)]
+            raw = self.scripts.claim_due(keys=keys, args=[limit - len(taken), hold_us])
+            _, head, *members = (text(x) for x in raw)
+            for m in members:
+                task_id, event = m.rsplit("/", 1)
+                taken.append(Delivery(owner, task_id, event))
+            rest = int(float(head))
+            if rest >= 0:
+                next_due = rest if next_due is None else min(next_due, rest)
+        return OutboxClaim(now, next_due, taken)
+
+    def record(self, d: Delivery, error: str, attempts: int, backoff_us: int) -> str:
+        """One POST's result: '' delivered, else its error (see OUTBOX_RECORD)."""
+        keys = [self.keys.outbox(d.owner), self.keys.task(d.owner, d.task_id)]
+        args: list[str | int] = [d.member, d.event, error, attempts, backoff_us]
+        return text(self.scripts.outbox_record(keys=keys, args=args))
+
+    def drop(self, d: Delivery) -> None:
+        """Forget a delivery that cannot be made (its task has no endpoint any more)."""
+        self.redis.zrem(self.keys.outbox(d.owner), d.member)
+
+    def secret(self, owner: str, task_id: str) -> SecretStr | None:
+        raw = self.redis.get(self.keys.webhook_secret(owner, task_id))
+        return SecretStr(text(raw)) if raw else None
+
+    def pending(self) -> int:
+        """Deliveries not yet made, in every outbox."""
+        pipe = self.redis.pipeline(transaction=False)
+        for owner in self.owners():
+            pipe.zcard(self.keys.outbox(owner))
+        return sum(int(n) for n in pipe.execute())
