@@ -164,7 +164,7 @@ SETTLE = (
 -- the outcome, flip an exhausted account, hand the slot to the next waiting task.
 -- ARGV[7] task id, ARGV[8] attempt,
 -- ARGV[9] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
---         the task is routed again) | 'attention' (the account leaves rotation with the
+--         the task is routed again; on a relax task, taken as 'transient') | 'attention' (the account leaves rotation with the
 --         error message as its reason, the task is routed again) | 'transient' (the
 --         account kept failing transiently: counted against it, the task is routed again
 --         while it has retries left),
@@ -178,6 +178,9 @@ local f = redis.call('HMGET', t, 'status', 'attempt', 'effective_mode', 'parent_
   'cancel_requested', 'retries')
 if not f[1] or f[2] ~= ARGV[8] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
 local mode = f[3]
+-- A relax job cannot want fast time: the backend is mistaken. Routing it again would meet
+-- the same answer for ever, so it counts as a transient failure (retries are bounded).
+if outcome == 'out_of_fast' and mode == 'relax' then outcome = 'transient' end
 local acct = release(tid)
 local a = k_acct(acct)
 local gpu = tonumber(ARGV[10])

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     """A webhook POST that has not connected, or not answered, within this fails."""
-    webhook_retries: int = Field(default=5, ge=0)
+    webhook_retries: int = Field(default=5, ge=0, le=20)
     """How often a failed webhook POST is tried again before it is recorded failed."""
     webhook_backoff_seconds: float = Field(default=2.0, ge=0)
     """Wait before the first webhook retry; it doubles for each next one."""

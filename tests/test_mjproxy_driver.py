@@ -153,6 +153,9 @@ def test_child_actions_press_the_parents_buttons(
     with pytest.raises(DriverError, match="no MJ::JOB::pan_sideways"):
         bad = job(None, task_type="pan", input={"direction": "sideways"}, parent_result=upscaled)
         driver.submit(account, bad)
+    relax_child = job(None, task_type="upscale", mode=Mode.RELAX, parent_result=grid)
+    with pytest.raises(DriverError, match="cannot run a relax child of a fast job"):
+        driver.submit(account, relax_child)  # the action would run fast: refused, not run
     elsewhere = {**grid, "account_id": "a-other"}
     with pytest.raises(DriverError, match="on account a-other"):
         driver.submit(account, job(None, task_type="reroll", parent_result=elsewhere))

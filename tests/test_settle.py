@@ -74,6 +74,26 @@ def test_relax_task_rerouted_stays_relax_and_off_basic(
     assert basic is not None and basic.fast_hours_reserved == 0
 
 
+def test_relax_task_a_backend_calls_out_of_fast_hours_ends_after_its_retries(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    """A relax job cannot want fast time: routing it again for ever would never end it."""
+    add_account("a-std", "alice", "standard")
+    task = client.submit("alice", "a cat", mode="relax")
+    for attempt in range(1, router.settings.max_retries + 2):
+        ok, _, _ = router.tasks.start("alice", task.id, attempt)
+        assert ok
+        status, _ = router.tasks.settle(
+            "alice", task.id, attempt, "out_of_fast", error=("driver_error", "no fast hours")
+        )
+        assert status == ("failed" if attempt > router.settings.max_retries else "queued")
+    done = client.get(task.id)
+    assert done is not None and done.error is not None
+    assert (done.status, done.retries, done.error.code) == ("failed", 2, "driver_error")
+    account = router.pool.get("a-std")
+    assert account is not None and account.setting == "fast" and account.fast_hours_remaining > 0
+
+
 def test_task_placed_on_an_account_disabled_before_it_starts_is_routed_again(
     client: Client, add_account: AddAccount, router: Router
 ) -> None:

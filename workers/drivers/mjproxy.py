@@ -271,6 +271,14 @@ class MjProxyDriver(Driver):
         parent = job.parent_result or {}
         if parent.get("account_id") not in (None, account.id):
             raise DriverError(f"parent job is on account {parent.get('account_id')}")
+        parent_mode = parent.get("mode")
+        if not self.opts.mode_path and parent_mode not in (None, job.mode.value):
+            # An action carries no prompt, so the proxy runs it in the parent's mode: without
+            # mode routes it cannot run this child in the mode the router chose.
+            raise DriverError(
+                f"this proxy cannot run a {job.mode} child of a {parent_mode} job "
+                "(set BYOA_MJPROXY__MODE_PATH for proxies with /mj-<mode> routes)"
+            )
         parent_id = str(parent.get("proxy_task_id") or "")
         if not parent_id:
             raise DriverError("the parent's result names no proxy task")
@@ -360,6 +368,7 @@ class MjProxyDriver(Driver):
             "buttons": buttons,
             "prompt": task.get("promptEn") or task.get("prompt"),
             "account_id": h.account_id,
+            "mode": h.mode,
             "job_ref": f"{h.account_id}:{h.task_id}",
         }
 
