@@ -164,10 +164,10 @@ SETTLE = (
 -- the outcome, flip an exhausted account, hand the slot to the next waiting task.
 -- ARGV[7] task id, ARGV[8] attempt,
 -- ARGV[9] 'completed' | 'failed' | 'out_of_fast' (the account has no fast time: it flips,
---         the task is routed again; on a relax task, taken as 'transient') | 'attention' (the account leaves rotation with the
---         error message as its reason, the task is routed again) | 'transient' (the
---         account kept failing transiently: counted against it, the task is routed again
---         while it has retries left),
+--         the task is routed again; on a relax task, taken as 'transient') |
+--         'attention' (the account leaves rotation with the error message as its reason,
+--         the task is routed again) | 'transient' (the account kept failing transiently:
+--         counted against it, the task is routed again while it has retries left),
 -- ARGV[10] GPU ms used, ARGV[11] result JSON, ARGV[12] error code, ARGV[13] error message,
 -- ARGV[14] transient failures that send an account to rest, ARGV[15] within how many µs,
 -- ARGV[16] for how many µs, ARGV[17] retries a task may have
