@@ -83,7 +83,7 @@ for i = 0, n - 1 do
     else
       mode = req
       if mode ~= 'relax' and redis.call('SCARD', K_FASTCAP) == 0 then
-        mode, fallback = 'relax', 'fast_hours_exhausted'
+        mode, fallback = 'relax', fallback_reason()
       end
       if mode == 'relax' and redis.call('SCARD', K_RELAXCAP) == 0 then
         code, msg = no_relax_code()

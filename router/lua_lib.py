@@ -272,6 +272,24 @@ local function no_relax_code()
   return 'no_relax_account', 'owner ' .. OWNER .. ' has no account with relax time'
 end
 
+-- Why a fast/turbo task of the owner runs relax when no account can run fast: its
+-- accounts with fast hours are all set to relax (by an operator), or none has any left
+-- (`policy.fallback_reason`). Looked up once per call.
+local FALLBACK
+local function fallback_reason()
+  if not FALLBACK then
+    FALLBACK = 'fast_hours_exhausted'
+    for _, id in ipairs(redis.call('SMEMBERS', K_ENABLED)) do
+      local f = redis.call('HMGET', k_acct(id), 'setting', 'fast_ms')
+      if f[1] == 'relax' and tonumber(f[2] or '0') > 0 then
+        FALLBACK = 'account_set_to_relax'
+        break
+      end
+    end
+  end
+  return FALLBACK
+end
+
 -- When the owner's last fast hours are gone, waiting fast/turbo tasks become relax
 -- fallbacks; when its last relax time is gone, waiting relax tasks fail (rules 1, 2).
 local function reconcile()
@@ -283,9 +301,10 @@ local function reconcile()
       if not tid then break end
       if waiting(tid) then
         if can_relax then
+          local why = fallback_reason()
           redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
-            'fallback_reason', 'fast_hours_exhausted', 'fallback_at', istr(now()))
-          count('fallback:fast_hours_exhausted')
+            'fallback_reason', why, 'fallback_at', istr(now()))
+          count('fallback:' .. why)
           redis.call('RPUSH', relaxline, tid)
         else
           local code, msg = no_relax_code()

@@ -129,6 +129,14 @@ class Route:
     error: ErrorCode | None = None
 
 
+def fallback_reason(pool: Iterable[AccountState]) -> FallbackReason:
+    """Why fast work of an owner with no account able to run fast runs relax: accounts
+    that still have fast hours are set to relax, or no account has fast hours left."""
+    if any(a.enabled and a.setting is Setting.RELAX and a.fast_ms > 0 for a in pool):
+        return FallbackReason.ACCOUNT_SET_TO_RELAX
+    return FallbackReason.FAST_HOURS_EXHAUSTED
+
+
 def route(requested: Mode, accounts: Iterable[AccountState]) -> Route:
     """Rules 1 and 2 for a new task of one owner, given that owner's accounts."""
     pool = [a for a in accounts if a.enabled]
@@ -136,7 +144,7 @@ def route(requested: Mode, accounts: Iterable[AccountState]) -> Route:
         return Route(None, error=ErrorCode.NO_ACCOUNT)
     mode, fallback = requested, None
     if mode is not Mode.RELAX and not any(has_fast_hours(a) for a in pool):
-        mode, fallback = Mode.RELAX, FallbackReason.FAST_HOURS_EXHAUSTED
+        mode, fallback = Mode.RELAX, fallback_reason(pool)
     if mode is Mode.RELAX and not any(has_relax_time(a) for a in pool):
         return Route(None, error=ErrorCode.NO_RELAX_ACCOUNT)
     return Route(mode, fallback)

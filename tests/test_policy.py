@@ -278,7 +278,7 @@ def test_route_keeps_the_requested_mode_when_an_account_can_serve_it(mode: Mode)
 
 @pytest.mark.parametrize("mode", [Mode.FAST, Mode.TURBO])
 def test_fast_and_turbo_fall_back_to_relax_when_no_account_has_fast_hours(mode: Mode) -> None:
-    pool = [acct(id="out", fast_ms=0), acct(id="set", setting=Setting.RELAX)]
+    pool = [acct(id="out", fast_ms=0), acct(id="set", setting=Setting.RELAX, fast_ms=0)]
     assert route(mode, pool) == Route(Mode.RELAX, FallbackReason.FAST_HOURS_EXHAUSTED)
 
 
@@ -288,8 +288,9 @@ def test_a_disabled_account_with_fast_hours_does_not_prevent_the_fallback() -> N
 
 
 def test_relax_setting_accounts_do_not_count_as_fast_hours() -> None:
+    """Their hours are left, so the fallback says the accounts are set to relax."""
     pool = [acct(setting=Setting.RELAX, plan=Plan.MEGA, fast_ms=60 * HOUR_MS)]
-    assert route(Mode.TURBO, pool) == Route(Mode.RELAX, FallbackReason.FAST_HOURS_EXHAUSTED)
+    assert route(Mode.TURBO, pool) == Route(Mode.RELAX, FallbackReason.ACCOUNT_SET_TO_RELAX)
 
 
 def test_relax_with_only_basic_accounts_fails_with_no_relax_account() -> None:
@@ -337,7 +338,8 @@ def test_route_only_answers_a_mode_some_account_can_eventually_serve(
         assert r.mode is requested
         assert any(has_fast_hours(a) for a in enabled)
     if r.fallback is not None:
-        assert r.fallback is FallbackReason.FAST_HOURS_EXHAUSTED
+        set_to_relax = any(a.setting is Setting.RELAX and a.fast_ms > 0 for a in enabled)
+        assert (r.fallback is FallbackReason.ACCOUNT_SET_TO_RELAX) == set_to_relax
         assert requested is not Mode.RELAX
         assert r.mode is Mode.RELAX
         assert not any(has_fast_hours(a) for a in enabled)

@@ -119,6 +119,9 @@ def test_relax_setting_account_never_takes_fast_work(
 def test_fast_task_on_relax_only_pool_falls_back(client: Client, add_account: AddAccount) -> None:
     add_account("a-mega", "alice", "mega", setting="relax")
     task = client.submit("alice", "a cat", mode="fast")
+    assert (task.effective_mode, task.fallback_reason) == ("relax", "account_set_to_relax")
+    add_account("b-std", "bob", "standard", fast_hours=0)  # flipped: nothing left
+    task = client.submit("bob", "a dog", mode="fast")
     assert (task.effective_mode, task.fallback_reason) == ("relax", "fast_hours_exhausted")
 
 

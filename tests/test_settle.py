@@ -166,7 +166,7 @@ def test_task_placed_fast_on_an_account_set_to_relax_before_it_starts_is_routed_
     assert [(p.account_id, p.slot) for p in outcome.placed] == [("a-std", "relax")]
     again = client.get(task.id)
     assert again is not None and again.effective_mode == "relax"
-    assert again.fallback_reason == "fast_hours_exhausted"
+    assert again.fallback_reason == "account_set_to_relax"  # its fast hours are still there
 
 
 def test_settle_reports_the_status_a_rerouted_task_really_has(
