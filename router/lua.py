@@ -148,7 +148,9 @@ if redis.call('SISMEMBER', cap, f[4]) == 0 then
   return out({'skip', redis.call('HGET', t, 'status')})
 end
 local g = redis.call('HMGET', t, 'created_at', 'effective_mode')
-observe('wait', g[2] or '', now() - tonumber(g[1] or istr(now())))
+if redis.call('HSETNX', t, 'waited', '1') == 1 then  -- a task's wait counts once, not per try
+  observe('wait', g[2] or '', now() - tonumber(g[1] or istr(now())))
+end
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 hook(tid, 'running')

@@ -157,3 +157,18 @@ def test_readyz_fails_while_redis_is_unreachable(settings: Settings) -> None:
         assert get(f"http://127.0.0.1:{server.server_port}/healthz")[0] == 200
     finally:
         server.shutdown()
+
+
+def test_a_task_tried_twice_counts_one_wait(router: Router, client: Client, endpoint: str) -> None:
+    router.apply(router.pool.add(AccountSpec(id="a-pro", owner="alice", plan="pro")))
+    task = client.submit("alice", "a cat", mode="fast")
+    assert router.tasks.start("alice", task.id, 1)[0]
+    status, outcome = router.tasks.settle(
+        "alice", task.id, 1, "transient", error=("driver_error", "rate limited")
+    )
+    assert status == "queued" and [p.attempt for p in outcome.placed] == [2]
+    assert router.tasks.start("alice", task.id, 2)[0]
+    _, body = get(f"{endpoint}/metrics")
+    m = samples(body)
+    assert value(m, "byoa_task_wait_seconds_count", owner="alice", mode="fast") == 1
+    assert value(m, "byoa_tasks_routed_total", owner="alice") == 2
