@@ -9,6 +9,7 @@ was submitted is never taken back: the job runs on, and a worker is made to poll
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from rq.exceptions import NoSuchJobError
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 STARTED_JOB_BEAT_SECONDS = 35.0
 """rq's worker refreshes a started job's heartbeat every 30 s (its job monitoring
 interval); a started job silent for longer than the dispatch lease plus this is dead."""
+OWNERS_REFRESH_SECONDS = 30.0
+"""The reaper reads the owners again at least this often, even with no account added."""
 WAITING_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 """rq job states in which a placed task is still on its way to a worker."""
 
@@ -34,6 +37,18 @@ class Reaper:
         self.grace = True
         """The next pass only extends expired leases: set at start and after an outage,
         when workers could not renew theirs."""
+        self._owners: list[str] = []
+        self._owners_seen = (-1, 0.0)  # (accounts counted, monotonic time)
+
+    def owners(self) -> list[str]:
+        """The owners with accounts, read again only when the number of accounts changed
+        (or every OWNERS_REFRESH_SECONDS): reading them costs O(accounts), counting O(1)."""
+        accounts = int(self.router.redis.hlen(self.keys.account_owners))
+        count, at = self._owners_seen
+        if accounts != count or time.monotonic() - at > OWNERS_REFRESH_SECONDS:
+            self._owners = self.router.pool.owners()
+            self._owners_seen = (accounts, time.monotonic())
+        return self._owners
 
     def now_us(self) -> int:
         """The Redis clock, which the scripts' lease deadlines use."""
@@ -47,7 +62,7 @@ class Reaper:
         """
         router, settings = self.router, self.router.settings
         grace = self.grace
-        expired = router.tasks.expired(router.pool.owners(), self.now_us())
+        expired = router.tasks.expired(self.owners(), self.now_us())
         reclaimed = 0
         for owner, task_id in expired:
             status, attempt, handle, account_id = (
@@ -81,7 +96,7 @@ class Reaper:
     def wake_accounts(self) -> int:
         """Give work to accounts whose rest is over (or renewal came); returns owners woken."""
         router, now = self.router, self.now_us()
-        owners = router.pool.owners()
+        owners = self.owners()
         pipe = router.redis.pipeline(transaction=False)
         for owner in owners:
             pipe.zrangebyscore(router.keys.timers(owner), "-inf", now, start=0, num=1)

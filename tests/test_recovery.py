@@ -301,3 +301,17 @@ def test_placed_task_whose_rq_job_started_recently_keeps_its_slot(
     expire_lease(router, "alice", task.id)
     assert running_reaper(router).reap_leases() == 0
     assert client.get(task.id).attempt == 1  # type: ignore[union-attr]
+
+
+def test_reaper_sees_an_owner_added_after_its_last_pass(
+    router: Router, add_account: AddAccount
+) -> None:
+    """It keeps the owners between passes and reads them again when an account is added or
+    removed, so a new owner's leases and timers are looked after from the next pass on."""
+    add_account("a-pro", "alice", "pro")
+    reaper = Reaper(router)
+    assert reaper.owners() == ["alice"]
+    add_account("b-pro", "bob", "pro")
+    assert reaper.owners() == ["alice", "bob"]
+    router.apply(router.pool.remove("a-pro"))
+    assert reaper.owners() == ["bob"]
