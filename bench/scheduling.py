@@ -40,7 +40,8 @@ from router.redis_server import purge
 from router.requests import Rejection, check_message
 from router.scripts import Outcome, text, text_hash
 from router.settings import Settings
-from workers.drivers.base import DriverJob, OutOfFastHours
+from workers.drivers.base import OutOfFastHours
+from workers.jobs import driver_job
 
 URL = os.environ.get("BYOA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 US = 1_000_000
@@ -175,14 +176,7 @@ class Run:
 
     def _run_job(self, owner: str, task_id: str, attempt: int) -> None:
         router = self.router
-        task = router.tasks.get(task_id, owner)
-        assert task is not None and task.account_id and task.effective_mode
-        account = router.account_ref(owner, task.account_id)
-        assert account is not None
-        parent = router.tasks.get(task.parent_id, owner) if task.parent_id else None
-        job = DriverJob(task.id, task.task_type, Mode(task.effective_mode), task.prompt,
-                        task.input, parent.result if parent else None,
-                        router.job_id(task_id, attempt))  # fmt: skip
+        account, job = driver_job(router, owner, task_id, attempt)  # as a worker builds it
         try:
             handle = router.driver.submit(account, job)
         except OutOfFastHours:

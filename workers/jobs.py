@@ -19,6 +19,7 @@ from router.polls import Entry
 from router.settings import Settings
 from workers.drivers.base import (
     AccountNeedsAttention,
+    AccountRef,
     DriverError,
     DriverJob,
     OutOfFastHours,
@@ -127,8 +128,10 @@ def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
     return "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
 
 
-def _submit(router: Router, owner: str, task_id: str, attempt: int) -> str:
-    """Hand the task to its account's backend; the job's handle."""
+def driver_job(
+    router: Router, owner: str, task_id: str, attempt: int
+) -> tuple[AccountRef, DriverJob]:
+    """The account a started task runs on and the job its driver is given."""
     task = retrying(lambda: router.tasks.get(task_id, owner))
     assert task is not None and task.account_id is not None and task.effective_mode
     account_id = task.account_id
@@ -146,6 +149,12 @@ def _submit(router: Router, owner: str, task_id: str, attempt: int) -> str:
         parent_result=parent.result if parent else None,
         key=router.job_id(task_id, attempt),
     )
+    return account, job
+
+
+def _submit(router: Router, owner: str, task_id: str, attempt: int) -> str:
+    """Hand the task to its account's backend; the job's handle."""
+    account, job = driver_job(router, owner, task_id, attempt)
     driver = router.driver
     settings = router.settings
     delay = settings.transient_backoff_seconds
