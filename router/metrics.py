@@ -26,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from router.core import Router
-from router.lua_lib import DURATION_BUCKETS
+from router.lua import DURATION_BUCKETS
 from router.models import Slot
 from router.policy import rest_until
 from router.pool import AccountView

@@ -1,6 +1,6 @@
 """The routing rules as pure functions: which account may take what, and which is chosen.
 
-The placement Lua (`router.lua_lib`, `router.lua`) applies exactly these rules atomically
+The placement Lua (`router/commands/*.lua`) applies exactly these rules atomically
 in Redis; `tests/test_lua_matches_policy.py` checks the two agree on generated pools.
 """
 

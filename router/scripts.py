@@ -12,7 +12,6 @@ from redis.commands.core import Script
 
 from router import lua
 from router.keys import Keys
-from router.lua_strategies import configure
 from router.models import Setting, Slot
 from router.settings import Settings
 
@@ -60,7 +59,20 @@ def _groups(flat: Sequence[Any], size: int) -> list[list[str]]:
 
 
 class Scripts:
-    """The product's Lua scripts, registered with one client and called by owner."""
+    """The product's Lua scripts (`router/commands`), registered with one client."""
+
+    submit: Script
+    start: Script
+    settle: Script
+    cancel: Script
+    account_write: Script
+    renew: Script
+    reap: Script
+    wake: Script
+    intake_claim: Script
+    intake_takeover: Script
+    claim_due: Script
+    outbox_record: Script
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -71,22 +83,9 @@ class Scripts:
             round(settings.run_lease_seconds * 1e6),
         ]
         clock = self.keys.clock if settings.sim_clock else None
-
-        def owner_script(body: str) -> Script:
-            return redis.register_script(configure(body, settings.strategy, clock))
-
-        self.submit = owner_script(lua.SUBMIT)
-        self.start = owner_script(lua.START)
-        self.settle = owner_script(lua.SETTLE)
-        self.cancel = owner_script(lua.CANCEL)
-        self.account_write = owner_script(lua.ACCOUNT_WRITE)
-        self.renew = owner_script(lua.RENEW)
-        self.reap = owner_script(lua.REAP)
-        self.wake = owner_script(lua.WAKE)
-        self.intake_claim = redis.register_script(lua.INTAKE_CLAIM)
-        self.intake_takeover = redis.register_script(lua.INTAKE_TAKEOVER)
-        self.claim_due = redis.register_script(lua.CLAIM_DUE)
-        self.outbox_record = redis.register_script(lua.OUTBOX_RECORD)
+        includes = lua.generated(settings.strategy, clock)
+        for name in lua.OWNER_SCRIPTS + lua.PLAIN_SCRIPTS:
+            setattr(self, name, redis.register_script(lua.source(name, includes)))
 
     def load_all(self) -> None:
         """Load every script into Redis (redis-py also does so on a NOSCRIPT reply)."""
@@ -101,7 +100,7 @@ class Scripts:
         args: Sequence[str | int],
         pipe: Pipeline | None = None,
     ) -> Any:
-        """Run an owner script (see `router.lua` for the calling convention)."""
+        """Run an owner script (convention: `router/commands/includes/owner.lua`)."""
         argv = [self.keys.owner_base(owner), self.keys.prefix, owner, *self._common, *args]
         return script(keys=[self.keys.accounts(owner)], args=argv, client=pipe or self.redis)
 

@@ -2,9 +2,10 @@
 
 A task's webhook endpoint is on its record; its secret is kept apart, at its own key
 (owner-scoped, with the task's lifetime). The script that changes a task's state puts the
-delivery in the owner's outbox in the same step (`hook()` in `router.lua_lib`), so none
-is lost whatever process dies; deliverers (`workers.webhooks`) claim due ones for a while,
-so a dead deliverer's deliveries come due again for another.
+delivery in the owner's outbox in the same step (`hook()` in
+`router/commands/includes/finish.lua`), so none is lost whatever process dies;
+deliverers (`workers.webhooks`) claim due ones for a while, so a dead deliverer's
+deliveries come due again for another.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def settle(
 
 
 def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
-    """The SETTLE outcome and error for a driver failure (see `router.lua.SETTLE`)."""
+    """The SETTLE outcome and error for a driver failure (see `router/commands/settle.lua`)."""
     if isinstance(e, OutOfFastHours):
         return "out_of_fast", None
     if isinstance(e, AccountNeedsAttention):

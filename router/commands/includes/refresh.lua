@@ -1,0 +1,61 @@
+-- An account's index memberships and scores (`router.policy.can_take`, `account_score`),
+-- and the automatic flip to relax (rule 4).
+-- Needs: owner, health.
+
+-- Recompute an account's index memberships and scores; flip it to relax when a fast
+-- setting has no fast time left (rule 4). Returns true if it flipped. A resting account
+-- is in no free index, and its next change (end of rest, renewal) is in the timers.
+local function refresh(id)
+  local a = k_acct(id)
+  if redis.call('EXISTS', a) == 1 then renew_if_due(id, a) end
+  local f = redis.call('HMGET', a, 'plan', 'setting', 'fast_ms', 'fast_reserved_ms',
+    'fast_limit', 'relax_limit', 'fast_inflight', 'relax_inflight', 'enabled')
+  if not f[1] then
+    for _, set in ipairs({K_ENABLED, K_FASTCAP, K_RELAXCAP}) do redis.call('SREM', set, id) end
+    redis.call('ZREM', k_free('fast'), id)
+    redis.call('ZREM', k_free('relax'), id)
+    redis.call('ZREM', K_TIMERS, id)
+    return false
+  end
+  local plan, setting = f[1], f[2]
+  local fast_ms, reserved = tonumber(f[3]), tonumber(f[4])
+  local fl, rl, fi, ri = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8])
+  local enabled = f[9] == '1'
+  local flipped = false
+  if setting == 'fast' and fast_ms <= 0 then
+    setting, flipped = 'relax', true
+    redis.call('HSET', a, 'setting', 'relax', 'flipped_at', istr(now()),
+      'flip_reason', 'fast_hours_exhausted')
+    redis.call('HINCRBY', a, 'auto_flips', 1)
+    switches[#switches + 1] = id
+    switches[#switches + 1] = 'relax'
+  end
+  local fastcap = enabled and setting == 'fast' and fast_ms > 0 and fl > 0
+  local relaxcap = enabled and plan ~= 'basic' and rl > 0
+  member(K_ENABLED, id, enabled)
+  member(K_FASTCAP, id, fastcap)
+  member(K_RELAXCAP, id, relaxcap)
+  local rest = rest_until(a)
+  local timer = rest
+  for _, at in ipairs({tonumber(redis.call('HGET', a, 'renews_at') or '0'), hours_end(a)}) do
+    if at > 0 and (timer == 0 or at < timer) then timer = at end
+  end
+  if timer > 0 then
+    redis.call('ZADD', K_TIMERS, istr(timer), id)
+  else
+    redis.call('ZREM', K_TIMERS, id)
+  end
+  if rest == 0 and fastcap and fi < fl and fast_ms - reserved > 0 then
+    local avail = math.min(fast_ms - reserved, SPAN - 1)
+    local score = math.floor(fi * LOAD / fl) * SPAN + (SPAN - 1 - avail)
+    redis.call('ZADD', k_free('fast'), istr(score), id)
+  else
+    redis.call('ZREM', k_free('fast'), id)
+  end
+  if rest == 0 and relaxcap and ri < rl then
+    redis.call('ZADD', k_free('relax'), istr(math.floor(ri * LOAD / rl)), id)
+  else
+    redis.call('ZREM', k_free('relax'), id)
+  end
+  return flipped
+end

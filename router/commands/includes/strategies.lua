@@ -1,0 +1,49 @@
+-- The open proxies' account-choice strategies, kept for comparison (`bench/scheduling.py`):
+-- a task is bound to an account on arrival. Ours (least_loaded) needs none of this.
+-- Needs: owner.
+
+local function spread(tid)  -- a number in [0, 1) fixed by the task id: reproducible runs
+  return tonumber(string.sub(redis.sha1hex(tid), 1, 8), 16) / 4294967296
+end
+
+local function choose(tid, slot, ids)
+  if #ids == 0 then return nil end
+  table.sort(ids)
+  if STRATEGY == 'random' then return ids[math.floor(spread(tid) * #ids) + 1] end
+  if STRATEGY == 'round_robin' then
+    local last, pick = redis.call('HGET', K_CURSOR, slot) or '', ids[1]
+    for _, id in ipairs(ids) do
+      if id > last then pick = id break end
+    end
+    redis.call('HSET', K_CURSOR, slot, pick)
+    return pick
+  end
+  if STRATEGY == 'weighted' then  -- by the account's slot limit
+    local weights, total = {}, 0
+    for i, id in ipairs(ids) do
+      weights[i] = tonumber(redis.call('HGET', k_acct(id), slot .. '_limit'))
+      total = total + weights[i]
+    end
+    local x = spread(tid) * total
+    for i, id in ipairs(ids) do
+      x = x - weights[i]
+      if x < 0 then return id end
+    end
+    return ids[#ids]
+  end
+  local best, fewest  -- best_wait_idle: fewest queued + running on the account
+  for _, id in ipairs(ids) do
+    local n = redis.call('LLEN', k_pin(id, slot))
+      + tonumber(redis.call('HGET', k_acct(id), slot .. '_inflight'))
+    if not fewest or n < fewest then best, fewest = id, n end
+  end
+  return best
+end
+
+-- Where a peer strategy binds a new task of the owner in `slot` (nil: the owner's line).
+local function bind(tid, slot)
+  if STRATEGY == 'least_loaded' then return nil end
+  local set = K_RELAXCAP
+  if slot == 'fast' then set = K_FASTCAP end
+  return choose(tid, slot, redis.call('SMEMBERS', set))
+end

@@ -1,0 +1,95 @@
+-- SUBMIT: create and route tasks of one owner; place those that can start now.
+-- ARGV[7]  n, then n groups of 11: id, task_type, requested mode ('' for a child),
+--          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message,
+--          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too;
+--          its secret is written apart, at `k_hook(id)`, before this script runs)
+-- results  flat (id, 'created'|'duplicate', status, error code)
+-- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+
+--- @include "includes/owner"
+
+local results, hints = {}, {}
+local n = tonumber(ARGV[7])
+for i = 0, n - 1 do
+  local b = 8 + i * 11
+  local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local t = k_task(tid)
+  if redis.call('EXISTS', t) == 1 then
+    local f = redis.call('HMGET', t, 'status', 'error_code')
+    for _, v in ipairs({tid, 'duplicate', f[1], f[2] or ''}) do results[#results + 1] = v end
+  else
+    redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
+      'parent_id', parent, 'prompt_base', ARGV[b + 4], 'input', ARGV[b + 5],
+      'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
+    if ARGV[b + 10] ~= '' then
+      redis.call('HSET', t, 'webhook', ARGV[b + 10], 'webhook_endpoint', ARGV[b + 9])
+      redis.call('PERSIST', k_hook(tid))  -- kept while the task lives, then as long as it
+    end
+    local code, msg, mode, fallback, line
+    if ARGV[b + 7] ~= '' then
+      code, msg = ARGV[b + 7], ARGV[b + 8]
+    elseif parent ~= '' then
+      local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id')
+      if not pf[1] then
+        code, msg = 'parent_not_found', 'owner ' .. OWNER .. ' has no task ' .. parent
+      elseif pf[1] ~= 'completed' then
+        code, msg = 'parent_not_completed', 'parent task ' .. parent .. ' is ' .. pf[1]
+      else
+        local acct = pf[3]
+        req, mode = pf[2], pf[2]
+        redis.call('HSET', t, 'account_id', acct)
+        if redis.call('SISMEMBER', K_ENABLED, acct) == 0 then
+          code = 'parent_account_unavailable'
+          msg = 'account ' .. acct .. ' of the parent task is gone or disabled'
+        else
+          if mode ~= 'relax' and redis.call('SISMEMBER', K_FASTCAP, acct) == 0 then
+            mode, fallback = 'relax', 'account_set_to_relax'
+          end
+          if mode == 'relax' and redis.call('SISMEMBER', K_RELAXCAP, acct) == 0 then
+            code = 'parent_account_unavailable'
+            msg = 'account ' .. acct .. ' of the parent task has no relax time'
+          else
+            line = k_pin(acct, slot_of(mode))
+            redis.call('SADD', K_PINNED, acct)
+            hints[#hints + 1] = acct
+          end
+        end
+      end
+    elseif redis.call('SCARD', K_ENABLED) == 0 then
+      code, msg = no_relax_code()
+    else
+      mode = req
+      if mode ~= 'relax' and redis.call('SCARD', K_FASTCAP) == 0 then
+        mode, fallback = 'relax', fallback_reason()
+      end
+      if mode == 'relax' and redis.call('SCARD', K_RELAXCAP) == 0 then
+        code, msg = no_relax_code()
+      else
+        line = k_line(slot_of(mode))
+        local acct = bind(tid, slot_of(mode))  -- only a peer strategy binds on arrival
+        if acct then
+          line = k_pin(acct, slot_of(mode))
+          redis.call('SADD', K_PINNED, acct)
+          hints[#hints + 1] = acct
+        end
+      end
+    end
+    redis.call('HSET', t, 'requested_mode', req)
+    count('submitted')
+    if code then
+      finish(tid, 'failed', code, msg)
+    else
+      redis.call('HSET', t, 'effective_mode', mode)
+      if fallback then
+        redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
+        count('fallback:' .. fallback)
+      end
+      redis.call('RPUSH', line, tid)
+    end
+    local status = 'queued'
+    if code then status = 'failed' end
+    for _, v in ipairs({tid, 'created', status, code or ''}) do results[#results + 1] = v end
+  end
+end
+pump(hints)
+return out(results)
