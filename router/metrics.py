@@ -180,7 +180,7 @@ class PoolCollector(Collector):
         failed = c("byoa_tasks_failed", "Failed tasks by error code.", labels=["owner", "code"])
         fallbacks = c(
             "byoa_fallbacks",
-            "Fast/turbo tasks that fell back to relax.",
+            "Fast/turbo tasks that ran relax as a fallback (counted when they start).",
             labels=["owner", "reason"],
         )
         for owner, h in stats.items():

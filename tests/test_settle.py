@@ -206,3 +206,38 @@ def test_syncing_an_accounts_file_keeps_rotation_and_spent_hours(
     router.apply(router.pool.upsert(spec.model_copy(update={"fast_hours": 2})))  # a new top-up
     account = router.pool.get("a-std")
     assert account is not None and account.setting == "fast" and account.fast_hours_remaining == 2
+
+
+def test_settle_with_an_absurd_gpu_time_or_balance_ends_the_task_and_frees_its_slot(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    """Scripts check before they write: SETTLE used to fail at HINCRBY after releasing the
+    slot (Redis does not roll a script back), leaving a running task with no slot or lease."""
+    add_account("a-pro", "alice", "pro")
+    key = router.keys.account("alice", "a-pro")
+    router.redis.hset(key, "fast_ms", "36000000000000000000")  # as 1e13 hours once allowed
+    first = client.submit("alice", "a fox", mode="fast")
+    start(router, first)
+    status, _ = router.tasks.settle("alice", first.id, 1, "completed", gpu_ms=10**30)
+    assert status == "completed"
+    second = client.submit("alice", "a cat", mode="fast")
+    start(router, second)
+    status, _ = router.tasks.settle("alice", second.id, 1, "completed", gpu_ms=1000)
+    assert status == "completed"
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}
+    assert not router.redis.zcard(router.keys.inflight("alice"))  # no lease left behind
+
+
+def test_account_write_refuses_a_number_it_cannot_hold_and_writes_nothing(
+    add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    before = router.redis.hgetall(router.keys.account("alice", "a-pro"))
+    for field, value in (("fast_ms", "1e19"), ("fast_limit", "-1"), ("work_end_h", "24")):
+        raw = router.scripts.owner_call(
+            router.scripts.account_write, "alice", ["set", "a-pro", "daily_cap", "3", field, value]
+        )
+        (verdict, named), _ = router.scripts.decode("alice", raw)
+        assert (verdict, named) == ("invalid", field)
+    assert router.redis.hgetall(router.keys.account("alice", "a-pro")) == before

@@ -1,12 +1,22 @@
 -- ACCOUNT_WRITE: add, change or remove an account, then re-route what that changes.
 -- ARGV[7] 'add'|'set'|'remove', ARGV[8] account id, ARGV[9:] field/value pairs
--- results {'ok'|'exists'|'missing'|'busy' (remove with jobs in flight)}
+-- results {'ok'|'exists'|'missing'|'busy' (remove with jobs in flight)|
+--          'invalid' (a number field is not a whole number in its range; nothing written)}
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 
 local op, id = ARGV[7], ARGV[8]
 local a = k_acct(id)
+local NUMBERS = {fast_ms = MAX_INT, declared_fast_ms = MAX_INT, plan_fast_ms = MAX_INT,
+  fast_reserved_ms = MAX_INT, fast_limit = MAX_INT, relax_limit = MAX_INT,
+  fast_inflight = MAX_INT, relax_inflight = MAX_INT, min_gap_ms = MAX_INT,
+  daily_cap = MAX_INT, work_start_h = 23, work_end_h = 23, renews_at = MAX_INT,
+  cooldown_until = MAX_INT, fails = MAX_INT}
+for i = 9, #ARGV, 2 do
+  local hi = NUMBERS[ARGV[i]]
+  if hi and not int_arg(ARGV[i + 1], 0, hi) then return out({'invalid', ARGV[i]}) end
+end
 local exists = redis.call('EXISTS', a) == 1
 if op == 'add' and exists then return out({'exists'}) end
 if op ~= 'add' and not exists then return out({'missing'}) end

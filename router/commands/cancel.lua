@@ -17,6 +17,7 @@ elseif status == 'queued' then
   status = 'cancelled'
   if acct then
     touch(acct)
+    reconcile()
     pump({acct})
   end
 end

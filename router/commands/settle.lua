@@ -6,7 +6,8 @@
 --         'attention' (the account leaves rotation with the error message as its reason,
 --         the task is routed again) | 'transient' (the account kept failing transiently:
 --         counted against it, the task is routed again while it has retries left),
--- ARGV[10] GPU ms used, ARGV[11] result JSON, ARGV[12] error code, ARGV[13] error message,
+-- ARGV[10] GPU ms used (clamped to [0, 2^53]), ARGV[11] result JSON, ARGV[12] error code,
+-- ARGV[13] error message,
 -- ARGV[14] transient failures that send an account to rest, ARGV[15] within how many µs,
 -- ARGV[16] for how many µs, ARGV[17] retries a task may have
 -- results {'settled'|'stale', status}
@@ -16,6 +17,13 @@
 
 local tid, outcome = ARGV[7], ARGV[9]
 local t = k_task(tid)
+for i = 14, 17 do
+  if not int_arg(ARGV[i], 0, MAX_INT) then
+    return redis.error_reply('SETTLE: ARGV[' .. i .. '] must be a whole number >= 0')
+  end
+end
+-- GPU time as a backend reported it: whatever it said, a number that cannot break a write.
+local gpu = math.min(math.max(math.floor(tonumber(ARGV[10]) or 0), 0), MAX_INT)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'effective_mode', 'parent_id',
   'cancel_requested', 'retries')
 if not f[1] or f[2] ~= ARGV[8] or f[1] ~= 'running' then return out({'stale', f[1] or ''}) end
@@ -25,13 +33,12 @@ local mode = f[3]
 if outcome == 'out_of_fast' and mode == 'relax' then outcome = 'transient' end
 local acct = release(tid)
 local a = k_acct(acct)
-local gpu = tonumber(ARGV[10])
 if redis.call('EXISTS', a) == 1 then
   if gpu > 0 then
-    redis.call('HINCRBY', a, 'used_' .. mode .. '_ms', gpu)
+    incr(a, 'used_' .. mode .. '_ms', gpu)
     local cost = 0
     if mode == 'fast' then cost = gpu elseif mode == 'turbo' then cost = 2 * gpu end
-    if cost > 0 then redis.call('HINCRBY', a, 'fast_ms', 0 - cost) end
+    if cost > 0 then incr(a, 'fast_ms', 0 - cost) end
   end
   if outcome == 'out_of_fast' then redis.call('HSET', a, 'fast_ms', '0') end
   if outcome == 'attention' then

@@ -1,6 +1,9 @@
--- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile;
--- if its account can no longer serve the task's slot (disabled, set to relax, out of fast
--- hours since it was placed), the task is routed again instead (rules 1-3).
+-- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile.
+-- The task is routed again instead (rules 1-5 as they are now) if its account can no
+-- longer serve the task's slot (disabled, set to relax, out of fast hours since it was
+-- placed), if the account must rest now by what it really started (the gap since its last
+-- start, its starts today, its working hours, a cooldown: it then rests until that ends),
+-- or if the task fell back to relax and fast capacity came back before it started.
 -- ARGV[7] task id, ARGV[8] attempt the worker was given
 -- results {'run'|'skip'|'missing', current status}
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
@@ -17,20 +20,46 @@ end
 if f[2] ~= ARGV[8] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
 end
+local acct, a = f[4], k_acct(f[4])
+local g = redis.call('HMGET', t, 'created_at', 'effective_mode', 'fallback_reason',
+  'requested_mode', 'parent_id')
 local cap = K_RELAXCAP
 if f[3] == 'fast' then cap = K_FASTCAP end
-if redis.call('SISMEMBER', cap, f[4]) == 0 then
+local again = redis.call('SISMEMBER', cap, acct) == 0
+if not again then  -- rest rules hold when a job starts, not only when it was placed
+  local untl = start_rest(a)
+  if untl > 0 then
+    again = true
+    if untl > tonumber(redis.call('HGET', a, 'paced_until') or '0') then
+      redis.call('HSET', a, 'paced_until', istr(untl))  -- placement rests it as long
+    end
+  end
+end
+if not again and g[3] and g[3] ~= '' and (g[4] == 'fast' or g[4] == 'turbo') then
+  -- It fell back to relax; if fast capacity came back before it started, it runs fast.
+  local child = g[5] and g[5] ~= ''
+  if (child and redis.call('SISMEMBER', K_FASTCAP, acct) == 1)
+      or (not child and redis.call('SCARD', K_FASTCAP) > 0) then
+    again = true
+    redis.call('HSET', t, 'effective_mode', g[4], 'fallback_reason', '', 'fallback_at', '')
+  end
+end
+if again then  -- routed again, by the rules as they are now (rules 1-5)
   release(tid)
-  requeue(tid, f[4])
-  touch(f[4])
+  requeue(tid, acct)
+  touch(acct)
   reconcile()
-  pump({})
+  pump({acct})
   return out({'skip', redis.call('HGET', t, 'status')})
 end
-local g = redis.call('HMGET', t, 'created_at', 'effective_mode')
 if redis.call('HSETNX', t, 'waited', '1') == 1 then  -- a task's wait counts once, not per try
   observe('wait', g[2] or '', now() - tonumber(g[1] or istr(now())))
 end
+if g[3] and g[3] ~= '' and redis.call('HSETNX', t, 'fallback_counted', '1') == 1 then
+  count('fallback:' .. g[3])  -- a fallback counts once it runs: undone ones do not
+end
+started(a)
+refresh(acct)
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 hook(tid, 'running')

@@ -2,20 +2,22 @@
 -- ARGV[7]  n, then n groups of 11: id, task_type, requested mode ('' for a child),
 --          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message,
 --          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too;
---          its secret is written apart, at `k_hook(id)`, before this script runs)
+--          its secret is written apart, at `k_hook(id)`, before this script runs, if the
+--          key is free: a retry's secret is deleted unless the task has that secret)
 -- results  flat (id, 'created'|'duplicate', status, error code)
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 
-local results, hints = {}, {}
+local results = {}
 local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
   local b = 8 + i * 11
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = k_task(tid)
   if redis.call('EXISTS', t) == 1 then
-    local f = redis.call('HMGET', t, 'status', 'error_code')
+    local f = redis.call('HMGET', t, 'status', 'error_code', 'webhook_has_secret')
+    if f[3] ~= '1' then redis.call('DEL', k_hook(tid)) end  -- a retry adds no secret
     for _, v in ipairs({tid, 'duplicate', f[1], f[2] or ''}) do results[#results + 1] = v end
   else
     redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
@@ -23,9 +25,11 @@ for i = 0, n - 1 do
       'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
     if ARGV[b + 10] ~= '' then
       redis.call('HSET', t, 'webhook', ARGV[b + 10], 'webhook_endpoint', ARGV[b + 9])
-      redis.call('PERSIST', k_hook(tid))  -- kept while the task lives, then as long as it
+      if redis.call('PERSIST', k_hook(tid)) == 1 then  -- kept while the task lives
+        redis.call('HSET', t, 'webhook_has_secret', '1')
+      end
     end
-    local code, msg, mode, fallback, line
+    local code, msg, mode, fallback, pin
     if ARGV[b + 7] ~= '' then
       code, msg = ARGV[b + 7], ARGV[b + 8]
     elseif parent ~= '' then
@@ -49,9 +53,7 @@ for i = 0, n - 1 do
             code = 'parent_account_unavailable'
             msg = 'account ' .. acct .. ' of the parent task has no relax time'
           else
-            line = k_pin(acct, slot_of(mode))
-            redis.call('SADD', K_PINNED, acct)
-            hints[#hints + 1] = acct
+            pin = acct
           end
         end
       end
@@ -65,13 +67,7 @@ for i = 0, n - 1 do
       if mode == 'relax' and redis.call('SCARD', K_RELAXCAP) == 0 then
         code, msg = no_relax_code()
       else
-        line = k_line(slot_of(mode))
-        local acct = bind(tid, slot_of(mode))  -- only a peer strategy binds on arrival
-        if acct then
-          line = k_pin(acct, slot_of(mode))
-          redis.call('SADD', K_PINNED, acct)
-          hints[#hints + 1] = acct
-        end
+        pin = bind(tid, slot_of(mode))  -- only a peer strategy binds on arrival
       end
     end
     redis.call('HSET', t, 'requested_mode', req)
@@ -80,16 +76,20 @@ for i = 0, n - 1 do
       finish(tid, 'failed', code, msg)
     else
       redis.call('HSET', t, 'effective_mode', mode)
+      if pin then
+        enqueue_pin(tid, pin, slot_of(mode), false)
+      else
+        enqueue(tid, k_line(slot_of(mode)), false)
+      end
       if fallback then
         redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
-        count('fallback:' .. fallback)
+        if not pin then redis.call('RPUSH', K_FALLEN, tid) end
       end
-      redis.call('RPUSH', line, tid)
     end
     local status = 'queued'
     if code then status = 'failed' end
     for _, v in ipairs({tid, 'created', status, code or ''}) do results[#results + 1] = v end
   end
 end
-pump(hints)
+pump({})
 return out(results)

@@ -32,8 +32,3 @@ local function finish(tid, status, code, message)
   redis.call('PUBLISH', k_done(tid), status)
   finished[#finished + 1] = tid
 end
-
-local function waiting(tid)
-  local f = redis.call('HMGET', k_task(tid), 'status', 'slot')
-  return f[1] == 'queued' and (not f[2] or f[2] == '')
-end

@@ -2,19 +2,19 @@
 -- as `router.policy.rest_until` has them.
 -- Needs: owner.
 
--- `policy.rest_until`: until when the account may start no job (0: it may now).
-local function rest_until(a)
-  local f = redis.call('HMGET', a, 'paced_until', 'cooldown_until', 'daily_cap', 'day',
-    'day_jobs', 'work_start_h', 'work_end_h')
+-- `policy.rest_until` for a pacing deadline and a count of the day's jobs: until when the
+-- account may start no job (0: it may now).
+local function resting(a, paced, day, jobs)
+  local f = redis.call('HMGET', a, 'cooldown_until', 'daily_cap', 'work_start_h', 'work_end_h')
   local t = now()
-  local untl = math.max(tonumber(f[1] or '0'), tonumber(f[2] or '0'))
+  local untl = math.max(paced, tonumber(f[1] or '0'))
   local today = math.floor(t / US_DAY)
-  local cap = tonumber(f[3] or '0')
-  if cap > 0 and tonumber(f[4] or '-1') == today and tonumber(f[5] or '0') >= cap then
+  local cap = tonumber(f[2] or '0')
+  if cap > 0 and tonumber(day or '-1') == today and tonumber(jobs or '0') >= cap then
     untl = math.max(untl, (today + 1) * US_DAY)
   end
-  if f[6] and f[6] ~= '' and f[7] and f[7] ~= '' and f[6] ~= f[7] then
-    local s, e = tonumber(f[6]), tonumber(f[7])
+  if f[3] and f[3] ~= '' and f[4] and f[4] ~= '' and f[3] ~= f[4] then
+    local s, e = tonumber(f[3]), tonumber(f[4])
     local hour = math.floor((t % US_DAY) / US_HOUR)
     local inside
     if s < e then inside = hour >= s and hour < e else inside = hour >= s or hour < e end
@@ -26,6 +26,37 @@ local function rest_until(a)
   end
   if untl > t then return untl end
   return 0
+end
+
+-- Placement's view (`policy.rest_until`): jobs are paced and counted as they are placed.
+local function rest_until(a)
+  local f = redis.call('HMGET', a, 'paced_until', 'day', 'day_jobs')
+  return resting(a, tonumber(f[1] or '0'), f[2], f[3])
+end
+
+-- The account's view when a job is about to start: paced and counted by the jobs it really
+-- started. With a backlog, jobs start later and closer together than they were placed.
+local function start_rest(a)
+  local f = redis.call('HMGET', a, 'min_gap_ms', 'last_start', 'start_day', 'start_jobs')
+  local paced = 0
+  if f[2] then paced = tonumber(f[2]) + tonumber(f[1] or '0') * 1000 end
+  return resting(a, paced, f[3], f[4])
+end
+
+-- A job starts on the account now: the next may start a gap later, and it counts today.
+local function started(a)
+  local f = redis.call('HMGET', a, 'min_gap_ms', 'start_day', 'paced_until')
+  local today = istr(math.floor(now() / US_DAY))
+  if f[2] == today then
+    redis.call('HINCRBY', a, 'start_jobs', 1)
+  else
+    redis.call('HSET', a, 'start_day', today, 'start_jobs', '1')
+  end
+  redis.call('HSET', a, 'last_start', istr(now()))
+  local gap = tonumber(f[1] or '0') * 1000
+  if gap > 0 and now() + gap > tonumber(f[3] or '0') then
+    redis.call('HSET', a, 'paced_until', istr(now() + gap))
+  end
 end
 
 -- When the working-hours window the account is in now closes (0: no window, or not in it).

@@ -40,6 +40,19 @@ local function now()  -- microseconds since the epoch on the Redis clock, fixed 
   end
   return NOW
 end
+local MAX_INT = 2 ^ 53  -- the whole numbers a Lua number (a double) holds exactly
+-- An argument as a whole number in [lo, hi], else nil: scripts check before they write
+-- (Redis does not roll a script back, so a write that fails half way leaves half a change).
+local function int_arg(v, lo, hi)
+  local n = tonumber(v)
+  if not n or n ~= n or n < lo or n > hi or n ~= math.floor(n) then return nil end
+  return n
+end
+-- Add `delta` to a counter field; it stays within ±2^53, so this never fails.
+local function incr(key, field, delta)
+  local v = (tonumber(redis.call('HGET', key, field) or '0') or 0) + delta
+  redis.call('HSET', key, field, istr(math.max(-MAX_INT, math.min(MAX_INT, v))))
+end
 local function slot_of(mode) if mode == 'relax' then return 'relax' end return 'fast' end
 local function member(set, id, yes)
   if yes then redis.call('SADD', set, id) else redis.call('SREM', set, id) end
@@ -47,6 +60,7 @@ end
 
 
 --- @include "includes/stats"
+--- @include "includes/lines"
 --- @include "includes/finish"
 --- @include "includes/health"
 --- @include "includes/refresh"

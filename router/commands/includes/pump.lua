@@ -1,10 +1,23 @@
 -- The pump: free slots go to waiting tasks, and what an owner script returns.
 -- Needs: owner, slots, pins, strategies.
 
--- Hand free slots to waiting tasks: the pinned children of `accts` first, then the
--- owner's lines, each to the best free account. No line blocks another.
+-- Hand free slots to waiting tasks: the pinned children of `accts` (and of every account
+-- whose pin line got a task in this call) first, then the owner's lines, each to the best
+-- free account. No line blocks another.
 local function pump(accts)
-  for _, acct in ipairs(accts) do
+  local seen, all = {}, {}
+  local function add(acct)
+    if acct and not seen[acct] then
+      seen[acct] = true
+      all[#all + 1] = acct
+    end
+  end
+  for _, acct in ipairs(accts) do add(acct) end
+  local i = 1
+  while true do
+    for _, acct in ipairs(dirty) do add(acct) end  -- pins filled so far, in this pass too
+    local acct = all[i]
+    if not acct then break end
     for _, slot in ipairs({'fast', 'relax'}) do
       local pin = k_pin(acct, slot)
       while redis.call('ZSCORE', k_free(slot), acct) do
@@ -15,6 +28,7 @@ local function pump(accts)
       end
     end
     check_pins(acct)
+    i = i + 1
   end
   for _, slot in ipairs({'fast', 'relax'}) do
     local line, free = k_line(slot), k_free(slot)

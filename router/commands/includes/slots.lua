@@ -56,11 +56,10 @@ local function requeue(tid, acct)
   local f = redis.call('HMGET', t, 'effective_mode', 'parent_id')
   redis.call('HSET', t, 'status', 'queued', 'started_at', '')
   if f[2] and f[2] ~= '' then
-    redis.call('LPUSH', k_pin(acct, slot_of(f[1])), tid)
-    redis.call('SADD', K_PINNED, acct)
+    enqueue_pin(tid, acct, slot_of(f[1]), true)
   else
     redis.call('HSET', t, 'account_id', '')
-    redis.call('LPUSH', k_line(slot_of(f[1])), tid)
+    enqueue(tid, k_line(slot_of(f[1])), true)
   end
 end
 
@@ -68,7 +67,7 @@ local function next_waiting(line)
   while true do
     local tid = redis.call('LINDEX', line, 0)
     if not tid then return nil end
-    if waiting(tid) then return tid end
+    if waiting(tid, line) then return tid end
     redis.call('LPOP', line)
   end
 end

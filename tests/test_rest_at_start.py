@@ -1,0 +1,93 @@
+"""An account's rest rules (pacing, daily cap, working hours) hold when a job starts.
+
+Placement already keeps them; with rq backlogged, jobs placed apart can start together
+(issue 11, defect 10). START checks what the account really started, and a job that may
+not start yet goes back to its line (its account rests until then, so nothing loops).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from conftest import wait_for
+
+from router.client import Client
+from router.core import Router
+from router.models import TaskStatus
+from router.reaper import Reaper
+from router.tasks import Task
+
+AddAccount = Callable[..., None]
+
+
+def record(client: Client, task: Task) -> Task:
+    r = client.get(task.id)
+    assert r is not None
+    return r
+
+
+def redis_now_us(router: Router) -> int:
+    seconds, micros = router.redis.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def test_jobs_placed_a_gap_apart_do_not_start_closer_than_the_gap(
+    client: Client, router: Router, add_account: AddAccount, drain: Callable[[], None]
+) -> None:
+    gap = 0.4
+    add_account("a-pro", "alice", "pro", min_gap_seconds=gap)
+    first = client.submit("alice", "one", mode="fast")
+    second = client.submit("alice", "two", mode="fast")
+    assert first.account_id == "a-pro" and second.account_id is None  # paced at placement
+    paced = int(router.redis.hget(router.keys.account("alice", "a-pro"), "paced_until") or 0)
+    wait_for(lambda: redis_now_us(router) > paced, what="the placement gap to pass")
+    Reaper(router).wake_accounts()
+    assert record(client, second).account_id == "a-pro"  # placed a gap after the first
+    drain()  # both rq jobs now run back to back, as with a backlog
+    one, two = record(client, first), record(client, second)
+    assert one.status is TaskStatus.COMPLETED and one.started_at is not None
+    assert two.status is TaskStatus.QUEUED and two.account_id is None, two.status  # bounced
+    assert two.attempt == 1
+    paced = int(router.redis.hget(router.keys.account("alice", "a-pro"), "paced_until") or 0)
+    assert paced >= one.started_at.timestamp() * 1e6 + gap * 1e6 - 1  # it rests until then
+    wait_for(lambda: redis_now_us(router) > paced, what="the start gap to pass")
+    Reaper(router).wake_accounts()
+    drain()
+    two = record(client, second)
+    assert two.status is TaskStatus.COMPLETED and two.started_at is not None
+    assert (two.started_at - one.started_at).total_seconds() >= gap
+
+
+def test_a_daily_cap_lowered_after_placement_holds_at_start(
+    client: Client, router: Router, add_account: AddAccount, drain: Callable[[], None]
+) -> None:
+    add_account("a-pro", "alice", "pro", daily_cap=5)
+    tasks = [client.submit("alice", f"t{i}", mode="fast") for i in range(2)]
+    assert all(t.account_id == "a-pro" for t in tasks)
+    router.apply(router.pool.update("a-pro", daily_cap=1))
+    drain()
+    states = sorted(record(client, t).status for t in tasks)
+    assert states == [TaskStatus.COMPLETED, TaskStatus.QUEUED]  # one start today, not two
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}
+    timers = router.redis.zscore(router.keys.timers("alice"), "a-pro")
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    wake = dt.datetime.fromtimestamp((timers or 0) / 1e6, dt.UTC).date().isoformat()
+    assert wake == tomorrow  # woken when the cap resets
+
+
+def test_a_job_placed_inside_working_hours_does_not_start_after_they_closed(
+    client: Client, router: Router, add_account: AddAccount, drain: Callable[[], None]
+) -> None:
+    hour = dt.datetime.now(dt.UTC).hour
+    add_account("a-pro", "alice", "pro", work_hours=(hour, (hour + 1) % 24))
+    task = client.submit("alice", "a fox", mode="fast")
+    assert task.account_id == "a-pro"
+    closed = ((hour + 2) % 24, (hour + 3) % 24)
+    router.apply(router.pool.update("a-pro", work_hours=closed))  # between place and start
+    drain()
+    later = record(client, task)
+    assert later.status is TaskStatus.QUEUED and later.started_at is None
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}
