@@ -58,8 +58,7 @@ end
 if g[3] and g[3] ~= '' and redis.call('HSETNX', t, 'fallback_counted', '1') == 1 then
   count('fallback:' .. g[3])  -- a fallback counts once it runs: undone ones do not
 end
-started(a)
-refresh(acct)
+if started(a) then refresh(acct) end
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 hook(tid, 'running')

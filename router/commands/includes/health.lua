@@ -44,8 +44,9 @@ local function start_rest(a)
 end
 
 -- A job starts on the account now: the next may start a gap later, and it counts today.
+-- Returns whether that can change what the account may take (it paces or has a cap).
 local function started(a)
-  local f = redis.call('HMGET', a, 'min_gap_ms', 'start_day', 'paced_until')
+  local f = redis.call('HMGET', a, 'min_gap_ms', 'start_day', 'paced_until', 'daily_cap')
   local today = istr(math.floor(now() / US_DAY))
   if f[2] == today then
     redis.call('HINCRBY', a, 'start_jobs', 1)
@@ -57,6 +58,7 @@ local function started(a)
   if gap > 0 and now() + gap > tonumber(f[3] or '0') then
     redis.call('HSET', a, 'paced_until', istr(now() + gap))
   end
+  return gap > 0 or tonumber(f[4] or '0') > 0
 end
 
 -- When the working-hours window the account is in now closes (0: no window, or not in it).
