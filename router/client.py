@@ -43,7 +43,8 @@ class Client:
         (`endpoint`, `secret`, `progress`) is POSTed the task's record when it ends.
 
         Raises TaskRejected (code `invalid_task`, `unknown_task_type`, `prompt_too_long`,
-        `duplicate_id`) for input that cannot become a task.
+        `duplicate_id`) for input that cannot become a task, including values JSON cannot
+        carry (lone surrogates, NaN or infinite numbers, nesting deeper than 32 levels).
         """
         message: dict[str, Any] = {
             "owner": owner,

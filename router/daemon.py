@@ -15,23 +15,35 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import cast
 
-from redis.exceptions import BusyLoadingError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from router.core import Router
+from router.errors import REDIS_OUTAGES, PartialFailure
 from router.metrics import INTAKE_MESSAGES, REAPED, ROUTING_LATENCY
+from router.models import ErrorCode
 from router.reaper import Reaper
 from router.requests import NewTask, Rejection, parse_message
-from router.scripts import text
-from router.webhooks import redact
+from router.scripts import Outcome, text
+from router.tasks import Submitted
+from router.webhooks import HIDDEN, redact
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_RAW_BYTES = 4096
 """How much of a rejected message a dead letter keeps."""
+REASON_CHARS = 500
+"""How much of an unexpected error's text a dead letter keeps."""
 INTAKE_IDS = uuid.UUID("6c1f0f5e-6a53-4b6e-9d7e-2f4d1b0c9a11")
 """Namespace of the ids given to intake messages that carry none."""
+
+
+def _reason(e: BaseException, task: NewTask | None) -> str:
+    """An exception as a dead letter's reason: short, valid text, the message's secret hidden."""
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:REASON_CHARS]
+    secret = task.webhook.secret if task is not None and task.webhook is not None else None
+    if secret is not None:
+        reason = reason.replace(secret.get_secret_value(), HIDDEN)
+    return reason.encode("utf-8", "backslashreplace").decode()
 
 
 def _unnumber(entry: bytes) -> tuple[str | None, bytes]:
@@ -122,28 +134,30 @@ class IntakeDaemon:
         self.router.redis.zrem(self.keys.routers, self.router_id)
 
     def handle(self, raw_messages: Sequence[bytes]) -> Handled:
-        """Route one batch; store or dead-letter every rejection; say what became of it."""
-        settings = self.router.settings
+        """Route one batch; store or dead-letter every rejection; say what became of it.
+
+        Whatever goes wrong with one message (any exception but a Redis outage, which is
+        raised: the batch stays held and is handled again) dead-letters that message with
+        `internal_error` and the reason; the rest of the batch goes on.
+        """
         started = time.perf_counter()
         INTAKE_MESSAGES.inc(len(raw_messages))
-        tasks: list[NewTask] = []
-        raw_of: dict[str, bytes] = {}
-        dead: list[tuple[Rejection, bytes]] = []
-        for entry in raw_messages:
-            number, raw = _unnumber(entry)
-            default_id = (
-                uuid.uuid5(INTAKE_IDS, f"{self.keys.prefix}:{number}").hex if number else None
+        items = [self._parse(entry) for entry in raw_messages]
+        tasks = [task for _, task in items if isinstance(task, NewTask)]
+        dead = [(r, raw) for raw, r in items if isinstance(r, Rejection)]
+        raw_of = {task.id: raw for raw, task in items if isinstance(task, NewTask)}
+        try:
+            submitted, clashes = self.router.submit_many(tasks) if tasks else ([], [])
+            created = sum(1 for s in submitted if s.created)
+        except REDIS_OUTAGES:
+            raise
+        except Exception as e:
+            log.warning(
+                "a batch of %d failed (%s): submitting its messages one by one",
+                len(tasks),
+                type(e).__name__,
             )
-            parsed = parse_message(raw, settings, default_id)
-            if isinstance(parsed, Rejection):
-                failed = parsed.as_failed_task()
-                if failed is None:
-                    dead.append((parsed, raw))
-                    continue
-                parsed = failed
-            tasks.append(parsed)
-            raw_of[parsed.id] = raw
-        submitted, clashes = self.router.submit_many(tasks) if tasks else ([], [])
+            submitted, clashes, created = self._submit_each(tasks, raw_of, dead, e)
         elapsed = time.perf_counter() - started
         for _ in tasks:
             ROUTING_LATENCY.observe(elapsed)
@@ -151,8 +165,62 @@ class IntakeDaemon:
         if dead:
             self.dead_letter(dead)
         self.router.redis.delete(self.processing)
-        created = sum(1 for s in submitted if s.created)
         return Handled(created, len(submitted) - created, len(dead))
+
+    def _parse(self, entry: bytes) -> tuple[bytes, NewTask | Rejection]:
+        """A claimed entry as a task to submit (maybe a stored failure) or a dead letter."""
+        number, raw = _unnumber(entry)
+        try:
+            default_id = (
+                uuid.uuid5(INTAKE_IDS, f"{self.keys.prefix}:{number}").hex if number else None
+            )
+            parsed = parse_message(raw, self.router.settings, default_id)
+            if isinstance(parsed, Rejection):
+                return raw, parsed.as_failed_task() or parsed
+            return raw, parsed
+        except Exception as e:
+            return raw, Rejection(ErrorCode.INTERNAL_ERROR, _reason(e, None))
+
+    def _submit_each(
+        self,
+        tasks: Sequence[NewTask],
+        raw_of: dict[str, bytes],
+        dead: list[tuple[Rejection, bytes]],
+        error: Exception,
+    ) -> tuple[list[Submitted], list[Rejection], int]:
+        """After a batch failed: submit its tasks one at a time, dead-lettering those that
+        fail alone. SUBMIT is idempotent by id (a message without one has its claim number's
+        id), so what the batch call made comes back as a duplicate, counted as created."""
+        created_ids: set[str] = set()
+        if isinstance(error, PartialFailure):
+            done, outcome = cast(tuple[list[Submitted], Outcome], error.done)
+            created_ids = {s.task_id for s in done if s.created}
+            try:
+                self.router.apply(outcome)  # what the batch placed is dispatched now
+            except REDIS_OUTAGES:
+                raise
+            except Exception as e:  # the reaper dispatches it after the dispatch lease
+                log.warning("dispatching a failed batch's placements: %s", type(e).__name__)
+        submitted: list[Submitted] = []
+        clashes: list[Rejection] = []
+        for task in tasks:
+            try:
+                one, clash = self.router.submit_many([task])
+            except REDIS_OUTAGES:
+                raise
+            except Exception as e:
+                reason = _reason(e, task)
+                dead.append(
+                    (
+                        Rejection(ErrorCode.INTERNAL_ERROR, reason, task.id, task.owner),
+                        raw_of[task.id],
+                    )
+                )
+                continue
+            submitted += one
+            clashes += clash
+        created = sum(1 for s in submitted if s.created or s.task_id in created_ids)
+        return submitted, clashes, created
 
     def dead_letter(self, items: Sequence[tuple[Rejection, bytes]]) -> None:
         """Keep each rejected message with its reason, newest first, bounded in number."""
@@ -194,7 +262,7 @@ class IntakeDaemon:
                 if batch:
                     self.handle(batch)  # claimed messages stay in `processing` until done
                 backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
+            except REDIS_OUTAGES as e:
                 resume = reaper.grace = True
                 log.warning("Redis unreachable (%s); retrying in %.1f s", e, backoff)
                 self.stopping.wait(backoff)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from redis import Redis
 from redis.client import Pipeline
 
+from router.errors import REDIS_OUTAGES, PartialFailure
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
 from router.polls import Entry
@@ -140,31 +141,50 @@ class TaskStore:
         ]
 
     def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], Outcome]:
-        """Create, route and place tasks whose ids are claimed: one script call per owner."""
+        """Create, route and place tasks whose ids are claimed: one script call per owner.
+
+        When some owners' calls fail and others' run, raises PartialFailure with what ran
+        (its Outcome must still be applied); when none runs, the first error; a Redis outage
+        (`REDIS_OUTAGES`) is raised as it is.
+        """
         by_owner: dict[str, list[NewTask]] = defaultdict(list)
         for t in tasks:
             by_owner[t.owner].append(t)
         pipe = self.redis.pipeline(transaction=False)
         owners = list(by_owner)
-        replies: list[int] = []
+        spans: list[tuple[int, int]] = []
         for owner in owners:
+            first = len(pipe)
             self._keep_webhooks(owner, by_owner[owner], pipe)
             args: list[str | int] = [len(by_owner[owner])]
             for t in by_owner[owner]:
                 args += t.argv()
-            replies.append(len(pipe))
+            spans.append((first, len(pipe)))
             self.scripts.owner_call(self.scripts.submit, owner, args, pipe)
         outcome = Outcome()
         done: list[Submitted] = []
-        executed = pipe.execute()
-        for owner, raw in zip(owners, (executed[i] for i in replies), strict=True):
-            results, part = Scripts.decode(owner, raw)
+        failures: dict[str, Exception] = {}
+        executed = pipe.execute(raise_on_error=False)
+        for owner, (first, call) in zip(owners, spans, strict=True):
+            errors = [r for r in executed[first : call + 1] if isinstance(r, Exception)]
+            for e in errors:
+                if isinstance(e, REDIS_OUTAGES):
+                    raise e
+            if errors:
+                failures[owner] = errors[-1]
+            if isinstance(executed[call], Exception):
+                continue
+            results, part = Scripts.decode(owner, executed[call])
             outcome.merge(part)
             for i in range(0, len(results), 4):
                 tid, how, status, code = results[i : i + 4]
                 done.append(
                     Submitted(tid, owner, how == "created", TaskStatus(status), code or None)
                 )
+        if failures and not done:
+            raise next(iter(failures.values()))
+        if failures:
+            raise PartialFailure((done, outcome), failures)
         return done, outcome
 
     def _keep_webhooks(self, owner: str, tasks: Sequence[NewTask], pipe: Pipeline) -> None:

@@ -85,20 +85,68 @@ class Webhook(BaseModel):
         return "progress" if self.progress else "1"
 
 
-_SECRET_FIELD = re.compile(rb'("secret"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)')
+SECRET_KEY = re.compile(r"secret|passw(?:or)?d|token|credential|api[-_]?key|authorization", re.I)
+"""Keys whose values are hidden wherever a message is kept: any key containing one of these."""
+_SECRET_TEXT = re.compile(
+    rb"secret|passw(?:or)?d|token|credential|api[-_]?key|authorization|\\u", re.I
+)
+"""In text: where a secret could begin (a `\\u` escape can spell any key)."""
+_REDACT_DEPTH = 64
+"""Deeper JSON is treated as text (cut), so hiding never recurses without bound."""
+
+
+class _TooDeep(Exception):
+    """JSON deeper than `_REDACT_DEPTH`: kept as cut text instead."""
 
 
 def redact(raw: bytes) -> bytes:
-    """A message with any webhook secret in it replaced, to be kept (as a dead letter)."""
+    """A message as it may be kept (a dead letter), with every secret in it hidden.
+
+    JSON: the value of each key that names a secret (`SECRET_KEY`: `secret`, `password`,
+    `token`, `credentials`, `api_key`, `authorization`, any case) becomes `**********`, at
+    any depth, in arrays, and in strings that hold JSON text themselves; the message is then
+    kept as JSON again (which also drops the first of two duplicate keys). Anything else is
+    kept only up to the first place a secret could begin (such a word, or a `\\u` escape),
+    NUL bytes ignored so UTF-16 and UTF-32 text is read too. Never raises.
+    """
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return _SECRET_FIELD.sub(rb'\1"' + HIDDEN.encode() + b'"', raw)
-    hook = data.get("webhook") if isinstance(data, dict) else None
-    if isinstance(hook, dict) and "secret" in hook:
-        data["webhook"] = {**hook, "secret": HIDDEN}
-        return json.dumps(data).encode()
-    return raw
+        if _SECRET_TEXT.search(raw.replace(b"\x00", b"")) is None:
+            return raw  # nothing secret-looking at all: kept as it came
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return _cut(raw)
+        return json.dumps(_hide(data, 0)).encode()
+    except Exception:  # whatever it was, keep nothing that could be secret
+        return _cut(raw)
+
+
+def _cut(raw: bytes) -> bytes:
+    flat = raw.replace(b"\x00", b"")
+    found = _SECRET_TEXT.search(flat)
+    return flat if found is None else flat[: found.start()] + HIDDEN.encode()
+
+
+def _hide(value: Any, depth: int) -> Any:
+    if depth > _REDACT_DEPTH:
+        raise _TooDeep
+    if isinstance(value, dict):
+        return {
+            k: HIDDEN if SECRET_KEY.search(str(k)) else _hide(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_hide(v, depth + 1) for v in value]
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "[", '"'):
+        encoded = value.encode("utf-8", "surrogatepass")
+        if _SECRET_TEXT.search(encoded) is None:
+            return value
+        try:
+            inner = json.loads(value)
+        except (ValueError, RecursionError):
+            return _cut(encoded).decode("utf-8", "replace")
+        return json.dumps(_hide(inner, depth + 1))
+    return value
 
 
 @dataclass(frozen=True)
