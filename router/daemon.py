@@ -47,7 +47,8 @@ def _reason(e: BaseException, task: NewTask | None) -> str:
 
 
 def _unnumber(entry: bytes) -> tuple[str | None, bytes]:
-    """Split `<n>:<message>` as INTAKE_CLAIM numbers it (an unnumbered entry: None)."""
+    """Split `<n>:<message>` as INTAKE_CLAIM numbers every entry it claims (None: an entry
+    not claimed by it, e.g. handed to `handle` directly; it gets a random id if it has none)."""
     number, sep, raw = entry.partition(b":")
     if sep and number.isdigit():
         return number.decode(), raw
@@ -73,6 +74,9 @@ class IntakeDaemon:
         self.keys = router.keys
         self.router_id = uuid.uuid4().hex[:12]
         self.processing = self.keys.intake_processing(self.router_id)
+        """Claimed messages, each numbered (`<n>:<message>`), until their batch is handled."""
+        self.landing = self.keys.intake_landing(self.router_id)
+        """The message a blocking claim took, until INTAKE_CLAIM numbers it into `processing`."""
         self.block_seconds = block_seconds
         self.stopping = threading.Event()
 
@@ -97,12 +101,12 @@ class IntakeDaemon:
         if items or n == 0:
             return items
         moved = self.router.redis.blmove(
-            self.keys.intake, self.processing, self.block_seconds, "RIGHT", "LEFT"
+            self.keys.intake, self.landing, self.block_seconds, "RIGHT", "LEFT"
         )
         return self._claim(batch - 1) if moved is not None else []
 
     def _claim(self, n: int) -> list[bytes]:
-        keys = [self.keys.intake, self.processing, self.keys.intake_counter]
+        keys = [self.keys.intake, self.landing, self.processing, self.keys.intake_counter]
         items: list[bytes] = self.router.scripts.intake_claim(keys=keys, args=[n])
         return items
 
@@ -116,7 +120,12 @@ class IntakeDaemon:
         taken = 0
         for dead in redis.zrangebyscore(self.keys.routers, "-inf", cutoff):
             dead_id = text(cast(bytes, dead))
-            keys = [self.keys.intake_processing(dead_id), self.processing]
+            keys = [
+                self.keys.intake_landing(dead_id),
+                self.keys.intake_processing(dead_id),
+                self.landing,
+                self.processing,
+            ]
             moved = int(self.router.scripts.intake_takeover(keys=keys))
             if moved:
                 log.warning("router %s is gone: handling its %d messages", dead_id, moved)
@@ -128,7 +137,7 @@ class IntakeDaemon:
     def deregister(self) -> None:
         """Leave the list of live routers, unless messages are still held (then another
         router takes them over once this one's heartbeat is old)."""
-        if self.router.redis.llen(self.processing):
+        if self.router.redis.llen(self.processing) or self.router.redis.llen(self.landing):
             log.warning("stopping with claimed messages: another router will take them over")
             return
         self.router.redis.zrem(self.keys.routers, self.router_id)

@@ -51,6 +51,11 @@ class Keys:
         """
         return f"{self.prefix}:intake:{{{self.intake}}}:processing:{router_id}"
 
+    def intake_landing(self, router_id: str) -> str:
+        """List where a router's blocking claim puts one message, before INTAKE_CLAIM numbers
+        it into its processing list (same cluster slot as the intake)."""
+        return f"{self.prefix}:intake:{{{self.intake}}}:landing:{router_id}"
+
     @property
     def intake_counter(self) -> str:
         """Counter numbering claimed intake messages (same cluster slot as the intake)."""
