@@ -6,8 +6,16 @@ import re
 
 from router.models import Mode
 
-_FLAG_RE = re.compile(r"(?<!\S)--((?ai:relax|fast|turbo))(?!\S)")
-"""A mode flag: ASCII letters in any case (Unicode look-alikes of a letter do not match)."""
+_FLAG_RE = re.compile(r"(?<!\S)(?:--|\u2014|\u2013)((?ai:relax|fast|turbo))(?!\S)")
+"""A mode flag: `--`, or one em dash (U+2014) or en dash (U+2013), then the mode in ASCII
+letters of any case (Unicode look-alikes of a letter do not match), as a word of its own.
+
+Phones and word processors turn a typed `--` into an em dash (or an en dash), and
+Midjourney is widely reported to read `\u2014fast` as `--fast` (not confirmed here). Either
+way the account must never see a mode flag the router did not choose, so a single em or
+en dash counts as `--`: such a flag is read (it asks for that mode) and stripped like any
+other. Longer or mixed runs of dashes (`---fast`, `\u2014-fast`, `\u2014\u2014fast`) are
+not flags, as `---fast` is not, and stay in the prompt."""
 _SPACES_RE = re.compile(r"\s+")
 
 
