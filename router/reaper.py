@@ -4,6 +4,13 @@ Runs inside every router replica; any number may run at once, because every acti
 re-checked and applied by one script (REAP, RENEW, INTAKE_TAKEOVER) that does nothing if
 another replica, or the lease's holder, got there first. A running task whose driver job
 was submitted is never taken back: the job runs on, and a worker is made to poll it.
+
+A running task without a handle lost its worker while submitting: the backend may have
+taken the job. It is run again only when the backend, asked, surely has no such job. While
+the backend cannot tell (unreachable, a 503, no way to look jobs up), the lease is extended
+and the question asked again next pass; once the attempt has outlived its mode's run
+timeout, whatever job it may have started has ended or overrun, and the task fails
+`worker_lost` rather than run a second job on the account.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from router.core import Router
+from router.models import ErrorCode, Mode
 from router.polls import Entry
 from router.scripts import text
+from workers.drivers.base import said
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +74,17 @@ class Reaper:
         expired = router.tasks.expired(self.owners(), self.now_us())
         reclaimed = 0
         for owner, task_id in expired:
-            status, attempt, handle, account_id = (
-                None if v is None else text(v)
-                for v in router.redis.hmget(
-                    router.keys.task(owner, task_id), "status", "attempt", "handle", "account_id"
-                )
+            fields = router.redis.hmget(
+                router.keys.task(owner, task_id),
+                "status",
+                "attempt",
+                "handle",
+                "account_id",
+                "started_at",
+                "effective_mode",
+            )
+            status, attempt, handle, account_id, started, mode = (
+                None if v is None else text(v) for v in fields
             )
             if status is None or attempt is None:
                 continue
@@ -77,8 +92,15 @@ class Reaper:
             action = "reclaim"
             if grace or (status == "queued" and self._job_waiting(task_id, entry.attempt)):
                 action = "extend"
-            elif status == "running" and not handle and self._adopt(entry, account_id):
-                continue
+            elif status == "running" and not handle:
+                started_us = int(started) if started else None
+                found = self._adopt(entry, account_id, started_us)
+                if found == "adopted":
+                    continue
+                if found == "unknown":
+                    if self._overran(entry, started_us, mode):
+                        continue
+                    action = "extend"  # ask again next pass
             verdict, outcome = router.tasks.reap(
                 owner, task_id, entry.attempt, action, settings.max_retries
             )
@@ -105,25 +127,51 @@ class Reaper:
             router.apply(router.tasks.wake(owner))
         return len(due)
 
-    def _adopt(self, entry: Entry, account_id: str | None) -> bool:
-        """Its worker died submitting: if the backend has the job after all (found by its
-        key), record the handle and have it polled instead of running the task again."""
+    def _adopt(self, entry: Entry, account_id: str | None, started_us: int | None) -> str:
+        """Its worker died submitting: ask the backend for the job by its key. 'adopted'
+        (found: its handle is recorded and it is polled, the task is not run again),
+        'absent' (the backend surely has no such job, or the account is gone: the task may
+        run again) or 'unknown' (the backend cannot tell now)."""
         router = self.router
         account = router.account_ref(entry.owner, account_id) if account_id else None
         if account is None:
-            return False
+            return "absent"
+        key = router.job_id(entry.task_id, entry.attempt)
+        started_ms = None if started_us is None else started_us // 1000
         try:
-            handle = router.driver.lookup(account, router.job_id(entry.task_id, entry.attempt))
-        except Exception as e:  # cannot tell: the task is retried, as the record will say
-            log.warning("looking up the job of %s failed: %s", entry.member, e)
-            return False
+            handle = router.driver.lookup(account, key, started_ms)
+        except Exception as e:  # a DriverError's text is ours; anything else, its class
+            log.warning("cannot tell yet whether %s was submitted: %s", entry.member, said(e))
+            return "unknown"
         if handle is None:
-            return False
+            return "absent"
         ours, _ = router.tasks.renew(entry.owner, entry.task_id, entry.attempt, handle)
         if ours:
             router.polls.add(entry)
             log.warning("adopted the submitted job of %s (its worker was lost)", entry.member)
-        return ours
+            return "adopted"
+        return "unknown"  # settled or taken back meanwhile: the next pass sees which
+
+    def _overran(self, entry: Entry, started_us: int | None, mode: str | None) -> bool:
+        """Whether an attempt the backend cannot tell about has outlived its run timeout;
+        if so it is failed (`worker_lost`, no GPU time known), never run a second time."""
+        router = self.router
+        if started_us is None or not mode:
+            return False
+        limit = router.settings.run_timeout_seconds[Mode(mode)]
+        if self.now_us() - started_us <= limit * 1e6:
+            return False
+        message = (
+            f"its worker was lost while submitting it, and the account's backend could not "
+            f"tell within the {limit:g} s run timeout whether it took the job"
+        )
+        error = (ErrorCode.WORKER_LOST.value, message)
+        _, outcome = router.tasks.settle(
+            entry.owner, entry.task_id, entry.attempt, "failed", 0, None, error
+        )
+        log.warning("task %s failed: %s", entry.member, message)
+        router.apply(outcome)
+        return True
 
     def _job_waiting(self, task_id: str, attempt: int) -> bool:
         """Whether the placed task's rq job is still on its way to a worker.

@@ -66,6 +66,8 @@ class StubProxy:
     buttons: bool = True
     """False: a proxy without buttons (children go through `/mj/submit/change`)."""
     slow_seconds: float = 2.0
+    list_failures: int = 0
+    """The next this many `GET /mj/task/list` answer HTTP 503 (a proxy that cannot tell now)."""
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -173,6 +175,8 @@ class StubProxy:
             return 200, {"code": 1, "description": "提交成功", "result": task_id}
         if path.endswith("/modal"):
             task = self.tasks.get(str(body.get("taskId")))
+            if task is not None and not prompt:  # trueai: the parent's prompt stands in
+                prompt = str(self.tasks.get(task["_parent"], {}).get("prompt") or "")
             if task is None or task["status"] != "MODAL" or not prompt:
                 return 200, {"code": 4, "description": "参数错误"}
             task.update(status="SUBMITTED", prompt=prompt, promptEn=prompt)
@@ -216,6 +220,9 @@ class StubProxy:
                     task.update(status="FAILURE", failReason="取消任务")
                     task["finishTime"] = int(time.time() * 1000)
                 return 200, None
+            if method == "GET" and path == "/mj/task/list" and self.list_failures > 0:
+                self.list_failures -= 1
+                return 503, None
             if method == "GET" and path == "/mj/task/list":
                 latest = sorted(self.tasks.values(), key=lambda t: t["submitTime"], reverse=True)
                 return 200, [self._view(t) for t in latest[:100]]

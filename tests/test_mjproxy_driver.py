@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,9 +16,12 @@ from pydantic import SecretStr, ValidationError
 from router.cli import main
 from router.client import Client
 from router.core import Router
+from router.demo import stop_processes
 from router.errors import AccountError
-from router.models import Mode
+from router.models import Mode, Setting
+from router.modes import prompt_flags
 from router.pool import AccountSpec
+from router.reaper import Reaper
 from router.settings import Settings
 from tests.conftest import wait_for
 from tests.mjproxy_stub import StubProxy
@@ -33,6 +37,7 @@ from workers.drivers.base import (
     UnknownJob,
 )
 from workers.drivers.mjproxy import MjProxyDriver
+from workers.jobs import driver_job
 
 SECRET = "stub-secret"
 TIMEOUT = 0.5
@@ -354,3 +359,292 @@ def test_end_to_end_with_a_worker_process(
     assert flipped.inflight == {"fast": 0, "relax": 0}
     records = json.dumps([t.model_dump(mode="json") for t in (done, ran)])
     assert SECRET not in records
+
+
+# --- A credential never reaches a log, a record or a dead letter (issue 11, defect 5) ----
+
+CANARY = "canary-9d2b41e7"
+"""A secret as read from a file or a Kubernetes Secret: with its trailing newline, which
+http.client refuses as a header value (its ValueError names the value)."""
+
+
+def store_canary(router: Router, owner: str = "alice", account_id: str = "a-pro") -> None:
+    """Straight into Redis: what storage does to secrets is not what this tests."""
+    router.redis.set(router.keys.credentials(owner, account_id), CANARY + "\n")
+
+
+def everything_stored(router: Router) -> str:
+    """Every value under this test's keys and rq's (task records, rq jobs with their
+    exc_info, dead letters, accounts) except the credentials key itself, as one text."""
+    redis, prefix = router.redis, router.keys.prefix
+    seen: list[str] = []
+    for raw in [*redis.scan_iter(match=f"{prefix}*"), *redis.scan_iter(match=f"rq:*{prefix}*")]:
+        key = raw.decode()
+        if ":cred:" in key:
+            continue
+        kind = redis.type(key).decode()
+        if kind == "string":
+            seen.append(repr(redis.get(key)))
+        elif kind == "hash":
+            seen.append(repr(redis.hgetall(key)))
+        elif kind == "list":
+            seen.append(repr(redis.lrange(key, 0, -1)))
+        elif kind == "zset":
+            seen.append(repr(redis.zrange(key, 0, -1)))
+        elif kind == "set":
+            seen.append(repr(redis.smembers(key)))
+    return "\n".join(seen)
+
+
+def mode_path_env(monkeypatch: pytest.MonkeyPatch, **more: str) -> None:
+    """Settings for the in-process worker of this test (it builds its Router from them)."""
+    from workers import jobs
+
+    for name, value in more.items():
+        monkeypatch.setenv(name, value)
+    jobs._router.cache_clear()
+
+
+def test_a_secret_with_a_newline_stays_out_of_logs_records_and_rq(
+    client: Client,
+    router: Router,
+    account: AccountRef,
+    drain: Callable[[], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store_canary(router)
+    task = client.submit("alice", "a kite", mode="fast")
+    drain()
+    ran = client.get(task.id)
+    assert ran is not None and ran.status != "running"
+    assert CANARY not in caplog.text
+    assert CANARY not in everything_stored(router)
+    assert CANARY not in json.dumps(ran.model_dump(mode="json"))
+    flagged = router.pool.get("a-pro")
+    assert flagged is not None and flagged.attention_reason  # the secret was read and refused
+    assert "secret" in flagged.attention_reason
+
+
+def test_a_secret_that_goes_bad_while_a_job_runs_stays_out_of_the_pollers_logs(
+    client: Client,
+    router: Router,
+    account: AccountRef,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from workers.jobs import run_task
+    from workers.poller import Poller
+
+    caplog.set_level(logging.DEBUG)
+    task = client.submit("alice", "a long kite", mode="fast")  # runs ten minutes
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"  # with the good secret
+    store_canary(router)  # then the secret is stored again, newline and all
+    opts = router.settings.mjproxy.model_copy(update={"account_cache_seconds": 0})
+    fresh = Router(router.settings.model_copy(update={"mjproxy": opts}), router.redis)
+    poller = Poller(fresh)  # a worker that reads the account for each poll
+    try:
+        poller.poll_once()
+    finally:
+        poller.threads.shutdown()
+    assert CANARY not in caplog.text
+    assert CANARY not in everything_stored(router)
+
+
+def test_a_secret_with_a_newline_stays_out_of_the_reapers_logs(
+    client: Client,
+    router: Router,
+    account: AccountRef,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    task = client.submit("alice", "a kite", mode="fast")
+    router.queue.empty()
+    assert router.tasks.start("alice", task.id, 1)[0]  # its worker dies before submitting
+    store_canary(router)
+    expire_lease(router, "alice", task.id)
+    reclaimed = running_reaper(router).reap_leases()
+    assert CANARY not in caplog.text
+    assert CANARY not in everything_stored(router)
+    assert reclaimed == 0  # the lookup cannot tell: the task is not run again
+    assert client.get(task.id).attempt == 1  # type: ignore[union-attr]
+
+
+def test_a_worker_process_with_a_newline_secret_writes_no_secret_to_stderr(
+    client: Client, router: Router, account: AccountRef, env: dict[str, str]
+) -> None:
+    store_canary(router)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "router", "--log-level", "DEBUG", "worker"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        task = client.submit("alice", "a kite", mode="fast")
+        wait_for(
+            lambda: client.get(task.id).attempt > 1 or client.get(task.id).status.terminal,  # type: ignore[union-attr]
+            what="the worker to try the task",
+        )
+    finally:
+        stop_processes([worker])
+    assert worker.stderr is not None
+    logged = worker.stderr.read().decode(errors="replace")
+    assert CANARY not in logged
+    assert "needs attention" in logged  # it did log the refusal, in its own words
+
+
+# --- "Cannot tell now" is not "never submitted" (issue 11, defect 6) ---------------------
+
+
+def expire_lease(router: Router, owner: str, task_id: str) -> None:
+    router.redis.zadd(router.keys.inflight(owner), {task_id: 0})
+
+
+def running_reaper(router: Router) -> Reaper:
+    """A reaper past its first (grace) pass."""
+    reaper = Reaper(router)
+    reaper.grace = False
+    return reaper
+
+
+def submitted_by_a_worker_that_died(client: Client, router: Router, prompt: str) -> str:
+    """A started task whose job the backend took, its handle never recorded; its id."""
+    task = client.submit("alice", prompt, mode="fast")
+    router.queue.empty()  # no rq worker runs it again: we play the one that died
+    assert router.tasks.start("alice", task.id, 1)[0]
+    ref, driver_job_ = driver_job(router, "alice", task.id, 1)
+    router.driver.submit(ref, driver_job_)
+    return task.id
+
+
+def test_a_lookup_that_cannot_tell_extends_the_lease_and_the_task_runs_once(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy, drain: Callable[[], None]
+) -> None:
+    task_id = submitted_by_a_worker_that_died(client, router, "a heron")
+    stub.list_failures = 1  # the proxy answers the reaper's lookup 503, once
+    expire_lease(router, "alice", task_id)
+    reaper = running_reaper(router)
+    assert reaper.reap_leases() == 0
+    held = client.get(task_id)
+    assert held is not None and (held.status, held.attempt, held.handle) == ("running", 1, None)
+    deadline = router.redis.zscore(router.keys.inflight("alice"), task_id)
+    assert deadline is not None and deadline > reaper.now_us()  # asked again later
+    expire_lease(router, "alice", task_id)
+    assert reaper.reap_leases() == 0  # the proxy answers now: the job is adopted
+    assert client.get(task_id).handle is not None  # type: ignore[union-attr]
+    drain()
+    done = client.get(task_id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 1, 0)
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+    assert len(stub.sent("/mj/task/list")) == 2
+
+
+def test_a_job_nobody_can_find_out_about_fails_at_its_run_timeout_and_never_runs_twice(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    task_id = submitted_by_a_worker_that_died(client, router, "a heron")
+    stub.list_failures = 1_000_000  # the proxy cannot say, for ever
+    reaper = running_reaper(router)
+    expire_lease(router, "alice", task_id)
+    assert reaper.reap_leases() == 0
+    assert client.get(task_id).status == "running"  # type: ignore[union-attr]
+    limits = {**router.settings.run_timeout_seconds, Mode.FAST: 0.001}
+    later = Router(router.settings.model_copy(update={"run_timeout_seconds": limits}), router.redis)
+    expire_lease(router, "alice", task_id)
+    assert running_reaper(later).reap_leases() == 0  # past its run timeout: failed, not retried
+    done = client.get(task_id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("failed", 1, 0)
+    assert done.error is not None and done.error.code == "worker_lost"
+    assert "could not tell" in done.error.message
+    assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+
+
+def test_a_job_the_backend_surely_never_took_is_run_again(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy, drain: Callable[[], None]
+) -> None:
+    task = client.submit("alice", "a heron", mode="fast")
+    router.queue.empty()
+    assert router.tasks.start("alice", task.id, 1)[0]  # its worker dies before submitting
+    expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 1  # the proxy's list has no such job
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 2, 1)
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+
+
+def test_lookup_tells_absent_from_fallen_off_a_full_list(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    """trueai's `GET /mj/task/list` holds its latest 100 tasks only: a key missing from a
+    full list is absent only if the list reaches back to before the attempt started."""
+    for i in range(100):
+        stub._new_task("IMAGINE", f"filler {i} --fast", f"other-{i}")
+    with pytest.raises(TransientError, match="cannot tell"):
+        driver.lookup(account, "key-x")
+    oldest = min(int(t["submitTime"]) for t in stub.tasks.values())
+    with pytest.raises(TransientError, match="cannot tell"):
+        driver.lookup(account, "key-x", started_ms=oldest)
+    assert driver.lookup(account, "key-x", started_ms=oldest + 3_600_000) is None
+    with StubProxy(secret=SECRET) as fresh:  # fewer than 100: the list is all there is
+        ref = AccountRef("a-pro", "alice", account.plan, 0, SecretStr(SECRET), fresh.url)
+        assert driver.lookup(ref, "key-x") is None
+        fresh.list_failures = 1
+        with pytest.raises(TransientError):
+            driver.lookup(ref, "key-x")
+
+
+# --- The modal of a relax child carries its own mode's flag only (issue 11, defect 7) ----
+
+
+def test_a_relax_inpaint_childs_modal_carries_relax_and_not_the_parents_flag(
+    router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    opts = router.settings.mjproxy.model_copy(update={"mode_path": True})
+    driver = MjProxyDriver(router.settings.model_copy(update={"mjproxy": opts}), router.redis)
+    grid = finish(driver, driver.submit(account, job("a fox --ar 2:3 --fast"))).output
+    up = job(None, task_type="upscale", input={"index": 1}, parent_result=grid)
+    upscaled = finish(driver, driver.submit(account, up)).output
+    # Whatever the proxy stored as the parent's prompt, its flags do not reach the modal.
+    upscaled["prompt"] = "a fox \u2014fast --ar 2:3 --FAST"
+    inpaint = job(
+        None,
+        Mode.RELAX,
+        task_type="inpaint",
+        input={"mask_base64": "data:image/png;base64,AAAA"},
+        parent_result=upscaled,
+    )
+    finish(driver, driver.submit(account, inpaint))
+    (modal,) = stub.sent("/mj-relax/mj/submit/modal")
+    assert modal["prompt"] == "a fox --ar 2:3 --relax"
+    own = job(
+        "a red sky \u2014fast --relax", Mode.RELAX, task_type="inpaint", parent_result=upscaled
+    )
+    with pytest.raises(DriverError, match="exactly one mode flag"):
+        driver.submit(account, own)  # a prompt with a second (em dash) flag is refused
+
+
+def test_an_inpaint_child_on_an_account_set_to_relax_sends_one_relax_flag(
+    client: Client,
+    router: Router,
+    account: AccountRef,
+    stub: StubProxy,
+    drain: Callable[[], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mode_path_env(monkeypatch, BYOA_MJPROXY__MODE_PATH="true")
+    grid = client.submit("alice", "a lighthouse at dusk", mode="fast")
+    drain()
+    up = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 2})
+    drain()
+    assert client.get(up.id).status == "completed"  # type: ignore[union-attr]
+    router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
+    mask = {"mask_base64": "data:image/png;base64,AAAA"}
+    region = client.submit("alice", task_type="inpaint", parent_id=up.id, input=mask)
+    drain()
+    done = client.get(region.id)
+    assert done is not None and (done.status, done.effective_mode) == ("completed", "relax")
+    (modal,) = stub.sent("/mj-relax/mj/submit/modal")
+    assert prompt_flags(modal["prompt"]) == [Mode.RELAX]
+    assert modal["prompt"] == "a lighthouse at dusk --relax"

@@ -24,6 +24,7 @@ from workers.drivers.base import (
     DriverJob,
     OutOfFastHours,
     TransientError,
+    frames,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,10 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     ours, _ = retrying(lambda: router.tasks.renew(owner, task_id, attempt, handle))
     if not ours:  # taken back meanwhile (it may already run elsewhere): stop this job
         log.warning("task %s/%s was taken back while submitting; cancelling", owner, task_id)
-        router.driver.cancel(handle)
+        try:
+            router.driver.cancel(handle)
+        except DriverError as e:  # the driver's own words (see workers.drivers.base)
+            log.warning("cancelling the job of %s/%s failed: %s", owner, task_id, e)
         return "lost"
     retrying(lambda: router.polls.add(Entry(owner, task_id, attempt)))
     return "submitted"
@@ -114,7 +118,11 @@ def settle(
 
 
 def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
-    """The SETTLE outcome and error for a driver failure (see `router/commands/settle.lua`)."""
+    """The SETTLE outcome and error for a driver failure (see `router/commands/settle.lua`).
+
+    A DriverError's message is the driver's own (drivers never pass on a foreign
+    exception's text, see `workers.drivers.base`); of any other exception only its class
+    and where it was raised are logged or recorded: its text may quote a credential."""
     if isinstance(e, OutOfFastHours):
         return "out_of_fast", None
     if isinstance(e, AccountNeedsAttention):
@@ -124,7 +132,7 @@ def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
         return "transient", (ErrorCode.DRIVER_ERROR.value, str(e))
     if isinstance(e, DriverError):
         return "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
-    log.error("task %s failed in the worker", what, exc_info=e)
+    log.error("task %s failed in the worker: %s\n%s", what, type(e).__name__, frames(e))
     return "failed", (ErrorCode.INTERNAL_ERROR.value, type(e).__name__)
 
 
@@ -193,10 +201,11 @@ def keep_running(step: Callable[[], float], stop: threading.Event, what: str, id
             wait = step()
             backoff = 0.1
         except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
-            log.warning("%s lost Redis (%s); trying again in %.1f s", what, e, backoff)
+            name = type(e).__name__
+            log.warning("%s lost Redis (%s); trying again in %.1f s", what, name, backoff)
             wait, backoff = backoff, min(backoff * 2, 5.0)
-        except Exception:
-            log.exception("%s failed; trying again", what)
+        except Exception as e:  # named by class, not by its text (which may quote a secret)
+            log.error("%s failed: %s; trying again\n%s", what, type(e).__name__, frames(e))
             wait = idle
         if wait > 0:
             stop.wait(wait)

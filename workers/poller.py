@@ -18,7 +18,7 @@ from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Claim, Entry
 from router.scripts import text
-from workers.drivers.base import DriverError, TransientError
+from workers.drivers.base import DriverError, TransientError, frames
 from workers.jobs import classify, keep_running, settle
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,9 @@ class Poller:
         except DriverError as e:
             outcome, error = classify(e, c.entry.member)
             return outcome, 0, None, error
-        except Exception as e:  # e.g. the backend unreachable: the job may still run
-            log.warning("polling %s failed: %s: %s", c.entry.member, type(e).__name__, e)
+        except Exception as e:  # e.g. Redis away: the job may still run. Named by class only:
+            # a foreign exception's text may quote a credential.
+            log.warning("polling %s failed: %s\n%s", c.entry.member, type(e).__name__, frames(e))
             return None
         if done is None:
             return None

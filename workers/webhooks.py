@@ -23,6 +23,7 @@ from router.core import Router
 from router.scripts import text, text_hash
 from router.tasks import Task
 from router.webhooks import Delivery, Outbox, OutboxClaim
+from workers.drivers.base import frames
 from workers.jobs import keep_running, retrying
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,12 @@ class Deliverer:
     def _deliver_safely(self, d: Delivery) -> None:
         try:
             self.deliver(d)
-        except Exception:  # it stays claimed, and comes due again after the hold
-            log.exception("delivering the webhook of %s/%s failed", d.owner, d.member)
+        except Exception as e:  # it stays claimed, and comes due again after the hold
+            # Named by class and place only: its text may quote the secret or the endpoint.
+            name = type(e).__name__
+            log.error(
+                "delivering the webhook of %s/%s failed: %s\n%s", d.owner, d.member, name, frames(e)
+            )
 
     def deliver(self, d: Delivery) -> str:
         """POST the task's current record once and record the result: 'delivered',

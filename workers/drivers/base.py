@@ -2,15 +2,30 @@
 
 Submission is split from completion: `submit` returns a handle that any worker process can
 `poll` later, so one process carries many running jobs and a worker's death loses nothing.
+
+The interface is also a boundary for what may be said of a failure. A driver holds the
+account's credentials, and an exception raised by a library it calls may quote them (with a
+secret that ends in a newline, http.client raises `ValueError: Invalid header value
+b'<secret>\\n'`). So every driver's public methods are wrapped when the driver class is
+defined: an exception the driver did not raise itself (not a DriverError, nor a lost Redis,
+which callers wait out) leaves as a DriverError whose message we wrote and which names the
+foreign exception by its class only. Callers log and record DriverError messages and, for
+anything else, the class name (`said`) and where it was raised (`frames`), never its text.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
+import logging
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.models import Mode, Plan, Setting
 
@@ -72,8 +87,67 @@ class UnknownJob(DriverError):
     """The backend has no job with this handle (never submitted, or long expired)."""
 
 
+log = logging.getLogger(__name__)
+
+PASSED_THROUGH = (DriverError, RedisConnectionError, RedisTimeoutError)
+"""What leaves a driver as it was raised: its own errors, and a lost Redis (whose text names
+host and port, never a password), which callers wait out."""
+FOREIGN_AS: dict[str, type[DriverError]] = {
+    "submit": DriverError,  # the task fails: a retry could run the job twice
+    "switch_mode": DriverError,
+    "poll": TransientError,  # this poll failed, not the job: poll again
+    "cancel": TransientError,
+    "lookup": TransientError,  # cannot tell now: ask again later
+}
+"""The driver error a foreign exception becomes, per driver method."""
+
+
+def said(e: BaseException) -> str:
+    """An exception as a log, a task record or a dead letter may show it: a DriverError's
+    message (drivers build it from their own words and the backend's answers), else the
+    class name alone (the text of a foreign exception may quote a credential)."""
+    return str(e) if isinstance(e, DriverError) else type(e).__name__
+
+
+def frames(e: BaseException) -> str:
+    """Where an exception was raised (file, line, function, source line), without its
+    message or the values it carried: safe to log."""
+    return "".join(traceback.format_tb(e.__traceback__)).rstrip()
+
+
+def _guarded(method: Callable[..., Any], name: str, error: type[DriverError]) -> Any:
+    """`method` with any foreign exception turned into `error`, named by its class only."""
+
+    @functools.wraps(method)
+    def guarded(self: Driver, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except PASSED_THROUGH:
+            raise
+        except Exception as e:
+            foreign = type(e).__name__
+            log.warning("driver %s failed with %s\n%s", name, foreign, frames(e))
+        # Raised outside the handler, so the foreign exception is not even its __context__.
+        raise error(f"the driver could not {name.replace('_', ' ')} ({foreign})")
+
+    guarded.__byoa_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
 class Driver(abc.ABC):
-    """One backend's way of running jobs on an account."""
+    """One backend's way of running jobs on an account.
+
+    Subclasses' `submit`, `poll`, `cancel`, `lookup` and `switch_mode` are guarded when the
+    class is defined (see the module's docstring): whatever they raise is a DriverError or
+    a lost Redis.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, error in FOREIGN_AS.items():
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__byoa_guarded__", False):
+                setattr(cls, name, _guarded(method, name, error))
 
     @abc.abstractmethod
     def submit(self, account: AccountRef, job: DriverJob) -> str:
@@ -89,13 +163,17 @@ class Driver(abc.ABC):
         """Stop the job if the backend can (cancelled tasks, run timeouts); idempotent.
         Returns the GPU ms (fast rate) it used, which the account is charged."""
 
-    def lookup(self, account: AccountRef, key: str) -> str | None:
-        """The handle of a job submitted with `key`, if the backend can tell; else None.
+    def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
+        """The handle of the job submitted with `key`; None only when the backend has been
+        asked and surely has no such job; raises DriverError when it cannot tell now.
 
         Lets a reaper adopt a job whose submitter died after submitting it but before
-        recording its handle, rather than run the task a second time.
+        recording its handle, rather than run the task a second time: only None lets the
+        task run again. `started_ms` (ms since the epoch), when the attempt started, lets a
+        backend that lists only its latest jobs tell "absent" from "listed no more".
+        This default backend keeps no reference to look up: it can never tell.
         """
-        return None
+        raise DriverError("this backend cannot look a job up by its key")
 
     @abc.abstractmethod
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:

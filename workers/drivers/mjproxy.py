@@ -36,7 +36,7 @@ from redis import Redis
 
 from router.keys import Keys
 from router.models import Mode, Setting, TaskType
-from router.modes import prompt_flags
+from router.modes import prompt_flags, strip_flags, with_flag
 from router.scripts import text
 from router.settings import Settings
 from workers.drivers.base import (
@@ -74,6 +74,14 @@ RUNNING = frozenset({"NOT_START", "SUBMITTED", "IN_PROGRESS", "MODAL", ""})
 CHANGE_ACTIONS = {"upscale": "UPSCALE", "variation": "VARIATION", "reroll": "REROLL"}
 MODES = frozenset(m.value for m in Mode)
 TASK_TYPES = frozenset(t.value for t in TaskType)
+SENDABLE_SECRET = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""A secret that can go in a header as it is: printable ASCII, no white space around it."""
+LIST_LIMIT = 100
+"""trueai-org/midjourney-proxy's `GET /mj/task/list` answers its latest 100 tasks only
+(src/Midjourney.API/Controllers/TaskController.cs:177-182, `OrderByDescending(SubmitTime)
+.Take(100)`); novicezk's answers every stored task."""
+CLOCK_SLACK_MS = 60_000
+"""How far the proxy's clock may be off ours when its list is read back to a time."""
 
 
 def failure(reason: str, queue_full: type[DriverError] = DriverError) -> DriverError:
@@ -209,7 +217,13 @@ class MjProxyDriver(Driver):
         if data is not None:
             headers["Content-Type"] = "application/json"
         if backend.secret is not None:
-            headers[SECRET_HEADER] = backend.secret.get_secret_value()
+            secret = backend.secret.get_secret_value()
+            if not SENDABLE_SECRET.fullmatch(secret):  # http.client would quote it refusing it
+                raise AccountNeedsAttention(
+                    "the account's secret cannot be sent in a header (it holds a line break, "
+                    "a control or non-ASCII character, or white space around it); store it again"
+                )
+            headers[SECRET_HEADER] = secret
         request = urllib.request.Request(backend.url + path, data, headers, method=method)
         try:
             try:
@@ -219,8 +233,13 @@ class MjProxyDriver(Driver):
                 with e:
                     status, raw = e.code, e.read(MAX_BODY)
         except (OSError, http.client.HTTPException) as e:  # URLError and timeouts included
-            reason = getattr(e, "reason", None) or type(e).__name__
-            raise TransientError(f"{method} {path}: backend unreachable ({reason})") from None
+            reason = getattr(e, "reason", None)  # named by class: we did not write its text
+            name = type(reason if isinstance(reason, BaseException) else e).__name__
+            failed = f"{method} {path}: backend unreachable ({name})"
+        else:
+            failed = ""
+        if failed:  # raised here, so the library's exception is not even its __context__
+            raise TransientError(failed)
         if status >= 500 or status == 429:
             raise TransientError(f"{method} {path}: backend answered HTTP {status}")
         if status in (401, 403):
@@ -234,6 +253,7 @@ class MjProxyDriver(Driver):
 
     # Submission.
     def submit(self, account: AccountRef, job: DriverJob) -> str:
+        started_ms = int(time.time() * 1000)
         if job.prompt is not None and prompt_flags(job.prompt) != [job.mode]:
             raise DriverError(f"prompt must carry exactly one mode flag, --{job.mode}")
         backend = self._from_ref(account)
@@ -248,15 +268,14 @@ class MjProxyDriver(Driver):
             answer = self._request(backend, "POST", prefix + path, body)
         except TransientError:  # it may have taken the job: find it, not run it twice
             with contextlib.suppress(DriverError):
-                if (found := self.lookup(account, job.key)) is not None:
+                if (found := self.lookup(account, job.key, started_ms)) is not None:
                     return found
             raise
         task_id, reply = self._accepted(*answer)
         if reply.get("code") == 21 and (reply.get("properties") or {}).get("remix"):
-            parent = job.parent_result or {}
             modal = {
                 "taskId": task_id,
-                "prompt": job.prompt or parent.get("prompt") or "",
+                "prompt": self._modal_prompt(job),
                 "maskBase64": job.input.get("mask_base64") or "",
                 "state": job.key,
             }
@@ -265,6 +284,26 @@ class MjProxyDriver(Driver):
         handle = Handle(account.owner, account.id, job.mode, job.task_type, task_id)
         log.info("submitted %s to account %s as proxy task %s", job.task_id, account.id, task_id)
         return str(handle)
+
+    @staticmethod
+    def _modal_prompt(job: DriverJob) -> str:
+        """The prompt of an inpaint's or custom zoom's modal: the child's own, else its
+        parent's, stripped of every mode flag and given the one of the mode it runs in.
+
+        trueai-org/midjourney-proxy sends the modal's prompt to Midjourney as the job's
+        whole prompt: `SubmitController.Modal` stores it as the task's prompt
+        (src/Midjourney.API/Controllers/SubmitController.cs:764-765) and the queue hands
+        it to the inpaint and zoom calls (src/Midjourney.Services/DiscordService.cs:2133,
+        2145); an empty one is replaced by the parent's prompt, flag and all
+        (SubmitController.cs:714-731). Its own flag handling appends the route's mode only
+        after removing the exact lowercase `--fast`, `--relax`, `--turbo`
+        (DiscordService.cs:3283-3286, src/Midjourney.Base/Extensions/CommonExtensions.cs:
+        616-627), so `--FAST` or an em dash flag would survive it. Hence: always a prompt,
+        always exactly one flag, ours.
+        """
+        parent = job.parent_result or {}
+        base = strip_flags(job.prompt or str(parent.get("prompt") or ""))
+        return with_flag(base, job.mode)
 
     def _child_request(self, account: AccountRef, job: DriverJob) -> tuple[str, dict[str, Any]]:
         """The action a child task sends: the parent's proxy task id and button customId."""
@@ -392,15 +431,19 @@ class MjProxyDriver(Driver):
             return 0
         return self._gpu_ms(task, h, until_ms=int(time.time() * 1000))
 
-    def lookup(self, account: AccountRef, key: str) -> str | None:
-        """Finds the job whose `state` is `key` among the proxy's recent tasks
-        (`GET /mj/task/list`: all stored tasks, or the latest 100); None if absent or the
-        proxy has no such list."""
-        if not key or not self.opts.lookup_via_list:
-            return None
+    def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
+        """Finds the job whose `state` is `key` among the proxy's tasks (`GET
+        /mj/task/list`: every stored task, or the latest LIST_LIMIT). None only when the
+        proxy answered a list that would hold the job had it taken it: a short list, or a
+        full one reaching back to before the attempt started. Otherwise (lookups off, no
+        list endpoint, an error or 5xx, a full list too recent) it cannot tell: raises."""
+        if not key:
+            raise DriverError("a job submitted without a key cannot be looked up")
+        if not self.opts.lookup_via_list:
+            raise DriverError("this proxy's jobs are not looked up (lookup_via_list is off)")
         status, tasks = self._request(self._from_ref(account), "GET", "/mj/task/list")
         if status >= 400 or not isinstance(tasks, list):
-            return None
+            raise TransientError(f"cannot tell: GET /mj/task/list answered HTTP {status}")
         for task in tasks:
             if isinstance(task, dict) and task.get("state") == key and task.get("id"):
                 flags = prompt_flags(str(task.get("prompt") or ""))
@@ -408,7 +451,13 @@ class MjProxyDriver(Driver):
                 action = str(task.get("action") or "imagine").lower()
                 task_type = action if action in TASK_TYPES else TaskType.IMAGINE.value
                 return str(Handle(account.owner, account.id, mode, task_type, str(task["id"])))
-        return None
+        if len(tasks) < LIST_LIMIT:
+            return None  # the whole list: the proxy never took the job
+        times = [t.get("submitTime") for t in tasks if isinstance(t, dict)]
+        oldest = min((t for t in times if isinstance(t, int | float)), default=None)
+        if started_ms is not None and oldest is not None and oldest < started_ms - CLOCK_SLACK_MS:
+            return None  # the list reaches back to before the attempt: it would be there
+        raise TransientError(f"cannot tell: the proxy lists its latest {len(tasks)} tasks only")
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         """Nothing to do: the proxies offer no mode switch to API clients, and every prompt

@@ -164,8 +164,11 @@ class SimulatedDriver(Driver):
             pipe.execute()
         return int(gpu_ms)  # charged in full when it started
 
-    def lookup(self, account: AccountRef, key: str) -> str | None:
-        return key if key and self.redis.exists(self.keys.sim_job(key)) else None
+    def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
+        """The job's handle is its key: the account has it or surely has not."""
+        if not key:
+            raise DriverError("a job submitted without a key cannot be looked up")
+        return key if self.redis.exists(self.keys.sim_job(key)) else None
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         key = self.keys.sim_account(account.id)
