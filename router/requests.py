@@ -108,7 +108,8 @@ MAX_ERROR_MESSAGE = 2000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
 """A JSON string (to its end if it is never closed: linear, whatever the text) or a bracket."""
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+_NOT_PLAIN = re.compile(r'[\s"\\.;:\[\]]')
+"""Characters that make a key quoted in an error (it could be read as part of the path)."""
 
 
 def new_task_id() -> str:
@@ -122,15 +123,23 @@ def _short(message: str) -> str:
 
 
 def _describe(e: ValidationError) -> str:
+    """The errors, each at its field; keys a sender made up are quoted (no raw newlines)."""
     return _short(
-        "; ".join(f"{'.'.join(map(str, x['loc'])) or 'message'}: {x['msg']}" for x in e.errors())
+        "; ".join(
+            f"{'.'.join(_loc(p) for p in x['loc']) or 'message'}: {x['msg']}" for x in e.errors()
+        )
     )
+
+
+def _loc(part: str | int) -> str:
+    return _key_name(part) if isinstance(part, str) else str(part)
 
 
 def _key_name(key: str) -> str:
     """A key as it is quoted in an error: plain keys as they are, others JSON-escaped (so a
     lone surrogate or a control character in a key never reaches Redis or a log raw)."""
-    return key if _PLAIN_KEY.fullmatch(key) else json.dumps(key[:40])
+    plain = 0 < len(key) <= 40 and key.isprintable() and not _NOT_PLAIN.search(key)
+    return key if plain else json.dumps(key[:40])
 
 
 def _where(path: str) -> str:

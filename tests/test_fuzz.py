@@ -21,8 +21,10 @@ from router.settings import Settings
 from router.status import snapshot
 
 CANARY = "sk-FUZZ-CANARY-0042"
+texts = st.text(max_size=30) | st.text(st.characters(categories=["Cs", "Ll", "So"]), max_size=6)
+"""Text, sometimes with lone surrogates (which JSON escapes and UTF-8 cannot encode)."""
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),
@@ -39,7 +41,7 @@ messages = st.fixed_dictionaries(
         "input": st.fixed_dictionaries(
             {},
             optional={
-                "prompt": st.text(max_size=40) | st.just("y" * 600) | json_values,
+                "prompt": texts | st.just("y" * 600) | json_values,
                 "process_mode": st.sampled_from(["", "fast", "relax", "turbo", "warp"]),
                 "index": json_values,
             },

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis import Redis
 
 from router.core import Router
@@ -17,6 +18,7 @@ from router.models import Slot
 from router.reaper import Reaper
 from router.scripts import text
 from router.tasks import Task
+from router.webhooks import redact
 from tests.conftest import TEST_REDIS_URL, terminal, wait_for
 
 AddAccount = Callable[..., None]
@@ -410,3 +412,39 @@ def test_a_retry_cannot_add_a_secret_to_a_task_that_had_none(
     task = router.tasks.get("h1")
     assert task is not None and task.webhook_endpoint == "https://a.example/"
     assert router.redis.get(router.keys.webhook_secret("alice", "h1")) is None
+
+
+secret_keys = st.sampled_from(["secret", "Secret", "webhook_secret", "password", "api_key"])
+wrappers = st.recursive(
+    st.just("@"),
+    lambda inner: st.one_of(
+        inner.map(lambda s: "[" + s + "]"),
+        st.tuples(st.text(max_size=5), inner).map(
+            lambda p: "{" + json.dumps(p[0]) + ": " + p[1] + "}"
+        ),
+        inner.map(lambda s: json.dumps(s)),  # JSON text held in a string
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    key=secret_keys,
+    wrapper=wrappers,
+    cut=st.integers(0, 400),
+    encoding=st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-be"]),
+)
+def test_redaction_hides_a_secret_wherever_it_sits_and_however_the_text_is_cut(
+    key: str, wrapper: str, cut: int, encoding: str
+) -> None:
+    inner = json.dumps({"owner": "alice", "webhook": {"endpoint": "https://e.com/", key: CANARY}})
+    message = wrapper.replace('"@"', json.dumps(inner)).replace("@", inner)
+    for raw in (message.encode(encoding), message.encode(encoding)[:cut]):
+        kept = redact(raw)
+        assert CANARY.encode() not in kept.replace(b"\x00", b"")
+        assert CANARY not in kept.decode("utf-8", "replace")
+
+
+@given(st.binary(max_size=300))
+def test_redaction_never_raises(raw: bytes) -> None:
+    assert isinstance(redact(raw), bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -249,8 +250,10 @@ def test_a_unicode_look_alike_flag_in_a_prompt_does_not_crash_parsing() -> None:
 
 # --- generated messages --------------------------------------------------------------------
 
+texts = st.text(max_size=10) | st.text(st.characters(categories=["Cs", "Ll"]), max_size=4)
+"""Text, sometimes with lone surrogates."""
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),
@@ -289,8 +292,23 @@ messages = st.fixed_dictionaries(
 )
 
 
+def _strict_json(text: str) -> Any:
+    """JSON as every consumer reads it: no NaN or Infinity, UTF-8 text."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in stored JSON")
+
+    text.encode()
+    return json.loads(text, parse_constant=refuse)
+
+
 def _check_result(result: NewTask | Rejection) -> None:
     assert isinstance(result, NewTask | Rejection)
+    task = result.as_failed_task() if isinstance(result, Rejection) else result
+    if task is not None:  # what goes to Redis is UTF-8 text and strict JSON
+        for arg in task.argv():
+            str(arg).encode()
+        _strict_json(task.input_json)
     if isinstance(result, NewTask):
         assert result.rejection is None
         assert ID_RE.fullmatch(result.id)
@@ -312,7 +330,8 @@ def _check_result(result: NewTask | Rejection) -> None:
 @given(messages)
 def test_generated_messages_always_give_a_task_or_a_rejection(message: dict[str, Any]) -> None:
     _check_result(parse_message(json.dumps(message), CFG))
-    _check_result(parse_message(json.dumps(message, ensure_ascii=False).encode(), CFG))
+    raw = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    _check_result(parse_message(raw, CFG))
 
 
 @given(json_values)
@@ -328,3 +347,98 @@ def test_arbitrary_bytes_never_raise(message: bytes) -> None:
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_raises(message: str) -> None:
     _check_result(parse_message(message, CFG))
+
+
+# --- JSON a router cannot carry: I-JSON (RFC 7493) at the wire ----------------------------
+
+WIDE = Settings(max_prompt_length=40, max_message_bytes=1_000_000)
+
+
+def test_a_leading_byte_order_mark_is_ignored() -> None:
+    result = parse_message(b'\xef\xbb\xbf{"id": "t1", "owner": "o1"}', CFG)
+    assert isinstance(result, NewTask) and result.id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("fragment", "says"),
+    [
+        ('"prompt": "a \\ud800"', "input.prompt holds a lone surrogate"),
+        ('"prompt": "\\udc00\\ud800"', "lone surrogate"),  # a pair the wrong way round
+        ('"\\ud83d": 1', "key with a lone surrogate"),
+        ('"seed": 1e999', "input.seed is not a finite number"),
+        ('"seed": -1e999', "not a finite number"),
+        ('"seed": NaN', "not a finite number"),
+        ('"seed": Infinity', "not a finite number"),
+        ('"seed": -Infinity', "not a finite number"),
+        ('"seed": 9223372036854775808', "whole number beyond"),
+        ('"prompt": "a", "prompt": "b"', 'the key "prompt" appears twice'),
+        ('"x": ' + "[" * 40 + "]" * 40, "nested deeper than 32 levels"),
+        ('"x": ' + "[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+        ('"x": ' + "[" * 200_000 + "]" * 200_000, "nested deeper than 32 levels"),
+    ],
+)
+def test_json_a_router_cannot_carry_is_invalid_json_stored_under_its_id(
+    fragment: str, says: str
+) -> None:
+    message = '{"id": "t1", "owner": "o1", "input": {' + fragment + "}}"
+    result = parse_message(message, WIDE)
+    assert isinstance(result, Rejection), result
+    assert result.code is ErrorCode.INVALID_JSON
+    assert says in result.message, result.message
+    assert (result.task_id, result.owner) == ("t1", "o1")
+    failed = result.as_failed_task()
+    assert failed is not None and failed.rejection == (ErrorCode.INVALID_JSON, result.message)
+    _check_result(result)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"id": "t1", "id": "t2", "owner": "o1"}',
+        '{"id": "t1", "owner": "o1", "owner": "o2"}',
+        '{"id": "t1", "owner": "\\ud800"}',
+    ],
+)
+def test_an_ambiguous_or_unreadable_id_or_owner_is_a_dead_letter(message: str) -> None:
+    result = parse_message(message, CFG)
+    assert isinstance(result, Rejection) and result.code is ErrorCode.INVALID_JSON
+    assert result.as_failed_task() is None
+
+
+def test_a_duplicated_webhook_is_told_nothing() -> None:
+    hook = '{"endpoint": "https://example.com/h"}'
+    message = f'{{"id": "t1", "owner": "o1", "webhook": {hook}, "webhook": {hook}}}'
+    result = parse_message(message, CFG)
+    assert isinstance(result, Rejection) and result.task_id == "t1" and result.webhook is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"id": "t1", "owner": "o1", "input": {"prompt": "caf\xe9"}}',  # Latin-1
+        b'{"id": "t1", "owner": "o1", "input": {"prompt": "\xed\xa0\x80"}}',  # a surrogate
+        '{"id": "t1", "owner": "o1"}'.encode("utf-16"),
+    ],
+)
+def test_bytes_that_are_not_utf8_are_invalid_json_without_an_id(message: bytes) -> None:
+    result = parse_message(message, CFG)
+    assert isinstance(result, Rejection) and result.code is ErrorCode.INVALID_JSON
+    assert "not UTF-8" in result.message and result.as_failed_task() is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"\\' * 30_000, '"' + "a" * 60_000, "[" * 60_000, '{"a": "' + '\\"' * 30_000],
+)
+def test_pathological_text_is_read_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    result = parse_message(text, WIDE)
+    assert isinstance(result, Rejection) and result.code is ErrorCode.INVALID_JSON
+    assert time.perf_counter() - started < 1.0  # quadratic scanning took seconds
+
+
+@given(st.lists(st.sampled_from(["[", "]", "{", "}", '"', "\\", ":", ",", "1", "a"]), max_size=80))
+def test_bracket_soup_never_raises(parts: list[str]) -> None:
+    _check_result(
+        parse_message('{"id": "t1", "owner": "o1", "input": ' + "".join(parts) + "}", WIDE)
+    )
