@@ -8,17 +8,16 @@ import logging
 import os
 import sys
 import time
-from datetime import UTC
 from typing import Any
 
 import click
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
 from router.core import Router
 from router.errors import ByoaError
 from router.models import Mode, Plan, Setting, TaskType
-from router.pool import AccountSpec, WorkHours, read_accounts_file
+from router.pool import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
@@ -260,26 +259,15 @@ def health_options(fn: Any) -> Any:
             ),
             click.option(
                 "--renews-at",
-                type=click.DateTime(),
                 default=None,
-                help="When the plan renews (UTC); fast hours come back then.",
+                help="A date the plan renews, then every 30 days: UTC unless it carries an "
+                "offset (2026-12-01T00:00:00, 2026-12-01T00:00:00+02:00); fast hours come "
+                "back when one comes (a date in the past stands for its cycle's next date).",
             ),
         ]
     ):
         fn = option(fn)
     return fn
-
-
-def _health(opts: dict[str, Any]) -> dict[str, Any]:
-    """Validate the health options (work hours, renewal date) into AccountSpec's types."""
-    if opts.get("renews_at") is not None:
-        opts["renews_at"] = opts["renews_at"].replace(tzinfo=UTC)
-    if opts.get("work_hours") is not None:
-        try:
-            opts["work_hours"] = TypeAdapter(WorkHours).validate_python(opts["work_hours"])
-        except ValidationError as e:
-            raise ByoaError("invalid_account", f"work hours: {_errors(e)}") from None
-    return opts
 
 
 @accounts.command("add")
@@ -303,12 +291,11 @@ def _health(opts: dict[str, Any]) -> dict[str, Any]:
 def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     """Add an account to the pool."""
     env = opts.pop("credentials_env")
-    if opts["renews_at"] is not None:
-        opts["renews_at"] = opts["renews_at"].replace(tzinfo=UTC)
+    given = {k: v for k, v in opts.items() if v is not None}
     try:
-        spec = AccountSpec(id=account_id, **opts, credentials=_secret_from_env(env))
+        spec = AccountSpec(id=account_id, **given, credentials=_secret_from_env(env))
     except ValidationError as e:
-        raise ByoaError("invalid_account", _errors(e)) from None
+        raise account_error(e) from None
     router = _router(ctx)
     router.apply(router.pool.add(spec))
     click.echo(f"added {account_id}")
@@ -322,6 +309,15 @@ def _secret_from_env(name: str | None, code: str = "invalid_account") -> SecretS
     return SecretStr(os.environ[name])
 
 
+def _as_change(opts: dict[str, Any]) -> dict[str, Any]:
+    """`accounts set` options as Pool.update's types (Pool.update bounds every value)."""
+    try:
+        given = AccountChange.model_validate({k: v for k, v in opts.items() if v is not None})
+    except ValidationError as e:
+        raise account_error(e) from None
+    return {name: getattr(given, name) for name in given.model_fields_set}
+
+
 def _errors(e: ValidationError) -> str:
     """Where and why, without the offending values (they may be secrets)."""
     return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
@@ -329,6 +325,12 @@ def _errors(e: ValidationError) -> str:
 
 @accounts.command("set")
 @click.argument("account_id")
+@click.option(
+    "--plan",
+    type=click.Choice([p.value for p in Plan]),
+    default=None,
+    help="A new plan: its limits (unless given here), its fast hours from the next renewal.",
+)
 @click.option("--fast-hours", type=float, default=None)
 @click.option("--setting", type=click.Choice([s.value for s in Setting]), default=None)
 @click.option("--enable/--disable", "enabled", default=None)
@@ -338,11 +340,10 @@ def _errors(e: ValidationError) -> str:
 @health_options
 @click.pass_context
 def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
-    """Change an account; topping up fast hours flips an exhausted account back to fast."""
+    """Change an account; topping up fast hours flips an exhausted account back to fast,
+    --enable puts an account a driver took out of rotation back in."""
     router = _router(ctx)
-    if opts["setting"] is not None:
-        opts["setting"] = Setting(opts["setting"])
-    router.apply(router.pool.update(account_id, **_health(opts)))
+    router.apply(router.pool.update(account_id, **_as_change(opts)))
     click.echo(f"updated {account_id}")
 
 

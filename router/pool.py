@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -19,14 +19,25 @@ from pydantic import (
     ValidationError,
 )
 from redis import Redis
+from redis.exceptions import WatchError
 
 from router.errors import AccountError
-from router.models import Ident, Plan, Setting
-from router.policy import AccountState
+from router.models import ID_RE, Ident, Plan, Setting
+from router.policy import US_PER_DAY, AccountState
 from router.scripts import Outcome, Scripts, text, text_hash
-from router.settings import Settings
+from router.settings import DAY_SECONDS, MAX_FAST_HOURS, MAX_SLOT_LIMIT, Settings
 
 MS_PER_HOUR = 3_600_000
+US_PER_MONTH = 30 * US_PER_DAY
+"""A plan's cycle: an account renews every 30 days from its renewal date (the scripts'
+`renew_if_due` steps the same way)."""
+MAX_DAILY_CAP = 100_000
+"""Job starts per UTC day: more than one a second all day long is a typo."""
+RENEWAL_YEARS = (2000, 2099)
+"""Renewal dates outside these years are typos (and stay far inside the scripts' exact
+microsecond range, which ends in 2255)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def _work_hours(value: Any) -> Any:
@@ -57,33 +68,126 @@ def check_backend_url(value: str) -> str:
 BackendUrl = Annotated[str, AfterValidator(check_backend_url)]
 
 
-class AccountSpec(BaseModel):
-    """An account as an operator declares it (accounts file or CLI)."""
+def _renewal_date(value: datetime) -> datetime:
+    """UTC unless the value carries an offset: never the host's time zone."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    first, last = RENEWAL_YEARS
+    if not first <= value.astimezone(UTC).year <= last:
+        raise ValueError(f"renewal date must fall in the years {first} to {last}")
+    return value
 
-    model_config = {"extra": "forbid"}
+
+def _clean_credentials(value: SecretStr) -> SecretStr:
+    """Surrounding whitespace (a file's or a Secret's trailing newline) goes; any other
+    control or non-printable character is refused. The message never holds the value."""
+    raw = value.get_secret_value().strip()
+    if not raw:
+        raise ValueError("credentials are empty")
+    if not raw.isprintable():
+        raise ValueError("credentials hold a control or non-printable character")
+    return SecretStr(raw)
+
+
+FastHours = Annotated[float, Field(ge=0, le=MAX_FAST_HOURS, allow_inf_nan=False)]
+SlotLimit = Annotated[int, Field(ge=0, le=MAX_SLOT_LIMIT)]
+MinGapSeconds = Annotated[float, Field(ge=0, le=DAY_SECONDS, allow_inf_nan=False)]
+DailyCap = Annotated[int, Field(ge=0, le=MAX_DAILY_CAP)]
+RenewalDate = Annotated[datetime, AfterValidator(_renewal_date)]
+Credentials = Annotated[SecretStr, AfterValidator(_clean_credentials)]
+
+
+class AccountChange(BaseModel):
+    """What an operator changes on an account; every field optional, every one bounded."""
+
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
+
+    plan: Plan | None = None
+    """A new plan: its fast allowance from the next renewal, its limits unless given."""
+    setting: Setting | None = None
+    fast_hours: FastHours | None = None
+    """Fast hours remaining (at most MAX_FAST_HOURS)."""
+    fast_limit: SlotLimit | None = None
+    relax_limit: SlotLimit | None = None
+    enabled: bool | None = None
+    credentials: Credentials | None = None
+    """Stripped of surrounding whitespace; refused with any other control character."""
+    min_gap_seconds: MinGapSeconds | None = None
+    """Pacing: at least this long between two job starts (at most a day)."""
+    daily_cap: DailyCap | None = None
+    """At most this many job starts per UTC day (0: no cap)."""
+    work_hours: WorkHours | None = None
+    """UTC hours in which it may start jobs, `START-END` (e.g. "8-20", "22-6")."""
+    renews_at: RenewalDate | None = None
+    """A date of the plan's 30-day cycle (UTC unless it carries an offset); a date in the
+    past stands for the cycle's next date, so setting it never renews the account."""
+    backend_url: BackendUrl | None = None
+    """Base URL of the account's backend, for drivers that call one over HTTP."""
+
+
+class AccountSpec(BaseModel):
+    """An account as an operator declares it (accounts file or CLI).
+
+    Loading a file again (`Pool.upsert`) changes only what the file states, and of what the
+    router itself also changes (fast hours spent, the automatic flip, the renewal date it
+    advances, an account a driver took out of rotation) only what the file's declaration
+    changed since it was last loaded.
+    """
+
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     id: Ident
     owner: Ident
     plan: Plan
+    """Changing it on an existing account applies the new plan's limits (unless given)."""
     setting: Setting | None = None
-    """fast when adding; when updating from a file, absent leaves the setting alone."""
-    fast_hours: float | None = Field(default=None, ge=0)
-    """Fast hours remaining; the plan's monthly allowance when absent."""
-    fast_limit: int | None = Field(default=None, ge=0)
-    relax_limit: int | None = Field(default=None, ge=0)
+    """fast when adding; from a file, applied when the file's declaration changed."""
+    fast_hours: FastHours | None = None
+    """Fast hours remaining; the plan's monthly allowance when absent. From a file, applied
+    when the file's declaration changed (a top-up), never because the file was read."""
+    fast_limit: SlotLimit | None = None
+    relax_limit: SlotLimit | None = None
     enabled: bool | None = None
-    """True when adding; when updating from a file, absent leaves it alone."""
-    credentials: SecretStr | None = None
-    min_gap_seconds: float | None = Field(default=None, ge=0)
-    """Pacing: at least this long between two job starts."""
-    daily_cap: int | None = Field(default=None, ge=0)
+    """True when adding; from a file, applied when the file's declaration changed, and even
+    then it never ends an attention episode (a driver took the account out of rotation):
+    only `accounts set --enable` or `accounts reset` does."""
+    credentials: Credentials | None = None
+    """Stripped of surrounding whitespace; refused with any other control character."""
+    min_gap_seconds: MinGapSeconds | None = None
+    """Pacing: at least this long between two job starts (at most a day)."""
+    daily_cap: DailyCap | None = None
     """At most this many job starts per UTC day (0: no cap)."""
     work_hours: WorkHours | None = None
     """UTC hours in which it may start jobs, `START-END` (e.g. "8-20", "22-6")."""
-    renews_at: datetime | None = None
-    """When its plan renews: fast hours back to the plan's, then every 30 days."""
+    renews_at: RenewalDate | None = None
+    """The anchor of the plan's 30-day cycle (UTC unless it carries an offset): fast hours
+    go back to the plan's at each date of the cycle that comes, once. A date in the past
+    stands for the cycle's next date. From a file, applied when the declaration changed."""
     backend_url: BackendUrl | None = None
     """Base URL of the account's backend, for drivers that call one over HTTP."""
+
+
+def describe(e: ValidationError) -> str:
+    """Where and why, without the offending values (they may be secrets)."""
+    return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+
+
+def account_error(e: ValidationError) -> AccountError:
+    """A refused account change: `invalid_credentials` when the credentials are at fault."""
+    bad_secret = any(x["loc"][:1] == ("credentials",) for x in e.errors())
+    return AccountError("invalid_credentials" if bad_secret else "invalid_account", describe(e))
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (at - _EPOCH) // _US
+
+
+def next_renewal(anchor_us: int, now_us: int) -> int:
+    """The first date of the 30-day cycle through `anchor_us` that is after `now_us`."""
+    if anchor_us > now_us:
+        return anchor_us
+    return anchor_us + ((now_us - anchor_us) // US_PER_MONTH + 1) * US_PER_MONTH
 
 
 class AccountView(BaseModel):
@@ -177,27 +281,24 @@ def _today() -> int:
     return int(time.time() // 86400)
 
 
-def _health_fields(
-    min_gap_seconds: float | None,
-    daily_cap: int | None,
-    work_hours: tuple[int, int] | None,
-    renews_at: datetime | None,
-) -> dict[str, str]:
-    """Account-health settings as account hash fields (only those given)."""
+def _health_fields(change: AccountChange) -> dict[str, str]:
+    """Account-health settings as account hash fields (only those given; not renewal)."""
     fields: dict[str, str] = {}
-    if min_gap_seconds is not None:
-        fields["min_gap_ms"] = str(round(min_gap_seconds * 1000))
-    if daily_cap is not None:
-        fields["daily_cap"] = str(daily_cap)
-    if work_hours is not None:
-        fields["work_start_h"], fields["work_end_h"] = map(str, work_hours)
-    if renews_at is not None:
-        fields["renews_at"] = str(round(renews_at.timestamp() * 1e6))
+    if change.min_gap_seconds is not None:
+        fields["min_gap_ms"] = str(round(change.min_gap_seconds * 1000))
+    if change.daily_cap is not None:
+        fields["daily_cap"] = str(change.daily_cap)
+    if change.work_hours is not None:
+        fields["work_start_h"], fields["work_end_h"] = map(str, change.work_hours)
     return fields
 
 
 def read_accounts_file(path: str | Path) -> list[AccountSpec]:
-    """Accounts from a TOML (`[[accounts]]` tables) or JSON (a list) file."""
+    """Accounts from a TOML (`[[accounts]]` tables) or JSON (a list) file.
+
+    Every account is checked before any is loaded: one bad table refuses the whole file,
+    with where and why (never a value: a file holds secrets).
+    """
     p = Path(path)
     try:
         raw: Any
@@ -205,17 +306,22 @@ def read_accounts_file(path: str | Path) -> list[AccountSpec]:
             raw = json.loads(p.read_text())
         else:
             raw = tomllib.loads(p.read_text()).get("accounts", [])
-        if not isinstance(raw, list):
-            raise AccountError("invalid_accounts_file", f"{p}: expected a list of accounts")
-        return [AccountSpec.model_validate(item) for item in raw]
     except OSError as e:
         raise AccountError("invalid_accounts_file", f"{p}: {e.strerror}") from None
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        if isinstance(e, ValidationError):
-            msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        else:
-            msg = str(e)
-        raise AccountError("invalid_accounts_file", f"{p}: {msg}") from None
+        raise AccountError("invalid_accounts_file", f"{p}: {e}") from None
+    if not isinstance(raw, list):
+        raise AccountError("invalid_accounts_file", f"{p}: expected a list of accounts")
+    specs: list[AccountSpec] = []
+    for i, item in enumerate(raw):
+        try:
+            specs.append(AccountSpec.model_validate(item))
+        except ValidationError as e:
+            name = item.get("id") if isinstance(item, dict) else None
+            known = isinstance(name, str) and ID_RE.fullmatch(name)
+            which = f"account {i + 1}" + (f" ({name})" if known else "")
+            raise AccountError("invalid_accounts_file", f"{p}: {which}: {describe(e)}") from None
+    return specs
 
 
 class Pool:
@@ -237,10 +343,28 @@ class Pool:
             raise AccountError("account_not_found", f"no account {account_id}")
         return owner
 
-    def _write(self, owner: str, op: str, account_id: str, fields: dict[str, str]) -> Outcome:
-        flat = [x for kv in fields.items() for x in kv]
-        raw = self.scripts.owner_call(self.scripts.account_write, owner, [op, account_id, *flat])
-        (status,), outcome = Scripts.decode(owner, raw)
+    def _write(
+        self,
+        owner: str,
+        op: str,
+        account_id: str,
+        fields: dict[str, str],
+        *,
+        unless_attention: bool = False,
+    ) -> Outcome:
+        """Run ACCOUNT_WRITE. `unless_attention`: the write enables the account only if no
+        attention episode is open when it runs (checked and written in one transaction)."""
+        if unless_attention and fields.get("enabled") == "1":
+            raw = self._write_unless_attention(owner, account_id, fields)
+        else:
+            flat = [x for kv in fields.items() for x in kv]
+            args = [op, account_id, *flat]
+            raw = self.scripts.owner_call(self.scripts.account_write, owner, args)
+        results, outcome = Scripts.decode(owner, raw)
+        status = results[0]
+        if status == "invalid":  # the script's own check; the bounds here should come first
+            field = results[1] if len(results) > 1 else "a number"
+            raise AccountError("invalid_account", f"{field} is out of range")
         if status == "exists":
             raise AccountError("account_exists", f"account {account_id} exists")
         if status == "missing":
@@ -253,6 +377,41 @@ class Pool:
             )
         return outcome
 
+    def _write_unless_attention(self, owner: str, account_id: str, fields: dict[str, str]) -> Any:
+        """'set' `fields`, leaving `enabled` out if a driver has the account out of rotation;
+        WATCH makes the check and the write one step (a driver's SETTLE in between retries)."""
+        key = self.keys.account(owner, account_id)
+        with self.redis.pipeline() as pipe:
+            for _ in range(100):
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    given = dict(fields)
+                    if pipe.hget(key, "attention_reason"):
+                        del given["enabled"]
+                    flat = [x for kv in given.items() for x in kv]
+                    pipe.multi()
+                    self.scripts.owner_call(
+                        self.scripts.account_write, owner, ["set", account_id, *flat], pipe=pipe
+                    )
+                    return pipe.execute()[0]
+                except WatchError:
+                    continue
+        raise AccountError("account_busy", f"account {account_id} kept changing: try again")
+
+    def _now_us(self) -> int:
+        """The clock the scripts read: Redis's, or a simulation's virtual clock."""
+        if self.settings.sim_clock:
+            virtual = self.redis.get(self.keys.clock)
+            if virtual is not None:
+                return int(virtual)
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def _renewal(self, renews_at: datetime) -> str:
+        """The stored next renewal for a declared date: the next date of its cycle after now,
+        so that writing a date never renews an account (only a date that comes does)."""
+        return str(next_renewal(epoch_us(renews_at), self._now_us()))
+
     def _check_relax(self, plan: Plan, relax_limit: int) -> None:
         """Plans without relax time (Basic) never get relax slots (rule 2)."""
         if relax_limit > 0 and not self.settings.plans[plan].relax:
@@ -264,13 +423,17 @@ class Pool:
         hours = plan.fast_hours if spec.fast_hours is None else spec.fast_hours
         relax_limit = plan.relax_limit if spec.relax_limit is None else spec.relax_limit
         self._check_relax(spec.plan, relax_limit)
-        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
-            raise AccountError("account_exists", f"account {spec.id} exists")
+        health = AccountChange(
+            min_gap_seconds=spec.min_gap_seconds,
+            daily_cap=spec.daily_cap,
+            work_hours=spec.work_hours,
+        )
+        setting = spec.setting or Setting.FAST
         fields = {
             "id": spec.id,
             "owner": spec.owner,
             "plan": spec.plan.value,
-            "setting": (spec.setting or Setting.FAST).value,
+            "setting": setting.value,
             "fast_ms": str(round(hours * MS_PER_HOUR)),
             "fast_reserved_ms": "0",
             "fast_limit": str(plan.fast_limit if spec.fast_limit is None else spec.fast_limit),
@@ -278,12 +441,20 @@ class Pool:
             "fast_inflight": "0",
             "relax_inflight": "0",
             "enabled": "0" if spec.enabled is False else "1",
-            "declared_fast_ms": str(round(hours * MS_PER_HOUR)),
             "plan_fast_ms": str(round(plan.fast_hours * MS_PER_HOUR)),
-            **_health_fields(spec.min_gap_seconds, spec.daily_cap, spec.work_hours, spec.renews_at),
+            # What was declared, for `upsert` to tell a changed declaration from a re-read.
+            "declared_fast_ms": str(round(hours * MS_PER_HOUR)),
+            "declared_setting": setting.value,
+            "declared_enabled": "0" if spec.enabled is False else "1",
+            **_health_fields(health),
         }
+        if spec.renews_at is not None:
+            fields["renews_at"] = self._renewal(spec.renews_at)
+            fields["declared_renews_at"] = str(epoch_us(spec.renews_at))
         if spec.backend_url is not None:
             fields["backend_url"] = spec.backend_url
+        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
+            raise AccountError("account_exists", f"account {spec.id} exists")
         if spec.credentials is not None:
             cred_key = self.keys.credentials(spec.owner, spec.id)
             self.redis.set(cred_key, spec.credentials.get_secret_value())
@@ -297,6 +468,7 @@ class Pool:
         self,
         account_id: str,
         *,
+        plan: Plan | None = None,
         fast_hours: float | None = None,
         setting: Setting | None = None,
         enabled: bool | None = None,
@@ -308,41 +480,77 @@ class Pool:
         work_hours: tuple[int, int] | None = None,
         renews_at: datetime | None = None,
         backend_url: str | None = None,
-        declared: bool = False,
     ) -> Outcome:
-        """Change an account; topping up fast hours undoes an automatic flip to relax.
+        """An operator's change: every value given applies (bounded like `AccountChange`).
 
-        `declared`: the fast hours come from an accounts file (see `upsert`).
+        Topping up fast hours undoes an automatic flip to relax; `enabled=True` ends an
+        attention episode. A new plan brings its limits (unless given) and, from the next
+        renewal, its fast hours; jobs running finish normally, while waiting work the
+        account can no longer take fails or goes elsewhere as the routing rules say.
         """
-        owner = self._owner_or_raise(account_id)
-        fields = _health_fields(min_gap_seconds, daily_cap, work_hours, renews_at)
-        if fast_hours is not None:
-            if fast_hours < 0:
-                raise AccountError("invalid_account", "fast hours cannot be negative")
-            fields["fast_ms"] = str(round(fast_hours * MS_PER_HOUR))
-            if declared:
-                fields["declared_fast_ms"] = fields["fast_ms"]
-        if setting is not None:
-            fields["setting"] = Setting(setting).value
-        if enabled is not None:
-            fields["enabled"] = "1" if enabled else "0"
-        for name, limit in (("fast_limit", fast_limit), ("relax_limit", relax_limit)):
-            if limit is not None:
-                if limit < 0:
-                    raise AccountError("invalid_account", f"{name} cannot be negative")
-                fields[name] = str(limit)
-        if relax_limit:
-            view = self.get(account_id)
-            if view is not None:
-                self._check_relax(view.plan, relax_limit)
-        if backend_url is not None:
-            try:
-                fields["backend_url"] = check_backend_url(backend_url)
-            except ValueError as e:
-                raise AccountError("invalid_account", str(e)) from None
-        if credentials is not None:
-            self.redis.set(self.keys.credentials(owner, account_id), credentials.get_secret_value())
-        return self._write(owner, "set", account_id, fields)
+        given = {
+            "plan": plan,
+            "fast_hours": fast_hours,
+            "setting": setting,
+            "enabled": enabled,
+            "fast_limit": fast_limit,
+            "relax_limit": relax_limit,
+            "credentials": credentials,
+            "min_gap_seconds": min_gap_seconds,
+            "daily_cap": daily_cap,
+            "work_hours": work_hours,
+            "renews_at": renews_at,
+            "backend_url": backend_url,
+        }
+        try:
+            change = AccountChange.model_validate({k: v for k, v in given.items() if v is not None})
+        except ValidationError as e:
+            raise account_error(e) from None
+        return self._change(self._owner_or_raise(account_id), account_id, change)
+
+    def _change(
+        self,
+        owner: str,
+        account_id: str,
+        change: AccountChange,
+        declared: dict[str, str] | None = None,
+        *,
+        unless_attention: bool = False,
+    ) -> Outcome:
+        """Write `change` (plus the `declared` bookkeeping fields) through ACCOUNT_WRITE."""
+        fields = {**(declared or {}), **_health_fields(change)}
+        if change.renews_at is not None:
+            fields["renews_at"] = self._renewal(change.renews_at)
+        if change.fast_hours is not None:
+            fields["fast_ms"] = str(round(change.fast_hours * MS_PER_HOUR))
+        if change.setting is not None:
+            fields["setting"] = change.setting.value
+        if change.enabled is not None:
+            fields["enabled"] = "1" if change.enabled else "0"
+        fast_limit, relax_limit = change.fast_limit, change.relax_limit
+        if change.plan is not None or relax_limit:
+            current = self.redis.hget(self.keys.account(owner, account_id), "plan")
+            if current is None:
+                raise AccountError("account_not_found", f"no account {account_id}")
+            plan = Plan(text(current))
+            if change.plan is not None and change.plan is not plan:
+                plan = change.plan
+                limits = self.settings.plans[plan]
+                fields["plan"] = plan.value
+                fields["plan_fast_ms"] = str(round(limits.fast_hours * MS_PER_HOUR))
+                fast_limit = limits.fast_limit if fast_limit is None else fast_limit
+                relax_limit = limits.relax_limit if relax_limit is None else relax_limit
+            self._check_relax(plan, relax_limit or 0)
+        if fast_limit is not None:
+            fields["fast_limit"] = str(fast_limit)
+        if relax_limit is not None:
+            fields["relax_limit"] = str(relax_limit)
+        if change.backend_url is not None:
+            fields["backend_url"] = change.backend_url
+        if change.credentials is not None:
+            cred_key = self.keys.credentials(owner, account_id)
+            self.redis.set(cred_key, change.credentials.get_secret_value())
+        return self._write(owner, "set", account_id, fields, unless_attention=unless_attention)
 
     def remove(self, account_id: str) -> Outcome:
         """Remove an account; children pinned to it fail, running jobs settle normally."""
@@ -355,35 +563,53 @@ class Pool:
     def upsert(self, spec: AccountSpec) -> Outcome:
         """Add the account, or bring an existing one (same owner) to what `spec` declares.
 
-        Fields the spec leaves out stay as they are, and declared fast hours apply only
-        when the declaration changed: syncing the same file again undoes no automatic
-        flip, no spent hours and no removal from rotation.
+        The rule for a file read again (a re-sync): what only operators change (plan,
+        limits, health settings, backend, credentials) is applied as the file states it;
+        what the router also changes is applied only when the file's declaration changed
+        since it was last loaded: `fast_hours` (spent hours are not restored: a changed
+        value is a top-up), `setting` (an automatic flip, or an operator's `--setting`,
+        is not undone), `renews_at` (the cycle's anchor: a new one moves the next renewal,
+        and no renewal ever happens because a file was read) and `enabled` (an operator's
+        `--disable` stays; and a changed `enabled = true` still never ends an attention
+        episode, which only `accounts set --enable` or `accounts reset` ends).
         """
         owner = self.owner_of(spec.id)
         if owner is None:
             return self.add(spec)
         if owner != spec.owner:
             raise AccountError("account_exists", f"account {spec.id} belongs to another owner")
-        fast_hours = spec.fast_hours
-        if fast_hours is not None:
-            declared = self.redis.hget(self.keys.account(owner, spec.id), "declared_fast_ms")
-            if declared is not None and int(declared) == round(fast_hours * MS_PER_HOUR):
-                fast_hours = None
-        return self.update(
-            spec.id,
-            fast_hours=fast_hours,
-            setting=spec.setting,
-            enabled=spec.enabled,
-            fast_limit=spec.fast_limit,
-            relax_limit=spec.relax_limit,
-            credentials=spec.credentials,
-            min_gap_seconds=spec.min_gap_seconds,
-            daily_cap=spec.daily_cap,
-            work_hours=spec.work_hours,
-            renews_at=spec.renews_at,
-            backend_url=spec.backend_url,
-            declared=fast_hours is not None,
-        )
+        names = ("declared_fast_ms", "declared_setting", "declared_enabled", "declared_renews_at")
+        raw = self.redis.hmget(self.keys.account(owner, spec.id), list(names))
+        last = {n: text(v) for n, v in zip(names, raw, strict=True) if v is not None}
+        last.setdefault("declared_setting", Setting.FAST.value)  # as `add` declares them
+        last.setdefault("declared_enabled", "1")
+        declared: dict[str, str] = {}
+        apply: dict[str, Any] = {
+            "plan": spec.plan,
+            "fast_limit": spec.fast_limit,
+            "relax_limit": spec.relax_limit,
+            "credentials": spec.credentials,
+            "min_gap_seconds": spec.min_gap_seconds,
+            "daily_cap": spec.daily_cap,
+            "work_hours": spec.work_hours,
+            "backend_url": spec.backend_url,
+        }
+        if spec.fast_hours is not None:
+            ms = str(round(spec.fast_hours * MS_PER_HOUR))
+            if last.get("declared_fast_ms") != ms:
+                declared["declared_fast_ms"], apply["fast_hours"] = ms, spec.fast_hours
+        if spec.setting is not None and last["declared_setting"] != spec.setting.value:
+            declared["declared_setting"], apply["setting"] = spec.setting.value, spec.setting
+        if spec.enabled is not None:
+            flag = "1" if spec.enabled else "0"
+            if last["declared_enabled"] != flag:
+                declared["declared_enabled"], apply["enabled"] = flag, spec.enabled
+        if spec.renews_at is not None:
+            anchor = str(epoch_us(spec.renews_at))
+            if last.get("declared_renews_at") != anchor:
+                declared["declared_renews_at"], apply["renews_at"] = anchor, spec.renews_at
+        change = AccountChange.model_validate({k: v for k, v in apply.items() if v is not None})
+        return self._change(owner, spec.id, change, declared, unless_attention=True)
 
     def reset(self, account_id: str) -> Outcome:
         """Back into rotation: enabled, attention and cooldown cleared."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,16 +19,40 @@ from router.models import Mode, Plan, Strategy, TaskType
 CONFIG_ENV = "BYOA_CONFIG"
 """Environment variable naming the TOML settings file (optional)."""
 
+# Bounds on every number an operator gives (settings here, accounts in `router.pool`).
+# The scripts keep time in microseconds and GPU time in milliseconds as Redis integers
+# (64-bit) and Lua numbers (doubles, exact to 2**53, about 9e15): each bound keeps what is
+# derived from it, and sums of it, far inside both, and refuses what can only be a typo.
+MAX_FAST_HOURS = 10_000.0
+"""Fast hours an account or a plan may hold: the largest plan has 60 a month, so this is
+years of top-ups (3.6e10 ms), and it catches a mistyped exponent (`1e13`)."""
+MAX_SLOT_LIMIT = 100
+"""Concurrent jobs per mode on one account: Midjourney allows at most 12."""
+MAX_GPU_SECONDS = 3_600.0
+"""GPU seconds one task may be estimated to use (a real job uses about a minute)."""
+DAY_SECONDS = 86_400.0
+"""Leases, timeouts, rests and intervals: none is sane beyond a day."""
+MAX_TASK_TTL_SECONDS = 366 * 86_400
+"""How long a finished task's record may be kept: a year."""
+MAX_FACTOR = 1_000.0
+"""Time scales and GPU-per-wall factors."""
+
+Seconds = Annotated[float, Field(gt=0, le=DAY_SECONDS, allow_inf_nan=False)]
+"""A positive duration of at most a day."""
+SecondsOrZero = Annotated[float, Field(ge=0, le=DAY_SECONDS, allow_inf_nan=False)]
+Factor = Annotated[float, Field(gt=0, le=MAX_FACTOR, allow_inf_nan=False)]
+GpuSeconds = Annotated[float, Field(gt=0, le=MAX_GPU_SECONDS, allow_inf_nan=False)]
+
 
 class PlanLimits(BaseModel):
     """What a Midjourney plan gives an account; per-account values override the limits."""
 
-    model_config = {"extra": "forbid", "frozen": True}
+    model_config = {"extra": "forbid", "frozen": True, "allow_inf_nan": False}
 
-    fast_hours: float = Field(ge=0)
+    fast_hours: float = Field(ge=0, le=MAX_FAST_HOURS)
     relax: bool
-    fast_limit: int = Field(ge=0)
-    relax_limit: int = Field(ge=0)
+    fast_limit: int = Field(ge=0, le=MAX_SLOT_LIMIT)
+    relax_limit: int = Field(ge=0, le=MAX_SLOT_LIMIT)
 
 
 DEFAULT_PLANS: dict[Plan, PlanLimits] = {
@@ -53,11 +77,11 @@ DEFAULT_GPU_SECONDS: dict[TaskType, float] = {
 class SimSettings(BaseModel):
     """The simulated account: how long jobs take per mode, relative to the fast run time."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
-    fast_wall_factor: PositiveFloat = 0.8
-    turbo_wall_factor: PositiveFloat = 0.35
-    relax_wall_factor: PositiveFloat = 3.0
+    fast_wall_factor: Factor = 0.8
+    turbo_wall_factor: Factor = 0.35
+    relax_wall_factor: Factor = 3.0
     jitter: float = Field(default=0.2, ge=0, lt=1)
     transient_failure_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of submissions refused with a transient error (fixed per task and try)."""
@@ -66,9 +90,9 @@ class SimSettings(BaseModel):
 class MjProxySettings(BaseModel):
     """The midjourney-proxy driver: one proxy (base URL, secret) per account."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
-    request_timeout_seconds: PositiveFloat = 10.0
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """Every HTTP request to a proxy gives up after this long (a transient error)."""
     mode_path: bool = False
     """Submit through `/mj-<mode>/mj/...` (proxies that read the mode from the path)."""
@@ -76,11 +100,11 @@ class MjProxySettings(BaseModel):
     """Ask the proxy to cancel (`POST /mj/task/{id}/cancel`) where it has that endpoint."""
     lookup_via_list: bool = True
     """Find a job by its client reference (`state`) in `GET /mj/task/list`."""
-    gpu_per_wall: dict[Mode, PositiveFloat] = Field(
+    gpu_per_wall: dict[Mode, Factor] = Field(
         default_factory=lambda: {Mode.FAST: 1.0, Mode.TURBO: 4.0, Mode.RELAX: 1.0}
     )
     """GPU time at the fast rate per second of a job's run (proxies report no GPU time)."""
-    account_cache_seconds: float = Field(default=5.0, ge=0)
+    account_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     """How long a worker reuses an account's URL and secret read from Redis."""
 
     @field_validator("gpu_per_wall", mode="before")
@@ -96,13 +120,17 @@ class Settings(BaseSettings):
     """Everything a router, worker or client process needs to know."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BYOA_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="BYOA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     key_prefix: str = Field(default="byoa", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
     driver: Literal["simulated", "mjproxy"] = "simulated"
-    sim_speed: PositiveFloat = 1.0
+    sim_speed: float = Field(default=1.0, gt=0, le=1_000_000)
     sim: SimSettings = SimSettings()
     mjproxy: MjProxySettings = MjProxySettings()
     sim_clock: bool = False
@@ -111,50 +139,50 @@ class Settings(BaseSettings):
     strategy: Strategy = Strategy.LEAST_LOADED
     """How a task's account is chosen (see `Strategy`); every router of a pool must agree."""
     plans: dict[Plan, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
-    gpu_seconds: dict[TaskType, PositiveFloat] = Field(
+    gpu_seconds: dict[TaskType, GpuSeconds] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_SECONDS)
     )
-    max_prompt_length: int = Field(default=6000, gt=0)
-    max_message_bytes: int = Field(default=65536, gt=0)
-    task_ttl_seconds: int = Field(default=7 * 86400, gt=0)
-    run_timeout_seconds: dict[Mode, PositiveFloat] = Field(
+    max_prompt_length: int = Field(default=6000, gt=0, le=1_000_000)
+    max_message_bytes: int = Field(default=65536, gt=0, le=64 * 1024 * 1024)
+    task_ttl_seconds: int = Field(default=7 * 86400, gt=0, le=MAX_TASK_TTL_SECONDS)
+    run_timeout_seconds: dict[Mode, Seconds] = Field(
         default_factory=lambda: {Mode.FAST: 600.0, Mode.TURBO: 300.0, Mode.RELAX: 3600.0}
     )
     """How long a job may run on its account before it fails with `timeout`."""
     intake_batch: int = Field(default=200, gt=0, le=10000)
-    dispatch_lease_seconds: float = Field(default=60.0, gt=0)
+    dispatch_lease_seconds: Seconds = 60.0
     """How long a placed task may wait unclaimed before a reaper checks its rq job."""
-    run_lease_seconds: float = Field(default=30.0, gt=0)
+    run_lease_seconds: Seconds = 30.0
     """How long a running task stays held without its worker's heartbeat."""
-    transient_retries: int = Field(default=3, ge=0)
+    transient_retries: int = Field(default=3, ge=0, le=10)
     """How often a submission refused with a transient driver error is tried again."""
-    transient_backoff_seconds: float = Field(default=1.0, ge=0)
+    transient_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     """Wait before the first such retry; it doubles for each next one."""
-    cooldown_after_failures: int = Field(default=3, gt=0)
+    cooldown_after_failures: int = Field(default=3, gt=0, le=1000)
     """An account failing transiently this often within the window rests (cooldown)."""
-    cooldown_window_seconds: float = Field(default=300.0, gt=0)
-    cooldown_seconds: float = Field(default=600.0, ge=0)
-    max_retries: int = Field(default=2, ge=0)
+    cooldown_window_seconds: Seconds = 300.0
+    cooldown_seconds: SecondsOrZero = 600.0
+    max_retries: int = Field(default=2, ge=0, le=100)
     """How often a task whose worker was lost is run again before it fails."""
-    reap_interval_seconds: float = Field(default=1.0, gt=0)
-    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    reap_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     """How often a worker asks the driver whether a submitted job has ended."""
     poll_batch: int = Field(default=100, gt=0, le=10000)
     """Most submitted jobs a worker claims to poll at once."""
     poll_threads: int = Field(default=8, gt=0, le=256)
     """Driver polls a worker process runs at once (HTTP backends answer slowly)."""
-    router_dead_seconds: float = Field(default=15.0, gt=0)
+    router_dead_seconds: float = Field(default=15.0, gt=0, le=3600)
     """A router silent this long is dead: its claimed intake messages are taken over."""
-    dead_letter_max: int = Field(default=100_000, gt=0)
+    dead_letter_max: int = Field(default=100_000, gt=0, le=100_000_000)
     metrics_enabled: bool = True
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """A webhook POST that has not connected, or not answered, within this fails."""
     webhook_retries: int = Field(default=5, ge=0, le=20)
     """How often a failed webhook POST is tried again before it is recorded failed."""
-    webhook_backoff_seconds: float = Field(default=2.0, ge=0)
+    webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=600)
     """Wait before the first webhook retry; it doubles for each next one."""
     webhook_threads: int = Field(default=8, gt=0, le=256)
     """Webhook POSTs one worker process makes at once."""

@@ -254,3 +254,84 @@ def test_redis_url_is_a_secret_that_never_prints_its_password(
     assert s.redis_url.get_secret_value() == url
     for text in (repr(s.redis_url), str(s.redis_url), repr(s), str(s), s.model_dump_json()):
         assert "hunter2" not in text
+
+
+# --- bounds: every number a settings file or the environment gives ----------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"plans": {"pro": {"fast_hours": 1e13}}},
+        {"plans": {"pro": {"fast_hours": float("inf")}}},
+        {"plans": {"pro": {"fast_hours": float("nan")}}},
+        {"plans": {"mega": {"fast_limit": 1_000_000}}},
+        {"plans": {"standard": {"relax_limit": 2**62}}},
+        {"gpu_seconds": {"imagine": float("inf")}},
+        {"gpu_seconds": {"upscale": 1e12}},
+        {"run_timeout_seconds": {"relax": float("inf")}},
+        {"run_timeout_seconds": {"fast": 1e13}},
+        {"dispatch_lease_seconds": 1e13},
+        {"run_lease_seconds": float("inf")},
+        {"task_ttl_seconds": 10**12},
+        {"cooldown_seconds": float("nan")},
+        {"cooldown_window_seconds": 1e15},
+        {"cooldown_after_failures": 10**9},
+        {"max_retries": 10**9},
+        {"transient_retries": 1000},
+        {"transient_backoff_seconds": 1e9},
+        {"poll_interval_seconds": float("inf")},
+        {"reap_interval_seconds": 1e9},
+        {"router_dead_seconds": 1e12},
+        {"webhook_timeout_seconds": float("inf")},
+        {"webhook_backoff_seconds": 1e12},
+        {"sim_speed": float("inf")},
+        {"sim": {"relax_wall_factor": 1e300}},
+        {"mjproxy": {"request_timeout_seconds": float("inf")}},
+        {"mjproxy": {"gpu_per_wall": {"turbo": 1e300}}},
+        {"mjproxy": {"account_cache_seconds": float("nan")}},
+        {"max_prompt_length": 10**12},
+        {"max_message_bytes": 10**12},
+        {"dead_letter_max": 10**15},
+    ],
+)
+def test_out_of_bounds_numbers_raise_validation_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BYOA_PLANS__PRO__FAST_HOURS", "inf"),
+        ("BYOA_PLANS__PRO__FAST_HOURS", "1e13"),
+        ("BYOA_GPU_SECONDS__IMAGINE", "nan"),
+        ("BYOA_RUN_LEASE_SECONDS", "Infinity"),
+    ],
+)
+def test_out_of_bounds_numbers_from_the_environment_raise_validation_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_out_of_bounds_numbers_in_toml_raise_validation_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        load_settings(write_toml(tmp_path, "[plans.basic]\nfast_hours = inf\n"))
+    with pytest.raises(ValidationError):
+        load_settings(write_toml(tmp_path, "[gpu_seconds]\nupscale = 1e13\n", name="b.toml"))
+
+
+def test_the_largest_allowed_values_are_accepted() -> None:
+    s = Settings(
+        plans={"mega": {"fast_hours": 10_000, "fast_limit": 100, "relax_limit": 100}},
+        gpu_seconds={"imagine": 3600},
+        run_timeout_seconds={"relax": 86_400},
+        dispatch_lease_seconds=86_400,
+        run_lease_seconds=86_400,
+        task_ttl_seconds=366 * 86_400,
+    )
+    assert s.plans[Plan.MEGA].fast_hours == 10_000
+    assert s.estimate_ms(TaskType.IMAGINE) == 3_600_000
