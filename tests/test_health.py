@@ -6,11 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router.client import Client
 from router.core import Router
 from router.models import Plan, Setting, Slot
 from router.policy import US_PER_DAY, US_PER_HOUR, AccountState, can_take, rest_until
+from router.pool import US_PER_MONTH, next_renewal
 from router.reaper import Reaper
 from router.settings import Settings
 from tests.conftest import wait_for
@@ -161,3 +164,19 @@ def test_an_account_inside_its_working_hours_is_woken_when_they_end(
     timer = router.redis.zscore(router.keys.timers("alice"), "a-pro")
     end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     assert timer is not None and int(timer) == int(end.timestamp()) * 1_000_000
+
+
+YEARS_US = st.integers(min_value=946_684_800 * 10**6, max_value=4_102_444_800 * 10**6)
+"""Instants from 2000 to 2100, in microseconds."""
+
+
+@given(anchor=YEARS_US, now=YEARS_US)
+def test_a_renewal_date_stands_for_the_first_date_of_its_cycle_after_now(
+    anchor: int, now: int
+) -> None:
+    """What a declared renewal date is stored as: never due now (writing it renews nothing),
+    on the 30-day cycle the scripts step, and no later than that cycle's next date."""
+    at = next_renewal(anchor, now)
+    assert at > now
+    assert (at - anchor) % US_PER_MONTH == 0
+    assert at == anchor or at - US_PER_MONTH <= now
