@@ -12,7 +12,7 @@ local NUMBERS = {fast_ms = MAX_INT, declared_fast_ms = MAX_INT, plan_fast_ms = M
   fast_reserved_ms = MAX_INT, fast_limit = MAX_INT, relax_limit = MAX_INT,
   fast_inflight = MAX_INT, relax_inflight = MAX_INT, min_gap_ms = MAX_INT,
   daily_cap = MAX_INT, work_start_h = 23, work_end_h = 23, renews_at = MAX_INT,
-  cooldown_until = MAX_INT, fails = MAX_INT}
+  cooldown_until = MAX_INT, fails = MAX_INT, declared_renews_at = MAX_INT}
 for i = 9, #ARGV, 2 do
   local hi = NUMBERS[ARGV[i]]
   if hi and not int_arg(ARGV[i + 1], 0, hi) then return out({'invalid', ARGV[i]}) end
