@@ -198,7 +198,7 @@ def test_unnumbered_held_message_becomes_one_task_whoever_handles_it(
     add_account("a-std", "alice", "standard", fast_limit=0, relax_limit=0)
     router.redis.lpush(router.keys.intake, json.dumps({"owner": "alice"}))
     a = IntakeDaemon(router)
-    router.redis.lmove(router.keys.intake, a.processing, "RIGHT", "LEFT")  # blocking move, then
+    router.redis.lmove(router.keys.intake, a.landing, "RIGHT", "LEFT")  # blocking move, then
     held = a.claim(0)  # Redis went away before numbering; a resume numbers it in place
     router.redis.zadd(router.keys.routers, {a.router_id: 0})
     b = IntakeDaemon(router)
