@@ -91,3 +91,15 @@ def test_a_job_placed_inside_working_hours_does_not_start_after_they_closed(
     assert later.status is TaskStatus.QUEUED and later.started_at is None
     account = router.pool.get("a-pro")
     assert account is not None and account.inflight == {"fast": 0, "relax": 0}
+
+
+def test_placements_that_never_started_give_back_their_place_in_the_daily_cap(
+    client: Client, router: Router, add_account: AddAccount
+) -> None:
+    add_account("a-std", "alice", "standard", daily_cap=2)
+    for i in range(2):
+        placed = client.submit("alice", f"c{i}", mode="relax")
+        assert placed.account_id == "a-std"
+        client.cancel(placed.id)
+    real = client.submit("alice", "real", mode="relax")
+    assert real.account_id == "a-std"  # cancelled placements used none of the cap

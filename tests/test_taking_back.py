@@ -6,6 +6,7 @@ back first) and issue 11's defects 2 and 8, through the client, the pool and rea
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from router.client import Client
@@ -117,3 +118,52 @@ def test_a_child_that_fell_back_goes_back_to_its_parents_mode_when_the_account_d
     drain()
     assert done(client, child).status is TaskStatus.COMPLETED
     assert done(client, child).effective_mode is Mode.FAST
+
+
+def test_a_fallback_sent_back_to_its_line_is_still_taken_back_when_fast_returns(
+    client: Client, router: Router, add_account: AddAccount
+) -> None:
+    """A fallback put back in the relax line after the list of fallbacks was drained (here:
+    its account must rest at its START) still goes fast when fast capacity returns."""
+    add_account("a-std", "alice", "standard", fast_hours=0)
+    add_account("b-basic", "alice", "basic", enabled=False)
+    task = client.submit("alice", "a fox", mode="fast")
+    assert (task.effective_mode, task.account_id) == (Mode.RELAX, "a-std")
+    router.apply(router.pool.update("b-basic", enabled=True))  # fast for a moment...
+    router.apply(router.pool.update("b-basic", enabled=False))  # ...and gone again
+    hour = dt.datetime.now(dt.UTC).hour
+    router.apply(router.pool.update("a-std", work_hours=((hour + 2) % 24, (hour + 3) % 24)))
+    ok, status, outcome = router.tasks.start("alice", task.id, done(client, task).attempt)
+    router.apply(outcome)
+    assert not ok and status == "queued"  # a-std rests: back to the relax line
+    router.apply(router.pool.update("b-basic", enabled=True))
+    back = done(client, task)
+    assert (back.effective_mode, back.fallback_reason, back.account_id) == (
+        Mode.FAST,
+        None,
+        "b-basic",
+    )
+
+
+def test_the_list_of_fallbacks_does_not_outgrow_the_fallbacks_that_wait(
+    client: Client, router: Router, add_account: AddAccount, drain: Callable[[], None]
+) -> None:
+    add_account("a-std", "alice", "standard", fast_hours=0, relax_limit=1)
+    tasks = [client.submit("alice", f"t{i}", mode="fast") for i in range(30)]
+    for t in tasks[::2]:
+        client.cancel(t.id)
+    drain()
+    assert all(done(client, t).status.terminal for t in tasks)
+    assert router.redis.llen(router.keys.owner_base("alice") + ":fallen") == 0
+
+
+def test_a_fallback_that_never_ran_records_no_fallback(
+    client: Client, router: Router, add_account: AddAccount
+) -> None:
+    add_account("a-std", "alice", "standard", fast_hours=0, relax_limit=1)
+    client.submit("alice", "holds the slot", mode="relax")
+    task = client.submit("alice", "a fox", mode="fast")
+    assert done(client, task).fallback_reason == "fast_hours_exhausted"  # while it waits
+    client.cancel(task.id)
+    ended = done(client, task)
+    assert ended.status is TaskStatus.CANCELLED and ended.fallback_reason is None

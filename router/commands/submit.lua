@@ -76,14 +76,13 @@ for i = 0, n - 1 do
       finish(tid, 'failed', code, msg)
     else
       redis.call('HSET', t, 'effective_mode', mode)
+      if fallback then
+        redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
+      end
       if pin then
         enqueue_pin(tid, pin, slot_of(mode), false)
       else
         enqueue(tid, k_line(slot_of(mode)), false)
-      end
-      if fallback then
-        redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
-        if not pin then redis.call('RPUSH', K_FALLEN, tid) end
       end
     end
     local status = 'queued'

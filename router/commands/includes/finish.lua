@@ -18,8 +18,11 @@ end
 
 local function finish(tid, status, code, message)
   local t = k_task(tid)
-  local f = redis.call('HMGET', t, 'effective_mode', 'started_at')
+  local f = redis.call('HMGET', t, 'effective_mode', 'started_at', 'waited', 'fallback_reason')
   local mode = f[1] or ''
+  if f[4] and f[4] ~= '' and not f[3] then  -- never ran: it did not run relax as a fallback
+    redis.call('HSET', t, 'fallback_reason', '', 'fallback_at', '')
+  end
   count('finished:' .. status .. ':' .. mode)
   if code then count('failed:' .. code) end
   if status == 'completed' and f[2] and f[2] ~= '' then

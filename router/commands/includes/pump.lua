@@ -46,6 +46,7 @@ local function pump(accts)
       place(tid, best, slot)
     end
   end
+  trim_fallen()
 end
 
 local function out(results) return {results, placed, switches, finished} end

@@ -58,7 +58,6 @@ local function reconcile()
           redis.call('HSET', k_task(tid), 'effective_mode', 'relax',
             'fallback_reason', why, 'fallback_at', istr(now()))
           enqueue(tid, relaxline, false)
-          redis.call('RPUSH', K_FALLEN, tid)
         else
           local code, msg = no_relax_code()
           finish(tid, 'failed', code, msg)
