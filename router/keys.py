@@ -145,6 +145,10 @@ class Keys:
     def webhook_secret(self, owner: str, task_id: str) -> str:
         return f"{self.owner_base(owner)}:{WEBHOOK}:{task_id}"
 
+    def webhook_staged(self, owner: str, task_id: str, nonce: str) -> str:
+        """A submission's webhook secret until SUBMIT keeps it (see `webhook_secret`)."""
+        return f"{self.webhook_secret(owner, task_id)}:{nonce}"
+
     def outbox(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{OUTBOX}"
 

@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -60,6 +60,13 @@ class NewTask:
     rejection: tuple[ErrorCode, str] | None = None
     webhook: Webhook | None = None
     """Its secret goes to its own key, never into the script's arguments."""
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
+    """Names this submission's staged webhook secret: SUBMIT keeps it only if it creates
+    the task, so a retry (even in the same batch) never gives a task another's secret."""
+
+    @property
+    def has_secret(self) -> bool:
+        return self.webhook is not None and self.webhook.secret is not None
 
     def argv(self) -> list[str | int]:
         code, message = self.rejection or ("", "")
@@ -76,6 +83,7 @@ class NewTask:
             message,
             hook.endpoint if hook else "",
             hook.events if hook else "",
+            self.nonce if self.has_secret else "",
         ]
 
 

@@ -188,17 +188,17 @@ class TaskStore:
         return done, outcome
 
     def _keep_webhooks(self, owner: str, tasks: Sequence[NewTask], pipe: Pipeline) -> None:
-        """Before SUBMIT: list the owner for deliverers, keep each webhook secret at its own
-        key (a retry keeps the first; SUBMIT holds it for the task's life)."""
+        """Before SUBMIT: list the owner for deliverers, stage each webhook secret at a key
+        named by its submission's nonce (SUBMIT moves it to the task if it creates the task,
+        else deletes it; one never created expires)."""
         hooked = [t for t in tasks if t.webhook is not None]
         if hooked:
             pipe.sadd(self.keys.webhook_owners, owner)
         for t in hooked:
             secret = t.webhook.secret if t.webhook else None
             if secret is not None:
-                key = self.keys.webhook_secret(owner, t.id)
-                ttl = self.settings.task_ttl_seconds
-                pipe.set(key, secret.get_secret_value(), nx=True, ex=ttl)
+                key = self.keys.webhook_staged(owner, t.id, t.nonce)
+                pipe.set(key, secret.get_secret_value(), ex=self.settings.task_ttl_seconds)
 
     def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str, Outcome]:
         """Mark a placed task running; False (with its status) if it must not run."""

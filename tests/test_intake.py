@@ -414,6 +414,47 @@ def test_a_retry_cannot_add_a_secret_to_a_task_that_had_none(
     assert router.redis.get(router.keys.webhook_secret("alice", "h1")) is None
 
 
+def test_a_retry_in_the_same_batch_cannot_add_a_secret_either(
+    router: Router, add_account: AddAccount
+) -> None:
+    """The secret is staged per submission and kept only by the one that creates the task:
+    a retry whose secret was written before the first submission ran adds nothing."""
+    add_account("a-pro", "alice", "pro")
+    push(router, {"id": "h2", "owner": "alice", "webhook": {"endpoint": "https://a.example/"}})
+    push(
+        router,
+        {
+            "id": "h2",
+            "owner": "alice",
+            "webhook": {"endpoint": "https://b.example/", "secret": CANARY},
+        },
+    )
+    daemon = IntakeDaemon(router)
+    handled = daemon.handle(daemon.claim())
+    assert (handled.created, handled.duplicates) == (1, 1)
+    task = router.tasks.get("h2")
+    assert task is not None and task.webhook_endpoint == "https://a.example/"
+    assert router.redis.get(router.keys.webhook_secret("alice", "h2")) is None
+    assert not [
+        k
+        for k in router.redis.scan_iter(f"{router.keys.prefix}:*")
+        if CANARY.encode() in (router.redis.get(k) if router.redis.type(k) == b"string" else b"")
+    ]
+
+
+def test_the_first_submissions_secret_is_the_tasks(router: Router, add_account: AddAccount) -> None:
+    add_account("a-pro", "alice", "pro")
+    first = {"endpoint": "https://a.example/", "secret": "first-secret"}
+    push(router, {"id": "h3", "owner": "alice", "webhook": first})
+    push(router, {"id": "h3", "owner": "alice", "webhook": {**first, "secret": CANARY}})
+    daemon = IntakeDaemon(router)
+    daemon.handle(daemon.claim())
+    assert router.redis.get(router.keys.webhook_secret("alice", "h3")) == b"first-secret"
+    assert router.redis.ttl(router.keys.webhook_secret("alice", "h3")) == -1  # the task's life
+    staged = list(router.redis.scan_iter(router.keys.webhook_secret("alice", "h3") + ":*"))
+    assert staged == []
+
+
 secret_keys = st.sampled_from(["secret", "Secret", "webhook_secret", "password", "api_key"])
 wrappers = st.recursive(
     st.just("@"),

@@ -1,9 +1,10 @@
 -- SUBMIT: create and route tasks of one owner; place those that can start now.
--- ARGV[7]  n, then n groups of 11: id, task_type, requested mode ('' for a child),
+-- ARGV[7]  n, then n groups of 12: id, task_type, requested mode ('' for a child),
 --          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message,
---          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too;
---          its secret is written apart, at `k_hook(id)`, before this script runs, if the
---          key is free: a retry's secret is deleted unless the task has that secret)
+--          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too),
+--          nonce of its webhook secret ('' none): the secret is staged before this script
+--          runs at `k_hook(id) .. ':' .. nonce`, never in ARGV; it becomes the task's
+--          (`k_hook(id)`) if this call creates the task, else it is deleted
 -- results  flat (id, 'created'|'duplicate', status, error code)
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
@@ -12,12 +13,13 @@
 local results = {}
 local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
-  local b = 8 + i * 11
+  local b = 8 + i * 12
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = k_task(tid)
+  local staged = ARGV[b + 11] ~= '' and k_hook(tid) .. ':' .. ARGV[b + 11]
   if redis.call('EXISTS', t) == 1 then
-    local f = redis.call('HMGET', t, 'status', 'error_code', 'webhook_has_secret')
-    if f[3] ~= '1' then redis.call('DEL', k_hook(tid)) end  -- a retry adds no secret
+    local f = redis.call('HMGET', t, 'status', 'error_code')
+    if staged then redis.call('DEL', staged) end  -- a retry adds no secret
     for _, v in ipairs({tid, 'duplicate', f[1], f[2] or ''}) do results[#results + 1] = v end
   else
     redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
@@ -25,8 +27,9 @@ for i = 0, n - 1 do
       'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
     if ARGV[b + 10] ~= '' then
       redis.call('HSET', t, 'webhook', ARGV[b + 10], 'webhook_endpoint', ARGV[b + 9])
-      if redis.call('PERSIST', k_hook(tid)) == 1 then  -- kept while the task lives
-        redis.call('HSET', t, 'webhook_has_secret', '1')
+      if staged and redis.call('EXISTS', staged) == 1 then
+        redis.call('RENAME', staged, k_hook(tid))
+        redis.call('PERSIST', k_hook(tid))  -- kept while the task lives, then as long as it
       end
     end
     local code, msg, mode, fallback, pin
