@@ -315,3 +315,27 @@ def test_reaper_sees_an_owner_added_after_its_last_pass(
     assert reaper.owners() == ["alice", "bob"]
     router.apply(router.pool.remove("a-pro"))
     assert reaper.owners() == ["bob"]
+
+
+def test_a_placed_task_whose_rq_job_keeps_being_lost_fails_instead_of_looping(
+    add_account: AddAccount, router: Router, settings: Settings
+) -> None:
+    """A job that fails before its START every time (a worker that cannot even build its
+    settings, say) must not be dispatched again for ever: after a few losses it fails."""
+    add_account("a-pro", "alice", "pro")
+    task = NewTask("doomed", "alice", "imagine", "fast", "", "a cat", "{}", 60_000)
+    router.tasks.claim_ids([task])
+    _, outcome = router.tasks.submit_many([task])  # placed; its rq job never appears
+    attempt = outcome.placed[0].attempt
+    for _ in range(10):
+        router.redis.zadd(router.keys.inflight("alice"), {"doomed": 0})  # its lease expired
+        verdict, outcome = router.tasks.reap("alice", "doomed", attempt, "reclaim", 2)
+        assert verdict == "reclaimed"
+        if not outcome.placed:
+            break
+        attempt = outcome.placed[0].attempt
+    done = router.tasks.get("doomed")
+    assert done is not None and done.status == "failed" and done.error is not None
+    assert done.error.code == "internal_error" and done.attempt == 6
+    account = router.pool.get("a-pro")
+    assert account is not None and account.inflight == {"fast": 0, "relax": 0}

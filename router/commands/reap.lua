@@ -6,13 +6,16 @@
 -- A running task whose driver job was submitted (it has a handle) is never reclaimed: the
 -- job runs on the account whatever became of its worker, so its lease is extended and
 -- 'submitted' tells the caller to make sure a worker polls it.
--- reclaim: a placed task whose rq job is gone is routed again (it never started); a
--- running task whose worker died before recording a driver job is retried (retries + 1,
--- retry_reason worker_lost) up to the limit, then fails `worker_lost`.
+-- reclaim: a placed task whose rq job is gone is routed again (it never started), up to
+-- DISPATCH_LOSSES times (a job that fails before it starts, for ever, must not loop), then
+-- fails `internal_error`; a running task whose worker died before recording a driver job
+-- is retried (retries + 1, retry_reason worker_lost) up to the limit, then fails
+-- `worker_lost`.
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 
+local DISPATCH_LOSSES = 5
 local tid = ARGV[7]
 local t = k_task(tid)
 local deadline = redis.call('ZSCORE', K_INFLIGHT, tid)
@@ -33,7 +36,12 @@ local retries = tonumber(f[3] or '0')
 if f[4] == '1' then
   finish(tid, 'cancelled')
 elseif f[1] ~= 'running' then
-  requeue(tid, acct)
+  if redis.call('HINCRBY', t, 'dispatch_losses', 1) > DISPATCH_LOSSES then
+    finish(tid, 'failed', 'internal_error', 'its rq job was lost before it started '
+      .. istr(DISPATCH_LOSSES + 1) .. ' times (see the failed jobs: rq info)')
+  else
+    requeue(tid, acct)
+  end
 elseif retries >= tonumber(ARGV[10]) then
   finish(tid, 'failed', 'worker_lost',
     'the worker running it stopped answering (' .. istr(retries + 1) .. ' times)')
