@@ -371,9 +371,10 @@ def accounts_remove(ctx: click.Context, account_id: str) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.pass_context
 def accounts_load(ctx: click.Context, path: str) -> None:
-    """Add or update the accounts of a TOML or JSON file."""
+    """Add or update the accounts of a TOML or JSON file (all checked before any is written)."""
     router = _router(ctx)
     specs = read_accounts_file(path)
+    router.pool.check_load(specs, path)
     for spec in specs:
         router.apply(router.pool.upsert(spec))
     click.echo(f"loaded {len(specs)} accounts from {path}")

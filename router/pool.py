@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -325,7 +326,18 @@ def read_accounts_file(path: str | Path) -> list[AccountSpec]:
 
 
 class Pool:
-    """Accounts of every owner, changed only through the ACCOUNT_WRITE script."""
+    """Accounts of every owner, changed only through the ACCOUNT_WRITE script.
+
+    An account is two things in two places: its entry in the global index
+    (`account_owners`, id -> owner, which keeps ids unique across owners) and its hash
+    under its owner's keys (plus its credentials). They cannot be written in one step (they
+    live in different cluster slots), so they are written in a fixed order: `add` claims the index entry, stores the credentials, then writes the
+    account; `remove` removes the account, then its credentials, then the index entry.
+    Every step tolerates what a process killed between two steps leaves: an index entry with
+    no account behind it is finished off by `remove` and taken over by its owner's
+    `add`/`upsert`; an account whose index entry is missing gets it back from its owner's
+    `add`/`upsert`.
+    """
 
     def __init__(self, redis: Redis, settings: Settings, scripts: Scripts) -> None:
         self.redis = redis
@@ -336,6 +348,9 @@ class Pool:
     def owner_of(self, account_id: str) -> str | None:
         owner = self.redis.hget(self.keys.account_owners, account_id)
         return text(owner) if owner else None
+
+    def _exists(self, owner: str, account_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.account(owner, account_id)))
 
     def _owner_or_raise(self, account_id: str) -> str:
         owner = self.owner_of(account_id)
@@ -453,16 +468,42 @@ class Pool:
             fields["declared_renews_at"] = str(epoch_us(spec.renews_at))
         if spec.backend_url is not None:
             fields["backend_url"] = spec.backend_url
-        if not self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner):
+        self._claim(spec.owner, spec.id)
+        if self._exists(spec.owner, spec.id):
+            # An account whose index entry was lost: the claim gave it back; nothing else.
             raise AccountError("account_exists", f"account {spec.id} exists")
+        cred_key = self.keys.credentials(spec.owner, spec.id)
         if spec.credentials is not None:
-            cred_key = self.keys.credentials(spec.owner, spec.id)
             self.redis.set(cred_key, spec.credentials.get_secret_value())
         try:
-            return self._write(spec.owner, "add", spec.id, fields)
+            outcome = self._write(spec.owner, "add", spec.id, fields)
         except AccountError:
-            self.redis.hdel(self.keys.account_owners, spec.id)
+            if not self._exists(spec.owner, spec.id):  # not added by a concurrent add
+                self.redis.delete(cred_key)
+                self.redis.hdel(self.keys.account_owners, spec.id)
             raise
+        # A concurrent `remove` may have taken the claim for a crash's leftover while this
+        # add was between its steps, dropping the credentials too: put both back.
+        reclaimed = self.redis.hsetnx(self.keys.account_owners, spec.id, spec.owner)
+        if reclaimed and spec.credentials is not None:
+            self.redis.set(cred_key, spec.credentials.get_secret_value())
+        return outcome
+
+    def _claim(self, owner: str, account_id: str) -> None:
+        """Claim the id for `owner` in the global index, the first step of `add`.
+
+        An entry of the same owner with no account behind it was left by an `add` or a
+        `remove` that never finished: it is taken over. An entry of another owner is theirs,
+        with or without an account (that owner's `remove` or `add` finishes it).
+        """
+        if self.redis.hsetnx(self.keys.account_owners, account_id, owner):
+            return
+        holder = self.owner_of(account_id)
+        if holder == owner and not self._exists(owner, account_id):
+            return
+        if holder is None:  # removed in between: claim it now
+            return self._claim(owner, account_id)
+        raise AccountError("account_exists", f"account {account_id} exists")
 
     def update(
         self,
@@ -555,7 +596,14 @@ class Pool:
     def remove(self, account_id: str) -> Outcome:
         """Remove an account; children pinned to it fail, running jobs settle normally."""
         owner = self._owner_or_raise(account_id)
-        outcome = self._write(owner, "remove", account_id, {})
+        try:
+            outcome = self._write(owner, "remove", account_id, {})
+        except AccountError as e:
+            if e.code != "account_not_found":
+                raise
+            # Only the index entry (and maybe credentials) left by an `add` or a `remove`
+            # that was killed between its steps: finish removing them.
+            outcome = Outcome()
         self.redis.delete(self.keys.credentials(owner, account_id))
         self.redis.hdel(self.keys.account_owners, account_id)
         return outcome
@@ -574,8 +622,15 @@ class Pool:
         episode, which only `accounts set --enable` or `accounts reset` ends).
         """
         owner = self.owner_of(spec.id)
-        if owner is None:
-            return self.add(spec)
+        if owner is None or (owner == spec.owner and not self._exists(owner, spec.id)):
+            try:
+                return self.add(spec)  # also takes over what a killed add or remove left
+            except AccountError as e:
+                if e.code != "account_exists":
+                    raise
+            # The account exists after all: one whose index entry was lost (the add gave it
+            # back), or one a concurrent load added first. Bring it to what `spec` declares.
+            owner = self.owner_of(spec.id)
         if owner != spec.owner:
             raise AccountError("account_exists", f"account {spec.id} belongs to another owner")
         names = ("declared_fast_ms", "declared_setting", "declared_enabled", "declared_renews_at")
@@ -610,6 +665,30 @@ class Pool:
                 declared["declared_renews_at"], apply["renews_at"] = anchor, spec.renews_at
         change = AccountChange.model_validate({k: v for k, v in apply.items() if v is not None})
         return self._change(owner, spec.id, change, declared, unless_attention=True)
+
+    def check_load(self, specs: Sequence[AccountSpec], source: str | Path) -> None:
+        """Refuse a whole file, before anything is written, if `upsert` would refuse any of
+        its accounts: an id given twice, an id of another owner (with or without an account
+        behind it), relax slots on a plan without relax time. Every problem is named by the
+        account and field, never by a value (a file holds secrets)."""
+        if not specs:
+            return
+        holders = self.redis.hmget(self.keys.account_owners, [s.id for s in specs])
+        first: dict[str, int] = {}
+        problems: list[str] = []
+        for n, (spec, holder) in enumerate(zip(specs, holders, strict=True), start=1):
+            which = f"account {n} ({spec.id})"
+            if spec.id in first:
+                problems.append(f"{which}: id: given twice (also account {first[spec.id]})")
+            first.setdefault(spec.id, n)
+            if holder is not None and text(holder) != spec.owner:
+                problems.append(f"{which}: id: belongs to another owner")
+            plan = self.settings.plans[spec.plan]
+            relax = plan.relax_limit if spec.relax_limit is None else spec.relax_limit
+            if relax > 0 and not plan.relax:
+                problems.append(f"{which}: relax_limit: the plan has no relax time (0 only)")
+        if problems:
+            raise AccountError("invalid_accounts_file", f"{source}: {'; '.join(problems)}")
 
     def reset(self, account_id: str) -> Outcome:
         """Back into rotation: enabled, attention and cooldown cleared."""

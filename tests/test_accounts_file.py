@@ -474,3 +474,173 @@ def test_the_example_file_still_loads_twice(byoa: Byoa, router: Router) -> None:
     first = router.pool.accounts()
     byoa("accounts", "load", str(example))
     assert router.pool.accounts() == first
+
+
+# --- a file is checked whole, against Redis too, before anything is written ----------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (
+            {"id": '"a-cheap"', "owner": '"alice"', "plan": '"basic"', "relax_limit": "2"},
+            "relax_limit",
+        ),
+        ({"id": '"a-bad"', "owner": '"alice"', "plan": '"pro"'}, "id"),  # bob's id
+        ({"id": '"a-good"', "owner": '"alice"', "plan": '"pro"'}, "id"),  # twice in the file
+        ({"id": '"a-stuck"', "owner": '"alice"', "plan": '"pro"'}, "id"),  # bob's, stuck by a crash
+    ],
+)
+def test_a_table_refused_by_the_pool_refuses_the_whole_file_first(
+    byoa: Byoa,
+    router: Router,
+    accounts_file: Callable[..., Path],
+    bad: dict[str, str],
+    field: str,
+) -> None:
+    byoa("accounts", "add", "a-bad", "--owner", "bob", "--plan", "standard")
+    router.redis.hsetnx(router.keys.account_owners, "a-stuck", "bob")  # an add killed after step 1
+    before = router.pool.accounts()
+    good = {"id": '"a-good"', "owner": '"alice"', "plan": '"pro"', "credentials": f'"{CANARY}"'}
+    f = accounts_file(good, bad)
+    out = byoa("accounts", "load", str(f), code=1).output
+    account = bad["id"].strip('"')
+    assert f"account 2 ({account}): {field}:" in out, out
+    assert "basic" not in out and "bob" not in out  # the account and field, never a value
+    assert router.pool.accounts() == before
+    assert router.pool.get("a-good") is None
+    assert router.redis.hget(router.keys.account_owners, "a-good") is None
+    assert stored_credentials(router, "alice", "a-good") is None
+
+
+def test_a_plan_change_without_relax_time_is_refused_before_anything_is_written(
+    byoa: Byoa, router: Router, accounts_file: Callable[..., Path]
+) -> None:
+    byoa("accounts", "add", "a-old", "--owner", "alice", "--plan", "pro")
+    before = view(router, "a-old")
+    f = accounts_file(
+        {"id": '"a-new"', "owner": '"alice"', "plan": '"pro"'},
+        {"id": '"a-old"', "owner": '"alice"', "plan": '"basic"', "relax_limit": "1"},
+    )
+    out = byoa("accounts", "load", str(f), code=1).output
+    assert "account 2 (a-old): relax_limit:" in out
+    assert router.pool.get("a-new") is None and view(router, "a-old") == before
+    # the same change with the plan's own limits is fine
+    f = accounts_file({"id": '"a-old"', "owner": '"alice"', "plan": '"basic"'})
+    byoa("accounts", "load", str(f))
+    assert (view(router, "a-old").plan, view(router, "a-old").relax_limit) == ("basic", 0)
+
+
+# --- an id left half written by a process killed between steps -----------------------------
+
+
+def index(router: Router, account_id: str) -> str | None:
+    raw = router.redis.hget(router.keys.account_owners, account_id)
+    return None if raw is None else text(raw)
+
+
+def crash_remove(router: Router, owner: str, account_id: str, steps: int) -> None:
+    """Pool.remove's first `steps` writes, as if the process were killed after them."""
+    router.pool._write(owner, "remove", account_id, {})
+    if steps >= 2:
+        router.redis.delete(router.keys.credentials(owner, account_id))
+
+
+def crash_add(router: Router, owner: str, account_id: str, steps: int) -> None:
+    """Pool.add's first `steps` writes (claim the id, store credentials), then killed."""
+    assert router.redis.hsetnx(router.keys.account_owners, account_id, owner)
+    if steps >= 2:
+        router.redis.set(router.keys.credentials(owner, account_id), f"{CANARY}-old")
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_remove_finishes_a_remove_that_was_killed(
+    byoa: Byoa, router: Router, accounts_file: Callable[..., Path], steps: int
+) -> None:
+    add = ("accounts", "add", "X", "--owner", "alice", "--plan", "pro", "--credentials-env", "T")
+    byoa(*add, T=CANARY)
+    crash_remove(router, "alice", "X", steps)
+    byoa("accounts", "remove", "X")
+    assert index(router, "X") is None and stored_credentials(router, "alice", "X") is None
+    byoa("accounts", "remove", "X", code=1)  # now truly gone
+    byoa("accounts", "add", "X", "--owner", "bob", "--plan", "pro")  # free for anyone
+    assert view(router, "X").owner == "bob"
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_add_and_load_take_over_an_id_their_owner_left_half_written(
+    byoa: Byoa, router: Router, accounts_file: Callable[..., Path], steps: int
+) -> None:
+    crash_add(router, "alice", "Y", steps)
+    byoa(
+        "accounts",
+        "add",
+        "Y",
+        "--owner",
+        "alice",
+        "--plan",
+        "pro",
+        "--credentials-env",
+        "T",
+        T=CANARY,
+    )
+    assert view(router, "Y").owner == "alice" and [a.id for a in router.pool.accounts()] == ["Y"]
+    assert stored_credentials(router, "alice", "Y") == CANARY
+    crash_remove(router, "alice", "Y", steps)
+    f = accounts_file({"id": '"Y"', "owner": '"alice"', "plan": '"standard"'})
+    for _ in range(2):  # an init container's re-sync: the first run repairs, the next is a no-op
+        byoa("accounts", "load", str(f))
+        assert view(router, "Y").plan == "standard"
+    byoa("accounts", "set", "Y", "--disable")
+    byoa("accounts", "remove", "Y")
+    assert router.pool.accounts() == []
+
+
+def test_remove_clears_an_id_an_add_left_half_written(byoa: Byoa, router: Router) -> None:
+    crash_add(router, "alice", "Y", 2)
+    byoa("accounts", "remove", "Y")
+    assert index(router, "Y") is None and stored_credentials(router, "alice", "Y") is None
+
+
+def test_a_half_written_id_of_another_owner_stays_theirs(
+    byoa: Byoa, router: Router, accounts_file: Callable[..., Path]
+) -> None:
+    crash_add(router, "bob", "Z", 1)
+    out = byoa("accounts", "add", "Z", "--owner", "alice", "--plan", "pro", code=1).output
+    assert "account_exists" in out
+    f = accounts_file({"id": '"Z"', "owner": '"alice"', "plan": '"pro"'})
+    assert "account 1 (Z): id:" in byoa("accounts", "load", str(f), code=1).output
+    assert index(router, "Z") == "bob"
+    byoa("accounts", "add", "Z", "--owner", "bob", "--plan", "pro")  # bob's own add repairs it
+    assert view(router, "Z").owner == "bob"
+
+
+def test_an_account_whose_index_entry_was_lost_is_found_again(
+    byoa: Byoa, router: Router, accounts_file: Callable[..., Path]
+) -> None:
+    byoa("accounts", "add", "W", "--owner", "alice", "--plan", "pro", "--fast-hours", "2")
+    router.redis.hdel(router.keys.account_owners, "W")
+    assert router.pool.accounts() == []
+    add = ("accounts", "add", "W", "--owner", "alice", "--plan", "pro", "--credentials-env", "T")
+    assert "account_exists" in byoa(*add, code=1, T=CANARY).output
+    assert index(router, "W") == "alice" and view(router, "W").fast_hours_remaining == 2
+    assert stored_credentials(router, "alice", "W") is None  # a refused add writes nothing
+    router.redis.hdel(router.keys.account_owners, "W")
+    f = accounts_file({"id": '"W"', "owner": '"alice"', "plan": '"standard"'})
+    byoa("accounts", "load", str(f))
+    assert index(router, "W") == "alice" and view(router, "W").plan == "standard"
+    assert view(router, "W").fast_hours_remaining == 2  # updated, not added again
+
+
+def test_pods_loading_the_same_file_at_once_all_succeed(
+    router: Router, env: dict[str, str], accounts_file: Callable[..., Path]
+) -> None:
+    """Init containers of several pods start together: each add or update meets the others'
+    steps half done, and none of them may fail for it."""
+    tables = [{"id": f'"a-{i}"', "owner": '"alice"', "plan": '"pro"'} for i in range(60)]
+    f = accounts_file(*tables)
+    cmd = [sys.executable, "-m", "router", "accounts", "load", str(f)]
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE) for _ in range(8)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    assert sorted(a.id for a in router.pool.accounts()) == sorted(f"a-{i}" for i in range(60))
