@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from workers.drivers.base import (
     DriverJob,
     DriverResult,
     OutOfFastHours,
+    SubmitOutcomeUnknown,
     TransientError,
     UnknownJob,
 )
@@ -196,8 +198,8 @@ def test_a_proxy_without_buttons_gets_children_through_change(
         ("a cat oops --fast", DriverError),
         ("a cat badprompt --fast", DriverError),
         ("a cat queuefull --fast", TransientError),
-        ("a cat servererror --fast", TransientError),
-        ("a cat slow --fast", TransientError),
+        ("a cat servererror --fast", SubmitOutcomeUnknown),
+        ("a cat slow --fast", SubmitOutcomeUnknown),
     ],
 )
 def test_failures_map_to_driver_errors(
@@ -248,7 +250,7 @@ def test_lookup_finds_a_job_whose_submitter_timed_out(
 ) -> None:
     handle = driver.submit(account, job("a swan --fast", key="key-1"))
     assert driver.lookup(account, "key-1") == handle
-    assert driver.lookup(account, "key-2") is None
+    assert driver.lookup(account, "key-2", long_ago(driver)) is None
     # The proxy took the job but answered too late: found by its key, not submitted twice.
     late = driver.submit(account, job("a late swan --fast", key="key-3"))
     assert driver.lookup(account, "key-3") == late
@@ -276,7 +278,8 @@ def test_cancel_stops_the_job_and_charges_its_run(
     with pytest.raises(DriverError):
         driver.poll(handle)  # the proxy failed it ("取消任务")
     assert driver.cancel(handle) == used  # idempotent
-    assert driver.cancel("mjp:alice:a-pro:fast:imagine:404") == 0
+    with pytest.raises(UnknownJob):
+        driver.cancel("mjp:alice:a-pro:fast:imagine:404")
 
 
 def test_the_secret_stays_out_of_handles_logs_and_results(
@@ -517,6 +520,18 @@ def submitted_by_a_worker_that_died(client: Client, router: Router, prompt: str)
     return task.id
 
 
+def long_ago(driver: MjProxyDriver) -> int:
+    """An attempt start (ms) whose submissions a proxy has surely stored by now."""
+    return int(time.time() * 1000) - driver.submit_window_ms() - 1000
+
+
+def started_long_ago(router: Router, task_id: str, owner: str = "alice") -> None:
+    """Move a running attempt's start back past the driver's submit window."""
+    driver = router.driver
+    assert isinstance(driver, MjProxyDriver)
+    router.redis.hset(router.keys.task(owner, task_id), "started_at", long_ago(driver) * 1000)
+
+
 def test_a_lookup_that_cannot_tell_extends_the_lease_and_the_task_runs_once(
     client: Client, router: Router, account: AccountRef, stub: StubProxy, drain: Callable[[], None]
 ) -> None:
@@ -567,6 +582,10 @@ def test_a_job_the_backend_surely_never_took_is_run_again(
     router.queue.empty()
     assert router.tasks.start("alice", task.id, 1)[0]  # its worker dies before submitting
     expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 0  # too soon: the proxy may be storing it
+    assert client.get(task.id).attempt == 1  # type: ignore[union-attr]
+    started_long_ago(router, task.id)
+    expire_lease(router, "alice", task.id)
     assert running_reaper(router).reap_leases() == 1  # the proxy's list has no such job
     drain()
     done = client.get(task.id)
@@ -581,6 +600,7 @@ def test_lookup_tells_absent_from_fallen_off_a_full_list(
     full list is absent only if the list reaches back to before the attempt started."""
     for i in range(100):
         stub._new_task("IMAGINE", f"filler {i} --fast", f"other-{i}")
+        stub.tasks[max(stub.tasks)]["submitTime"] -= 2 * 3_600_000  # submitted 2 h ago
     with pytest.raises(TransientError, match="cannot tell"):
         driver.lookup(account, "key-x")
     oldest = min(int(t["submitTime"]) for t in stub.tasks.values())
@@ -589,10 +609,12 @@ def test_lookup_tells_absent_from_fallen_off_a_full_list(
     assert driver.lookup(account, "key-x", started_ms=oldest + 3_600_000) is None
     with StubProxy(secret=SECRET) as fresh:  # fewer than 100: the list is all there is
         ref = AccountRef("a-pro", "alice", account.plan, 0, SecretStr(SECRET), fresh.url)
-        assert driver.lookup(ref, "key-x") is None
+        assert driver.lookup(ref, "key-x", long_ago(driver)) is None
+        with pytest.raises(TransientError, match="cannot tell yet"):  # it may be storing it
+            driver.lookup(ref, "key-x", int(time.time() * 1000))
         fresh.list_failures = 1
         with pytest.raises(TransientError):
-            driver.lookup(ref, "key-x")
+            driver.lookup(ref, "key-x", long_ago(driver))
 
 
 # --- The modal of a relax child carries its own mode's flag only (issue 11, defect 7) ----
@@ -648,3 +670,189 @@ def test_an_inpaint_child_on_an_account_set_to_relax_sends_one_relax_flag(
     (modal,) = stub.sent("/mj-relax/mj/submit/modal")
     assert prompt_flags(modal["prompt"]) == [Mode.RELAX]
     assert modal["prompt"] == "a lighthouse at dusk --relax"
+
+
+# --- A job runs once and holds its slot until it ends (review D1, D2, D4) -----------------
+
+
+def end_jobs_now(stub: StubProxy) -> None:
+    """The account finishes every job it runs (a `long` one included) now."""
+    with stub._lock:
+        for task in stub.tasks.values():
+            task["_ends"] = 0
+
+
+def polled_until(poller: Any, condition: Callable[[], Any], what: str) -> Any:
+    """Poll (as a worker's poller does) until `condition` holds."""
+
+    def step() -> Any:
+        poller.poll_once()
+        return condition()
+
+    return wait_for(step, timeout=10, what=what)
+
+
+def test_a_refused_poll_keeps_the_job_and_its_slot_and_takes_the_account_out_of_rotation(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    """A 401 while polling says nothing of the job: it runs on, holding its slot, and only
+    its own end settles it; the account leaves rotation meanwhile (no new work)."""
+    from workers.jobs import run_task
+    from workers.poller import Poller
+
+    task = client.submit("alice", "a long kite", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"
+    handle = client.get(task.id).handle  # type: ignore[union-attr]
+    with StubProxy(secret=SECRET) as other:
+        spec = AccountSpec(
+            id="a-two",
+            owner="alice",
+            plan="pro",
+            backend_url=other.url,
+            credentials=SecretStr(SECRET),
+        )
+        router.apply(router.pool.add(spec))  # where a re-routed task would go
+        stub.secret = "rotated"  # the proxy's secret changes while the job runs
+        poller = Poller(router)
+        try:
+            flagged = polled_until(
+                poller,
+                lambda: (a := router.pool.get("a-pro")) is not None and not a.enabled and a,
+                "the refused account to leave rotation",
+            )
+            assert "refused" in (flagged.attention_reason or "")
+            for _ in range(3):  # polled on, refused each time: nothing changes
+                poller.poll_once()
+            held = client.get(task.id)
+            assert held is not None
+            assert (held.status, held.attempt, held.account_id, held.handle) == (
+                "running",
+                1,
+                "a-pro",
+                handle,
+            )
+            assert flagged.inflight["fast"] == 1
+            assert router.pool.get("a-pro").inflight["fast"] == 1  # type: ignore[union-attr]
+            deadline = router.redis.zscore(router.keys.inflight("alice"), task.id)
+            assert deadline is not None and deadline > running_reaper(router).now_us()
+            assert other.tasks == {} and router.queue.count == 0  # not run elsewhere
+            stub.secret = SECRET  # answers again: the job's own end settles it
+            end_jobs_now(stub)
+            done = polled_until(
+                poller,
+                lambda: (t := client.get(task.id)) is not None and t.status.terminal and t,
+                "the job to end",
+            )
+        finally:
+            poller.threads.shutdown()
+    assert (done.status, done.attempt) == ("completed", 1)
+    pro = router.pool.get("a-pro")
+    assert pro is not None and pro.inflight["fast"] == 0
+    assert pro.gpu_seconds_used["fast"] > 0  # charged to the account that ran it
+    assert not pro.enabled  # still out of rotation until an operator enables it
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+
+
+def test_a_job_refused_past_its_run_timeout_fails_timeout_and_frees_its_slot(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    from workers.jobs import run_task
+    from workers.poller import Poller
+
+    task = client.submit("alice", "a long kite", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"
+    stub.secret = "rotated"
+    limits = {**router.settings.run_timeout_seconds, Mode.FAST: 0.001}
+    later = Router(router.settings.model_copy(update={"run_timeout_seconds": limits}), router.redis)
+    poller = Poller(later)
+    try:
+        done = polled_until(
+            poller,
+            lambda: (t := client.get(task.id)) is not None and t.status.terminal and t,
+            "the run timeout",
+        )
+    finally:
+        poller.threads.shutdown()
+    assert done.status == "failed" and done.error is not None and done.error.code == "timeout"
+    pro = router.pool.get("a-pro")
+    assert pro is not None and pro.inflight["fast"] == 0
+    assert not pro.enabled and "refused" in (pro.attention_reason or "")
+
+
+def test_a_submission_that_times_out_while_the_proxy_takes_it_is_never_sent_twice(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy, drain: Callable[[], None]
+) -> None:
+    """The proxy is still taking the job when the request times out: it is not listed yet,
+    which says nothing. The worker leaves the task to the reaper, which adopts the job."""
+    from workers.jobs import run_task
+
+    stub.slow_seconds = 2 * TIMEOUT
+    task = client.submit("alice", "a slow heron", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "outcome unknown"
+    held = client.get(task.id)
+    assert held is not None and (held.status, held.attempt, held.handle) == ("running", 1, None)
+    wait_for(lambda: stub.tasks, timeout=10, what="the proxy to store the job")
+    expire_lease(router, "alice", task.id)
+    assert running_reaper(router).reap_leases() == 0  # found by its key and adopted
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt, done.retries) == ("completed", 1, 0)
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+    assert len(stub.tasks) == 1
+
+
+def test_a_submission_refused_before_sending_is_tried_again(
+    client: Client, router: Router, account: AccountRef, drain: Callable[[], None]
+) -> None:
+    """A refused connection sent nothing: the worker may submit again within the attempt."""
+    with StubProxy(secret=SECRET) as gone:
+        url = gone.url
+    down = AccountRef("a-pro", "alice", account.plan, 0, SecretStr(SECRET), url)
+    driver = MjProxyDriver(router.settings, router.redis)
+    with pytest.raises(TransientError) as raised:
+        driver.submit(down, job("a cat --fast", key="k"))
+    assert type(raised.value) is not SubmitOutcomeUnknown
+
+
+def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    """novicezk's proxy has no cancel endpoint: the job runs on, so its slot stays taken
+    until it ends; then the task is cancelled and charged for its real run."""
+    from workers.jobs import run_task
+    from workers.poller import Poller
+
+    router.apply(router.pool.update("a-pro", fast_limit=1))
+    first = client.submit("alice", "a long kite", mode="fast")
+    second = client.submit("alice", "a long swan", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", first.id, 1) == "submitted"
+    router.cancel(first.id)
+    opts = router.settings.mjproxy.model_copy(update={"cancel_endpoint": False})
+    poller = Poller(Router(router.settings.model_copy(update={"mjproxy": opts}), router.redis))
+    try:
+        for _ in range(3):
+            poller.poll_once()
+        held = client.get(first.id)
+        assert held is not None and held.status == "running"
+        assert router.pool.get("a-pro").inflight["fast"] == 1  # type: ignore[union-attr]
+        waiting = client.get(second.id)
+        assert waiting is not None and waiting.status == "queued" and waiting.account_id is None
+        assert router.queue.count == 0
+        end_jobs_now(stub)
+        done = polled_until(
+            poller,
+            lambda: (t := client.get(first.id)) is not None and t.status.terminal and t,
+            "the job to end",
+        )
+    finally:
+        poller.threads.shutdown()
+    assert done.status == "cancelled"
+    pro = router.pool.get("a-pro")
+    assert pro is not None and pro.gpu_seconds_used["fast"] > 0
+    assert [b for b in stub.requests if b[1].endswith("/cancel")] == []
+    placed = client.get(second.id)
+    assert placed is not None and placed.account_id == "a-pro"  # the slot is free now

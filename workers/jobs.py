@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Entry
+from router.scripts import Scripts
 from router.settings import Settings
 from workers.drivers.base import (
     AccountNeedsAttention,
@@ -23,6 +24,7 @@ from workers.drivers.base import (
     DriverError,
     DriverJob,
     OutOfFastHours,
+    SubmitOutcomeUnknown,
     TransientError,
     frames,
 )
@@ -84,6 +86,13 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     with Heartbeat(router, owner, task_id, attempt):
         try:
             handle = _submit(router, owner, task_id, attempt)
+        except SubmitOutcomeUnknown as e:
+            # Neither settled nor submitted again: the task stays running without a handle,
+            # the heartbeat stops, and once the lease expires a reaper looks the job up by
+            # its key (router.reaper: adopts it if found, runs the task again only when the
+            # backend surely has no such job, fails it at its run timeout otherwise).
+            log.warning("task %s/%s: %s; left to the reaper", owner, task_id, e)
+            return "outcome unknown"
         except Exception as e:
             outcome, error = classify(e, f"{owner}/{task_id}")
             return settle(router, Entry(owner, task_id, attempt), outcome, error=error)
@@ -115,6 +124,25 @@ def settle(
     )
     retrying(lambda: router.apply(out))
     return status
+
+
+def out_of_rotation(router: Router, owner: str, account_id: str, reason: str) -> None:
+    """Take an account out of rotation (it gets no new work) as SETTLE 'attention' does
+    (`enabled` 0, `attention_reason`, `attention_at`), without touching any task: its
+    running jobs keep their slots. Done once per episode (an open one is left as it is)."""
+    key = router.keys.account(owner, account_id)
+    enabled, open_reason = router.redis.hmget(key, "enabled", "attention_reason")
+    if enabled is None or (enabled in (b"0", "0") and open_reason):
+        return  # gone, or already out of rotation with its reason
+    seconds, micros = router.redis.time()
+    at = int(seconds) * 1_000_000 + int(micros)
+    args: list[str | int] = ["set", account_id, "enabled", "0"]
+    args += ["attention_reason", reason, "attention_at", at]
+    scripts = router.scripts
+    raw = scripts.owner_call(scripts.account_write, owner, args)
+    _, outcome = Scripts.decode(owner, raw)
+    router.apply(outcome)
+    log.warning("account %s is out of rotation: %s", account_id, reason)
 
 
 def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:

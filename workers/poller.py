@@ -18,8 +18,14 @@ from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Claim, Entry
 from router.scripts import text
-from workers.drivers.base import DriverError, TransientError, frames
-from workers.jobs import classify, keep_running, settle
+from workers.drivers.base import (
+    AccountRefused,
+    CannotCancel,
+    DriverError,
+    TransientError,
+    frames,
+)
+from workers.jobs import classify, keep_running, out_of_rotation, settle
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ class Check:
 
     entry: Entry
     handle: str
+    account_id: str
     cancel: bool
     overdue_after: float | None
     """The run timeout (s) if the job has outlived it, else None."""
@@ -74,11 +81,12 @@ class Poller:
                 "cancel_requested",
                 "started_at",
                 "effective_mode",
+                "account_id",
             )
         checks: list[Check] = []
         stale: list[Entry] = []
         for e, raw in zip(claim.entries, pipe.execute(), strict=True):
-            status, attempt, handle, cancel, started, mode = (
+            status, attempt, handle, cancel, started, mode, account_id = (
                 None if v is None else text(v) for v in raw
             )
             if status != "running" or attempt != str(e.attempt):
@@ -86,7 +94,8 @@ class Poller:
             elif handle:  # else it is being adopted by a reaper: it comes due again
                 limit = self.settings.run_timeout_seconds[Mode(mode)] if mode else None
                 overdue = limit is not None and claim.now_us - int(started or 0) > limit * 1e6
-                checks.append(Check(e, handle, cancel == "1", limit if overdue else None))
+                timeout = limit if overdue else None
+                checks.append(Check(e, handle, account_id or "", cancel == "1", timeout))
         polls.done(stale)
         verdicts = list(self.threads.map(self._check, checks))
         running = [c.entry for c, v in zip(checks, verdicts, strict=True) if v is None]
@@ -103,15 +112,26 @@ class Poller:
                 polls.done([c.entry])
 
     def _check(self, c: Check) -> Verdict | None:
-        """What became of one job: a verdict if it ended (or must end), None if it runs on."""
+        """What became of one job: a verdict if it ended (or must end), None if it runs on.
+
+        Only the job's own end (a result, or a failure the backend reports for it) settles
+        it, or its run timeout: an error about the account or the transport while asking
+        leaves it running, holding its slot (each poll renews its lease). A refused account
+        is taken out of rotation meanwhile, so it gets no new work."""
         driver = self.router.driver
         try:
-            if c.cancel:  # SETTLE ends a cancel-requested task cancelled
-                return "failed", driver.cancel(c.handle), None, None
             if c.overdue_after is not None:
-                message = f"the job ran longer than its {c.overdue_after:g} s run timeout"
-                return "failed", driver.cancel(c.handle), None, (ErrorCode.TIMEOUT.value, message)
+                return self._time_out(c, c.overdue_after)
+            if c.cancel:  # SETTLE ends a cancel-requested task cancelled
+                try:
+                    return "failed", driver.cancel(c.handle), None, None
+                except CannotCancel as e:  # it runs on, holding its slot: follow it to its end
+                    log.info("%s: %s; polling it to its end", c.entry.member, e)
+                    return None
             done = driver.poll(c.handle)
+        except AccountRefused as e:  # the job may run on: it keeps its slot; the account
+            self._refused(c, e)  # takes no new work
+            return None
         except TransientError as e:  # this poll failed, not the job: poll again later
             log.info("polling %s failed for now: %s", c.entry.member, e)
             return None
@@ -125,3 +145,32 @@ class Poller:
         if done is None:
             return None
         return "completed", done.gpu_ms, done.output, None
+
+    def _time_out(self, c: Check, limit: float) -> Verdict:
+        """Stop a job that outlived its run timeout and fail it `timeout`.
+
+        When the backend cannot stop it (or cannot be asked: refused, unreachable), it is
+        failed anyway and its slot freed though the job may run on at the account: a job
+        is not followed for ever. If the account was the cause (refused), it is already out
+        of rotation, so it gets no new work beside that job."""
+        message = f"the job ran longer than its {limit:g} s run timeout"
+        error = (ErrorCode.TIMEOUT.value, message)
+        try:
+            return "failed", self.router.driver.cancel(c.handle), None, error
+        except CannotCancel as e:
+            log.warning("%s overran and %s", c.entry.member, e)
+            return "failed", e.gpu_ms, None, error
+        except DriverError as e:
+            if isinstance(e, AccountRefused):
+                self._refused(c, e)
+            log.warning("%s overran; cancelling it failed: %s", c.entry.member, e)
+            return "failed", 0, None, error
+
+    def _refused(self, c: Check, e: AccountRefused) -> None:
+        log.warning("account of %s refused while its job runs: %s", c.entry.member, e)
+        if not c.account_id:
+            return
+        try:
+            out_of_rotation(self.router, c.entry.owner, c.account_id, str(e))
+        except Exception as x:  # e.g. Redis away: the next poll tries again
+            log.warning("taking %s out of rotation failed: %s", c.account_id, type(x).__name__)

@@ -87,6 +87,30 @@ class UnknownJob(DriverError):
     """The backend has no job with this handle (never submitted, or long expired)."""
 
 
+class AccountRefused(TransientError):
+    """Raised by `poll` or `cancel`: the backend refused the account's credentials (or its
+    access) when asked about a submitted job. This call failed, not the job, which may run
+    on: it is followed until it reports an end (or overruns its run timeout), and the
+    account is taken out of rotation meanwhile (it gets no new work)."""
+
+
+class CannotCancel(DriverError):
+    """Raised by `cancel`: the backend cannot stop the job (no cancel endpoint, or one it
+    refuses); it runs on and still holds its slot. `gpu_ms`: its run so far."""
+
+    def __init__(self, message: str, gpu_ms: int = 0) -> None:
+        super().__init__(message)
+        self.gpu_ms = gpu_ms
+
+
+class SubmitOutcomeUnknown(DriverError):
+    """Raised by `submit`: the request failed after it may have reached the backend (a
+    timeout or reset once it was sent, a 5xx), and no job was found under its key yet. It is
+    never submitted again within the attempt: the task stays running without a handle until
+    its lease expires, and a reaper then looks the job up by its key (adopts it if found,
+    runs the task again only once the backend surely has no such job)."""
+
+
 log = logging.getLogger(__name__)
 
 PASSED_THROUGH = (DriverError, RedisConnectionError, RedisTimeoutError)
@@ -156,12 +180,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def poll(self, handle: str) -> DriverResult | None:
         """The job's result if it has finished, else None. Raises DriverError on failure
-        (TransientError if only this poll failed: the job may still be running)."""
+        (TransientError if only this poll failed: the job may still be running; its
+        subclass AccountRefused if the backend refused the account: the job may still be
+        running, the account must take no new work)."""
 
     @abc.abstractmethod
     def cancel(self, handle: str) -> int:
         """Stop the job if the backend can (cancelled tasks, run timeouts); idempotent.
-        Returns the GPU ms (fast rate) it used, which the account is charged."""
+        Returns the GPU ms (fast rate) it used, which the account is charged, once the job
+        has stopped. Raises CannotCancel if it runs on (the backend cannot stop it), or
+        another DriverError (TransientError: ask again later)."""
 
     def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
         """The handle of the job submitted with `key`; None only when the backend has been

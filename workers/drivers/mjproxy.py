@@ -23,6 +23,7 @@ import http.client
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -42,11 +43,14 @@ from router.settings import Settings
 from workers.drivers.base import (
     AccountNeedsAttention,
     AccountRef,
+    AccountRefused,
+    CannotCancel,
     Driver,
     DriverError,
     DriverJob,
     DriverResult,
     OutOfFastHours,
+    SubmitOutcomeUnknown,
     TransientError,
     UnknownJob,
 )
@@ -82,6 +86,22 @@ LIST_LIMIT = 100
 .Take(100)`); novicezk's answers every stored task."""
 CLOCK_SLACK_MS = 60_000
 """How far the proxy's clock may be off ours when its list is read back to a time."""
+STORING_MS = 90_000
+"""How long after a submit request went out a proxy may still be taking it before its task
+is stored and listed. novicezk/midjourney-proxy translates the prompt first
+(src/main/java/com/github/novicezk/midjourney/controller/SubmitController.java:68), with GPT
+after a 10 s connect, 30 s write and 30 s read timeout (service/translate/
+GPTTranslateServiceImpl.java:42-44), and stores the task only then (loadbalancer/
+DiscordInstanceImpl.java:111); it goes on after the client gave up. So a job missing from the
+list is absent only once the attempt's submit requests are this much older than the list."""
+ENDED = frozenset({"SUCCESS", "FAILURE", "CANCEL"})
+
+
+class NotTaken(TransientError):
+    """The proxy surely did not take the request: the connection was refused or the name
+    did not resolve (nothing was sent), or a middleware answered before any controller ran
+    (429: trueai-org/midjourney-proxy src/Midjourney.API/RateLimitingMiddleware.cs:107-113;
+    401/403 are raised as the caller asks, see `_request`)."""
 
 
 def failure(reason: str, queue_full: type[DriverError] = DriverError) -> DriverError:
@@ -208,10 +228,24 @@ class MjProxyDriver(Driver):
         return self._remember(owner, account_id, backend)
 
     def _request(
-        self, backend: Backend, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        backend: Backend,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        refused: type[DriverError] = AccountNeedsAttention,
     ) -> tuple[int, Any]:
         """One call to the proxy: (HTTP status, JSON answer or None). Raises TransientError
-        (unreachable, timeout, 5xx, 429) or AccountNeedsAttention (secret refused)."""
+        (unreachable, timeout, 5xx; NotTaken when surely nothing was sent or taken) or
+        `refused` when the secret is refused: AccountNeedsAttention for a submission (the
+        account must leave rotation; nothing was created), AccountRefused for a call about
+        a submitted job (which may run on whatever this call met).
+
+        401/403 come from the proxies' authorisation, before any controller runs: novicezk's
+        `ApiAuthorizeInterceptor.preHandle` answers 401 and stops the request
+        (src/main/java/com/github/novicezk/midjourney/support/ApiAuthorizeInterceptor.java:
+        19-30); trueai-org's `SimpleAuthMiddleware` answers 401/403 and returns without
+        calling the next handler (src/Midjourney.API/SimpleAuthMiddleware.cs:85-122)."""
         headers = {"Accept": "application/json"}
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
@@ -219,7 +253,7 @@ class MjProxyDriver(Driver):
         if backend.secret is not None:
             secret = backend.secret.get_secret_value()
             if not SENDABLE_SECRET.fullmatch(secret):  # http.client would quote it refusing it
-                raise AccountNeedsAttention(
+                raise refused(
                     "the account's secret cannot be sent in a header (it holds a line break, "
                     "a control or non-ASCII character, or white space around it); store it again"
                 )
@@ -236,14 +270,22 @@ class MjProxyDriver(Driver):
             reason = getattr(e, "reason", None)  # named by class: we did not write its text
             name = type(reason if isinstance(reason, BaseException) else e).__name__
             failed = f"{method} {path}: backend unreachable ({name})"
+            # urllib wraps what fails while connecting and sending in a URLError, and lets
+            # what fails awaiting the answer through as it is: only a refused connection or
+            # an unknown name surely sent nothing (a timeout may come after the request).
+            unsent = isinstance(e, urllib.error.URLError) and isinstance(
+                reason, ConnectionRefusedError | socket.gaierror
+            )
         else:
-            failed = ""
+            failed, unsent = "", False
         if failed:  # raised here, so the library's exception is not even its __context__
-            raise TransientError(failed)
-        if status >= 500 or status == 429:
+            raise (NotTaken if unsent else TransientError)(failed)
+        if status == 429:
+            raise NotTaken(f"{method} {path}: backend answered HTTP {status}")
+        if status >= 500:
             raise TransientError(f"{method} {path}: backend answered HTTP {status}")
         if status in (401, 403):
-            raise AccountNeedsAttention(f"the backend refused the account's secret (HTTP {status})")
+            raise refused(f"the backend refused the account's secret (HTTP {status})")
         if 300 <= status < 400:
             raise DriverError(f"{method} {path}: backend redirects; set backend_url to the target")
         try:
@@ -264,13 +306,9 @@ class MjProxyDriver(Driver):
         else:
             path, body = self._child_request(account, job)
         prefix = f"/mj-{job.mode}/mj" if self.opts.mode_path else "/mj"
-        try:
-            answer = self._request(backend, "POST", prefix + path, body)
-        except TransientError:  # it may have taken the job: find it, not run it twice
-            with contextlib.suppress(DriverError):
-                if (found := self.lookup(account, job.key, started_ms)) is not None:
-                    return found
-            raise
+        answer = self._send(backend, prefix + path, body, account, job, started_ms)
+        if isinstance(answer, str):
+            return answer
         task_id, reply = self._accepted(*answer)
         if reply.get("code") == 21 and (reply.get("properties") or {}).get("remix"):
             modal = {
@@ -279,11 +317,40 @@ class MjProxyDriver(Driver):
                 "maskBase64": job.input.get("mask_base64") or "",
                 "state": job.key,
             }
-            status, answer = self._request(backend, "POST", prefix + "/submit/modal", modal)
-            task_id = self._accepted(status, answer)[0]
+            sent = self._send(backend, prefix + "/submit/modal", modal, account, job, started_ms)
+            if isinstance(sent, str):
+                return sent
+            task_id = self._accepted(*sent)[0]
         handle = Handle(account.owner, account.id, job.mode, job.task_type, task_id)
         log.info("submitted %s to account %s as proxy task %s", job.task_id, account.id, task_id)
         return str(handle)
+
+    def _send(
+        self,
+        backend: Backend,
+        path: str,
+        body: dict[str, Any],
+        account: AccountRef,
+        job: DriverJob,
+        started_ms: int,
+    ) -> tuple[int, Any] | str:
+        """POST a submission: the proxy's answer, or the handle of the job found by its key
+        after a failure that may have come once the proxy had the request. Such a failure
+        (a timeout or reset after sending, a 5xx) is never followed by another submission:
+        the job may be on its way into the proxy's store (see STORING_MS), so a lookup now
+        cannot say it is absent. It raises SubmitOutcomeUnknown; only NotTaken (nothing
+        sent, or refused before any controller) and definite refusals in the answer (code
+        23, queue full) are TransientError, which the worker may retry."""
+        try:
+            return self._request(backend, "POST", path, body)
+        except NotTaken:
+            raise
+        except TransientError as e:
+            failed = str(e)
+        with contextlib.suppress(DriverError):  # the proxy took it and answered late
+            if (found := self.lookup(account, job.key, started_ms)) is not None:
+                return found
+        raise SubmitOutcomeUnknown(f"{failed}; whether the backend took the job is unknown")
 
     @staticmethod
     def _modal_prompt(job: DriverJob) -> str:
@@ -362,7 +429,9 @@ class MjProxyDriver(Driver):
 
     # Following a job.
     def _fetch(self, backend: Backend, handle: Handle) -> dict[str, Any]:
-        status, task = self._request(backend, "GET", f"/mj/task/{quote(handle.task_id)}/fetch")
+        """The proxy's task; a refused secret is AccountRefused: the job may run on."""
+        path = f"/mj/task/{quote(handle.task_id)}/fetch"
+        status, task = self._request(backend, "GET", path, refused=AccountRefused)
         if status in (204, 404) or task is None:  # null: an empty 200 (Spring) or a 204
             raise UnknownJob(f"the backend has no task {handle.task_id}")
         if status >= 400 or not isinstance(task, dict):
@@ -412,31 +481,39 @@ class MjProxyDriver(Driver):
         }
 
     def cancel(self, handle: str) -> int:
-        """Asks the proxy to cancel where it can (a 404 means it cannot; the job then runs
-        out on the account). Returns the run so far, estimated as in `_gpu_ms`; 0 when the
-        backend cannot tell (the account's own balance corrects the router later)."""
-        try:
-            h = Handle.parse(handle)
-            backend = self._backend(h.owner, h.account_id)
-        except DriverError:
-            return 0
+        """Asks the proxy to cancel where it can, then fetches the job: once it reports an
+        end status, returns its run (estimated as in `_gpu_ms`). If it runs on, raises
+        CannotCancel: novicezk/midjourney-proxy has no cancel endpoint (its TaskController
+        maps fetch, queue, list and list-by-condition only: src/main/java/com/github/
+        novicezk/midjourney/controller/TaskController.java:36-81), and trueai-org's answers
+        400 to any non-admin caller (src/Midjourney.API/Controllers/TaskController.cs:86-92)
+        and, for an admin, fails a running task in memory while saving the stored copy
+        unchanged (TaskController.cs:103-106), so the job may show as running a while.
+        Fetch errors pass on (AccountRefused, TransientError: ask again; UnknownJob)."""
+        h = Handle.parse(handle)
+        backend = self._backend(h.owner, h.account_id)
         if self.opts.cancel_endpoint:
+            path = f"/mj/task/{quote(h.task_id)}/cancel"
             try:
-                self._request(backend, "POST", f"/mj/task/{quote(h.task_id)}/cancel", {})
+                self._request(backend, "POST", path, {}, refused=AccountRefused)
             except DriverError as e:
                 log.info("cancelling proxy task %s: %s", h.task_id, e)
-        try:
-            task = self._fetch(backend, h)
-        except DriverError:
-            return 0
-        return self._gpu_ms(task, h, until_ms=int(time.time() * 1000))
+        task = self._fetch(backend, h)
+        now_ms = int(time.time() * 1000)
+        if str(task.get("status") or "") in ENDED:
+            return self._gpu_ms(task, h, until_ms=now_ms)
+        raise CannotCancel(
+            f"the backend did not stop task {h.task_id}; it runs on", self._gpu_ms(task, h, now_ms)
+        )
 
     def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
         """Finds the job whose `state` is `key` among the proxy's tasks (`GET
         /mj/task/list`: every stored task, or the latest LIST_LIMIT). None only when the
         proxy answered a list that would hold the job had it taken it: a short list, or a
-        full one reaching back to before the attempt started. Otherwise (lookups off, no
-        list endpoint, an error or 5xx, a full list too recent) it cannot tell: raises."""
+        full one reaching back to before the attempt started, and only once the attempt's
+        submissions are old enough to be stored (`submit_window_ms`). Otherwise (lookups
+        off, no list endpoint, an error or 5xx, a full list too recent, too soon) it cannot
+        tell: raises."""
         if not key:
             raise DriverError("a job submitted without a key cannot be looked up")
         if not self.opts.lookup_via_list:
@@ -451,6 +528,9 @@ class MjProxyDriver(Driver):
                 action = str(task.get("action") or "imagine").lower()
                 task_type = action if action in TASK_TYPES else TaskType.IMAGINE.value
                 return str(Handle(account.owner, account.id, mode, task_type, str(task["id"])))
+        now_ms = int(time.time() * 1000)
+        if started_ms is None or now_ms - started_ms < self.submit_window_ms():
+            raise TransientError("cannot tell yet: the proxy may still be storing the job")
         if len(tasks) < LIST_LIMIT:
             return None  # the whole list: the proxy never took the job
         times = [t.get("submitTime") for t in tasks if isinstance(t, dict)]
@@ -458,6 +538,15 @@ class MjProxyDriver(Driver):
         if started_ms is not None and oldest is not None and oldest < started_ms - CLOCK_SLACK_MS:
             return None  # the list reaches back to before the attempt: it would be there
         raise TransientError(f"cannot tell: the proxy lists its latest {len(tasks)} tasks only")
+
+    def submit_window_ms(self) -> int:
+        """How long after an attempt starts a job it submitted may still be unlisted: its
+        worker's submit requests (each retry, and an inpaint's modal, may wait out the
+        request timeout after backoffs) plus STORING_MS for the proxy to store the last."""
+        s = self.settings
+        backoffs = s.transient_backoff_seconds * float(2**s.transient_retries - 1)
+        requests = 2 * (s.transient_retries + 1) * self.opts.request_timeout_seconds
+        return round((backoffs + requests) * 1000) + STORING_MS
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         """Nothing to do: the proxies offer no mode switch to API clients, and every prompt
