@@ -331,8 +331,9 @@ class Pool:
     An account is two things in two places: its entry in the global index
     (`account_owners`, id -> owner, which keeps ids unique across owners) and its hash
     under its owner's keys (plus its credentials). They cannot be written in one step (they
-    live in different cluster slots), so they are written in a fixed order: `add` claims the index entry, stores the credentials, then writes the
-    account; `remove` removes the account, then its credentials, then the index entry.
+    live in different cluster slots), so they are written in a fixed order: `add` claims
+    the index entry, stores the credentials, then writes the account; `remove` removes the
+    account, then its credentials, then the index entry.
     Every step tolerates what a process killed between two steps leaves: an index entry with
     no account behind it is finished off by `remove` and taken over by its owner's
     `add`/`upsert`; an account whose index entry is missing gets it back from its owner's
