@@ -754,6 +754,21 @@ def test_a_refused_poll_keeps_the_job_and_its_slot_and_takes_the_account_out_of_
     assert len(stub.sent("/mj/submit/imagine")) == 1
 
 
+def test_a_running_attempt_delivered_again_is_not_submitted_again(
+    client: Client, router: Router, account: AccountRef, stub: StubProxy
+) -> None:
+    from workers.jobs import run_task
+
+    task = client.submit("alice", "a long kite", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"
+    stub.secret = "rotated"  # were it sent again, the refusal would re-route the task
+    assert run_task("alice", task.id, 1) == "skipped: already submitted"
+    held = client.get(task.id)
+    assert held is not None and (held.status, held.attempt) == ("running", 1)
+    assert len(stub.sent("/mj/submit/imagine")) == 1
+
+
 def test_a_job_refused_past_its_run_timeout_fails_timeout_and_frees_its_slot(
     client: Client, router: Router, account: AccountRef, stub: StubProxy
 ) -> None:

@@ -83,6 +83,11 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     retrying(lambda: router.apply(started))
     if not ok:
         return f"skipped: task is {status or 'gone'}"
+    key = router.keys.task(owner, task_id)
+    if retrying(lambda: router.redis.hget(key, "handle")):
+        # START answers 'run' again for a running attempt (a retry whose reply was lost);
+        # one whose job was already submitted is followed by the poller: never twice.
+        return "skipped: already submitted"
     with Heartbeat(router, owner, task_id, attempt):
         try:
             handle = _submit(router, owner, task_id, attempt)
