@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,25 @@ def test_job_past_its_run_timeout_fails_timeout_and_is_stopped_on_the_account(
     running = router.redis.zcard(router.keys.sim_running("a-pro", Slot.FAST))
     assert running == 0  # the account no longer runs it
     assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_a_settings_file_edited_under_a_running_worker_changes_none_of_its_jobs(
+    client: Client,
+    add_account: AddAccount,
+    router: Router,
+    spawn: Callable[..., object],
+    tmp_path: Path,
+) -> None:
+    """rq forks a process per job; each used to read the settings again, so a bad edit
+    failed every job (and the reaper dispatched it again for ever)."""
+    from rq import Worker
+
+    config = tmp_path / "settings.toml"
+    config.write_text("max_retries = 2\n")
+    add_account("a-pro", "alice", "pro")
+    spawn("worker", BYOA_CONFIG=str(config))
+    wait_for(lambda: Worker.all(connection=router.redis, queue=router.queue), what="the worker")
+    config.write_text("max_retries = -5\n")  # invalid: a process reading it now cannot start
+    task = client.submit("alice", "a cat", mode="fast")
+    (done,) = wait_for(terminal(router, [task.id]), what="the task to end")
+    assert (done.status, done.attempt) == ("completed", 1)

@@ -64,10 +64,22 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
+_settings: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """This worker's settings, given once before rq forks job processes: a job process
+    builds its router from them and never reads the environment or a settings file again
+    (an edit made meanwhile would mix settings in one worker, or break every job)."""
+    global _settings
+    _settings = settings
+    _router.cache_clear()
+
+
 @cache
 def _router() -> Router:
-    """One router per worker process (a forked job horse builds its own)."""
-    return Router(Settings())
+    """One router per job process (a forked job horse builds its own connections)."""
+    return Router(_settings if _settings is not None else Settings())
 
 
 def run_task(owner: str, task_id: str, attempt: int) -> str:

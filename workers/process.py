@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 
 from router.core import Router
+from workers.jobs import use_settings
 from workers.poller import Poller
 from workers.webhooks import Deliverer
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def run_worker(router: Router, burst: bool = False, name: str | None = None) -> None:
     """Work until SIGTERM/SIGINT (rq's warm shutdown); with `burst`, until nothing is left
     to submit or poll. Jobs still running on their accounts stay scheduled for others."""
+    use_settings(router.settings)
     if burst:
         drain(router, name=name)
         return
@@ -49,6 +51,7 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
 def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None = None) -> None:
     """Submit, poll and deliver webhooks until the queue, the schedule of polls and the
     webhook outboxes are all empty."""
+    use_settings(router.settings)
     poller = Poller(Router(router.settings, router.redis))
     deliverer = Deliverer(Router(router.settings, router.redis))
     level = logging.getLevelName(logging.getLogger().level)
