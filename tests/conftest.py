@@ -89,9 +89,9 @@ def router(settings: Settings, redis_conn: Redis, env: dict[str, str]) -> Iterat
     os.environ.update(env)  # in-process workers build their Router from the environment
     from workers import jobs
 
-    jobs._router.cache_clear()
+    jobs.use_settings(settings)  # in-process jobs run with this test's settings
     yield Router(settings, redis_conn)
-    jobs._router.cache_clear()
+    jobs.use_settings(None)
     os.environ.clear()
     os.environ.update(saved)
 
@@ -114,7 +114,9 @@ def drain(router: Router) -> Callable[[], None]:
     """Work in this process until nothing is left to submit or poll (follow-ups included)."""
 
     def run() -> None:
-        drain_worker(router, SimpleWorker)
+        # As a worker process starting now would: settings read once, from the environment
+        # (a test may have changed it after the router fixture).
+        drain_worker(Router(Settings(), router.redis), SimpleWorker)
 
     return run
 

@@ -405,7 +405,7 @@ def mode_path_env(monkeypatch: pytest.MonkeyPatch, **more: str) -> None:
 
     for name, value in more.items():
         monkeypatch.setenv(name, value)
-    jobs._router.cache_clear()
+    jobs.use_settings(Settings())
 
 
 def test_a_secret_with_a_newline_stays_out_of_logs_records_and_rq(

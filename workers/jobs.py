@@ -67,10 +67,11 @@ class Heartbeat(threading.Thread):
 _settings: Settings | None = None
 
 
-def use_settings(settings: Settings) -> None:
+def use_settings(settings: Settings | None) -> None:
     """This worker's settings, given once before rq forks job processes: a job process
     builds its router from them and never reads the environment or a settings file again
-    (an edit made meanwhile would mix settings in one worker, or break every job)."""
+    (an edit made meanwhile would mix settings in one worker, or break every job).
+    None: read them from the environment again (the default)."""
     global _settings
     _settings = settings
     _router.cache_clear()
