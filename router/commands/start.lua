@@ -58,9 +58,13 @@ end
 if g[3] and g[3] ~= '' and redis.call('HSETNX', t, 'fallback_counted', '1') == 1 then
   count('fallback:' .. g[3])  -- a fallback counts once it runs: undone ones do not
 end
-if started(a) then refresh(acct) end
+local paces = started(a)
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 hook(tid, 'running')
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease
+if paces then  -- the start moved the account's rest: its indexes and timer, and its work
+  touch(acct)
+  pump({acct})
+end
 return out({'run', 'running'})
