@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 
 from router.errors import ByoaError
@@ -103,7 +105,19 @@ class Router:
             ref = self.account_ref(owner, account_id)
             if ref is not None:
                 log.info("account %s switched to %s", account_id, setting)
-                self.driver.switch_mode(ref, setting)
+                try:
+                    self.driver.switch_mode(ref, setting)
+                except (RedisConnectionError, RedisTimeoutError):
+                    raise
+                except Exception as e:  # a backend's answer never stops a router or worker;
+                    # every prompt carries the flag of its mode anyway. Named by class only:
+                    # a foreign exception's text may quote a credential.
+                    log.warning(
+                        "telling account %s of its %s setting failed: %s",
+                        account_id,
+                        setting,
+                        type(e).__name__,
+                    )
         self.tasks.expire_ids(outcome.finished, self.settings.task_ttl_seconds)
 
     def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], list[Rejection]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from router.core import Router
 from router.models import Mode, Plan, Setting
 from workers.drivers.base import (
     AccountRef,
@@ -113,3 +115,16 @@ def test_a_worker_loop_logs_a_failed_step_by_class_only(caplog: pytest.LogCaptur
     assert "poller failed: ValueError" in caplog.text
     assert "poller lost Redis (ConnectionError)" in caplog.text
     assert CANARY not in caplog.text
+
+
+def test_a_driver_that_cannot_switch_an_accounts_mode_stops_no_router(
+    router: Router, add_account: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An automatic flip tells the driver; its failure is logged by class, never raised
+    into the reaper's or a worker's loop (every prompt carries its mode flag anyway)."""
+    add_account("a-pro", "alice", "pro")
+    router.__dict__["driver"] = Leaky(ValueError(f"secret {CANARY}"))
+    outcome = router.pool.update("a-pro", setting=Setting.RELAX)
+    assert outcome.switches == [("alice", "a-pro", Setting.RELAX)]
+    router.apply(outcome)  # does not raise
+    assert "DriverError" in caplog.text and CANARY not in caplog.text
