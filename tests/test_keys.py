@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from redis import Redis
@@ -15,6 +16,9 @@ from router.redis_server import purge
 from router.scripts import text
 
 AddAccount = Callable[..., None]
+
+TEST_PREFIX = re.compile(r"\bt[0-9a-f]{10}(?=[:-])")
+"""The key prefix of a test (see conftest), in our keys and in rq's."""
 
 
 def test_every_key_written_starts_with_the_prefix_or_is_rqs_for_our_queue(
@@ -34,15 +38,21 @@ def test_every_key_written_starts_with_the_prefix_or_is_rqs_for_our_queue(
     daemon = IntakeDaemon(router)
     daemon.handle(daemon.claim())
     drain()
-    new = {text(k) for k in redis_conn.scan_iter(count=1000)} - before
     prefix = router.keys.prefix
+
+    def written() -> set[str]:
+        """Keys that appeared since `before`, less another test run's (same database)."""
+        keys = {text(k) for k in redis_conn.scan_iter(count=1000)} - before
+        return {k for k in keys if all(p == prefix for p in TEST_PREFIX.findall(k))}
+
+    new = written()
     ours = {k for k in new if k.startswith(f"{prefix}:")}
     rq_keys = {k for k in new if k.startswith("rq:")}
     assert ours and new == ours | rq_keys
     rq_globals = {"rq:queues", "rq:workers", "rq:clean_groups"}
     assert all(f"{prefix}-" in k for k in rq_keys - rq_globals), rq_keys
     purge(redis_conn, prefix)
-    left = {text(k) for k in redis_conn.scan_iter(count=1000)} - before
+    left = written()
     assert left <= rq_globals
 
 
