@@ -93,20 +93,16 @@ GPU_MS = (60_000, 0, 20_000, 200_000) + (() if "14" in KNOWN_OPEN else (10**19,)
 """GPU time a backend reports for a job (an absurd figure too once defect 14 is closed)."""
 TASK_TYPES = ("imagine",) * len(CHILD_TYPES) + tuple(sorted(CHILD_TYPES))
 """Half the new tasks are children."""
-WORKER_STEPS = (*OUTCOMES, "heartbeat", "handle", "stale")
+WORKER_STEPS = ("completed", "completed", *OUTCOMES, "heartbeat", "handle", "stale")
+"""What a worker does with a running task (most jobs complete: parents for children)."""
 CHANGES = (
-    "relax",
-    "fast",
-    "disable",
-    "enable",
-    "reset",
-    "resync",
-    *(f"hours={h:g}" for h in HOURS),
-    *(f"{how}plan={p.value}" for how in ("file:", "") for p in Plan),
+    *("relax", "fast", "relax", "fast", "disable", "enable", "reset", "resync"),
+    *("hours", "hours", "plan", "file:plan"),
 )
 """What an operator does to an account: `accounts set --relax/--fast/--disable/--enable`,
-`accounts reset`, the accounts file loaded again, fast hours set (a top-up, or none left),
-a plan change by the accounts file or by `Pool.update`."""
+`accounts reset`, the accounts file loaded again, fast hours set (one of HOURS: a top-up,
+or none left), a plan change by `Pool.update` (`accounts set --plan`) or by the accounts
+file."""
 CLOCK_STEPS = ("seconds", "midnight", "work_start_h", "work_end_h", "renewal")
 
 
@@ -578,8 +574,12 @@ class ScriptsMachine(RuleBasedStateMachine):
         self.settled_step("reap", f"clock past the lease of {tid}, reap {action}: {verdict}")
 
     # The operator.
-    def operate(self, account: str, change: str) -> str:
+    def operate(self, data: st.DataObject, account: str, change: str) -> str:
         """What an operator does to one account (see CHANGES)."""
+        if change == "hours":
+            change = f"hours={data.draw(st.sampled_from(HOURS), label='hours'):g}"
+        if change.endswith("plan"):
+            change += f"={data.draw(st.sampled_from(list(Plan)), label='plan').value}"
         if "plan=" in change or change == "resync":  # the plan may change: jobs finish
             self.grandfathered.setdefault(account, set()).update(
                 (t, h["attempt"])
@@ -598,10 +598,10 @@ class ScriptsMachine(RuleBasedStateMachine):
             elif change.startswith("hours="):
                 self.took(self.pool.update(account, fast_hours=float(change[6:])))
             else:
-                return self.change_plan(account, change)
+                return f"{account} {change}: {self.change_plan(account, change)}"
         except AccountError as e:  # refusing a number it cannot keep is an answer too
-            return f"refused: {e}"
-        return "done"
+            return f"{account} {change}: refused: {e}"
+        return f"{account} {change}: done"
 
     def resync(self, account: str) -> None:
         """The same accounts file loaded again changes nothing the router changed since (fast
@@ -633,18 +633,18 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.saw("plan_change_applied_or_refused", f"{account}: plan {plan} accepted, ignored")
         return "done"
 
-    @rule(account=st.sampled_from(ACCOUNTS), change=st.sampled_from(CHANGES))
-    def operator(self, account: str, change: str) -> None:
-        done = self.operate(account, change)
-        self.settled_step(change.partition("=")[0], f"operator: {account} {change}: {done}")
+    @rule(data=st.data(), account=st.sampled_from(ACCOUNTS), change=st.sampled_from(CHANGES))
+    def operator(self, data: st.DataObject, account: str, change: str) -> None:
+        done = self.operate(data, account, change)
+        self.settled_step(change, f"operator: {done}")
 
     @precondition(lambda self: bool(self.busy_accounts()))
     @rule(data=st.data(), change=st.sampled_from(CHANGES))
     def operator_on_busy_account(self, data: st.DataObject, change: str) -> None:
         """The same, on an account while tasks hold its slots (placed or running)."""
         account = data.draw(st.sampled_from(self.busy_accounts()), label="account")
-        done = self.operate(account, change)
-        self.settled_step(change.partition("=")[0], f"operator: {account} {change}: {done}")
+        done = self.operate(data, account, change)
+        self.settled_step(change, f"operator: {done}")
 
     # Time.
     def reaper_wake(self) -> None:
