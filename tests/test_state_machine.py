@@ -668,14 +668,16 @@ class ScriptsMachine(RuleBasedStateMachine):
             account = data.draw(st.sampled_from(having), label="account") if having else ""
             if to == "renewal":
                 then = max(now, int(self.snap.accounts[account]["renews_at"]) if account else 0)
-                what, wake = f"{account}'s renewal", True
+                what = f"{account}'s renewal" if account else "no renewal (none is set)"
+                wake = True
             else:
                 offset = data.draw(st.sampled_from([0, -1, 1]), label="offset µs")
                 hour = int(self.snap.accounts[account][field]) if account else 0
                 then = now // US_PER_DAY * US_PER_DAY + hour * US_PER_HOUR + offset
                 while then <= now:
                     then += US_PER_DAY
-                what = f"{account}'s {to} ({hour}h) {offset:+d} µs" if account else "midnight"
+                what = f"{account}'s {to} ({hour}h)" if account else "UTC midnight"
+                what += f" {offset:+d} µs"
         self.set_clock(then)
         if wake:
             self.reaper_wake()
