@@ -530,7 +530,8 @@ class ScriptsMachine(RuleBasedStateMachine):
 
     def settle(self, tid: str, before: dict[str, str], outcome: str, gpu_ms: int) -> str:
         acct_id = before["account_id"]
-        fast_before = int(self.account(acct_id).get("fast_ms") or 0)
+        a = self.account(acct_id)
+        fast_before, renewal = int(a.get("fast_ms") or 0), a.get("renews_at")
         error = {
             "failed": ("driver_error", "the job failed"),
             "attention": ("account_attention", "captcha required"),
@@ -541,8 +542,10 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.task_owner[tid], tid, int(before["attempt"]), outcome, gpu_ms, error=error
         )
         self.took(out)
-        fast_after = int(self.account(acct_id).get("fast_ms") or 0)
-        if before["effective_mode"] == "relax" and fast_after < fast_before:
+        a = self.account(acct_id)
+        fast_after, renewed = int(a.get("fast_ms") or 0), a.get("renews_at") != renewal
+        # A renewal that came due (the plan's hours again: they do not roll over) is no spend.
+        if before["effective_mode"] == "relax" and fast_after < fast_before and not renewed:
             self.saw(
                 "relax_never_consumes_fast_hours",
                 f"relax {tid} settled {outcome} took {fast_before - fast_after} fast ms",
