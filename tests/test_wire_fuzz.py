@@ -304,8 +304,15 @@ def test_whatever_arrives_ends_once_and_no_router_dies(
             router.redis.lpush(router.keys.intake, raw)
 
         def settled() -> bool:
+            # SCAN may miss a list a message is moving into: the explicit ids must exist too
+            # (each names a task once its messages are handled), or the oracle below would
+            # read an id's winner before any router wrote it.
             assert [p.poll() for p in routers] == [None, None], "a router died"
-            return router.redis.llen(router.keys.intake) == 0 and not _held_lists(router)
+            return (
+                router.redis.llen(router.keys.intake) == 0
+                and not _held_lists(router)
+                and all(router.redis.exists(router.keys.task_owner(t)) for t in held_before)
+            )
 
         wait_for(settled, timeout=30, what="every message handled")
         want = expect(router, sent, held_before)
