@@ -286,6 +286,12 @@ def health_options(fn: Any) -> Any:
     help="Name of an environment variable holding the account's credentials.",
 )
 @click.option("--backend-url", default=None, help="Base URL of the account's backend.")
+@click.option(
+    "--backend-server",
+    type=click.Choice(["trueai", "novicezk"]),
+    default=None,
+    help="Which midjourney-proxy server the backend is (default: ask it).",
+)
 @health_options
 @click.pass_context
 def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
@@ -337,6 +343,12 @@ def _errors(e: ValidationError) -> str:
 @click.option("--fast-limit", type=int, default=None)
 @click.option("--relax-limit", type=int, default=None)
 @click.option("--backend-url", default=None, help="Base URL of the account's backend.")
+@click.option(
+    "--backend-server",
+    type=click.Choice(["trueai", "novicezk"]),
+    default=None,
+    help="Which midjourney-proxy server the backend is (default: ask it).",
+)
 @health_options
 @click.pass_context
 def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:

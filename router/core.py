@@ -75,7 +75,13 @@ class Router:
         view = AccountView.from_hash(text_hash(raw))
         secret = SecretStr(text(creds)) if creds else None
         return AccountRef(
-            view.id, view.owner, view.plan, view.state().fast_ms, secret, view.backend_url
+            view.id,
+            view.owner,
+            view.plan,
+            view.state().fast_ms,
+            secret,
+            view.backend_url,
+            view.backend_server,
         )
 
     def job_id(self, task_id: str, attempt: int) -> str:

@@ -30,6 +30,7 @@ STATS = "stats"  # hash: the owner's counters and duration histograms (see route
 WEBHOOK = "hook"  # string per task: its webhook secret, read only by deliverers
 OUTBOX = "outbox"  # zset: webhook deliveries `<task>/<event>` by when due (µs)
 CURSOR = "cursor"  # hash: per slot, the account a round-robin strategy chose last
+SYNCED = "synced"  # string per account: held while one worker reads its backend's state
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class Keys:
 
     def credentials(self, owner: str, account_id: str) -> str:
         return f"{self.owner_base(owner)}:{CREDENTIALS}:{account_id}"
+
+    def backend_sync(self, owner: str, account_id: str) -> str:
+        """String, expiring: the worker that set it reads the account's backend state this
+        interval; the others leave it."""
+        return f"{self.owner_base(owner)}:{SYNCED}:{account_id}"
 
     def task(self, owner: str, task_id: str) -> str:
         return f"{self.owner_base(owner)}:{TASK}:{task_id}"

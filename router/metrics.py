@@ -6,7 +6,8 @@ hashes, waiting lines, and per-owner stats hashes that the Lua scripts count int
 scraped process itself. No label carries a task id, a prompt or a secret.
 
 Stats hash fields (`<prefix>:{o:<owner>}:stats`): `submitted`, `routed:<slot>`,
-`finished:<status>:<mode>`, `failed:<code>`, `fallback:<reason>`, and histograms
+`finished:<status>:<mode>`, `failed:<code>`, `fallback:<reason>`,
+`mode_mismatch:<placed>:<ran>` (a backend ran a job in another mode), and histograms
 `wait|run:<mode>:<bucket>` (counts per bucket, not cumulative) with `...:sum` (seconds).
 """
 
@@ -127,6 +128,12 @@ class PoolCollector(Collector):
             "Automatic flips to relax on exhausted fast hours.",
             labels=ACCOUNT,
         )
+        backend_left = g(
+            "byoa_account_backend_fast_time_remaining_seconds",
+            "Fast time left on the account by its backend's reckoning, where the backend "
+            "tells (read at byoa_backend_sync_seconds).",
+            labels=ACCOUNT,
+        )
         for v in views:
             labels = [v.id, v.owner, v.plan.value]
             fast_left.add_metric(labels, max(v.fast_hours_remaining, 0.0) * 3600)
@@ -141,7 +148,9 @@ class PoolCollector(Collector):
             for m in MODES:
                 used.add_metric([*labels, m], v.gpu_seconds_used[m])
             flips.add_metric(labels, v.auto_flips)
-        yield from (fast_left, setting, state, inflight, limit, used, flips)
+            if v.backend_fast_ms is not None:
+                backend_left.add_metric(labels, v.backend_fast_ms / 1000)
+        yield from (fast_left, setting, state, inflight, limit, used, flips, backend_left)
 
     def _queues(
         self, heads: list[tuple[str, Slot, int, str | None]], now_us: int
@@ -183,6 +192,12 @@ class PoolCollector(Collector):
             "Fast/turbo tasks that ran relax as a fallback (counted when they start).",
             labels=["owner", "reason"],
         )
+        mismatches = c(
+            "byoa_mode_mismatches",
+            "Jobs a backend ran in another mode than the router placed them in (charged as "
+            "what ran).",
+            labels=["owner", "placed", "ran"],
+        )
         for owner, h in stats.items():
             submitted.add_metric([owner], int(h.get("submitted", 0)))
             for field, value in h.items():
@@ -196,7 +211,10 @@ class PoolCollector(Collector):
                     failed.add_metric([owner, rest], int(value))
                 elif kind == "fallback":
                     fallbacks.add_metric([owner, rest], int(value))
-        yield from (submitted, routed, finished, failed, fallbacks)
+                elif kind == "mode_mismatch":
+                    placed, _, ran = rest.partition(":")
+                    mismatches.add_metric([owner, placed, ran], int(value))
+        yield from (submitted, routed, finished, failed, fallbacks, mismatches)
         yield c("byoa_dead_letters", "Intake messages that could not become a task.", dead)
 
     def _histograms(self, stats: dict[str, dict[str, str]]) -> Iterator[Metric]:

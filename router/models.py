@@ -105,6 +105,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"
     DRIVER_ERROR = "driver_error"
+    MODE_UNSUPPORTED = "mode_unsupported"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -67,6 +67,9 @@ def check_backend_url(value: str) -> str:
 
 
 BackendUrl = Annotated[str, AfterValidator(check_backend_url)]
+BackendServer = Literal["trueai", "novicezk"]
+"""Which midjourney-proxy server an account's backend is (its answers are read by that
+server's rules); unset: the driver asks the server."""
 
 
 def _renewal_date(value: datetime) -> datetime:
@@ -124,6 +127,8 @@ class AccountChange(BaseModel):
     past stands for the cycle's next date, so setting it never renews the account."""
     backend_url: BackendUrl | None = None
     """Base URL of the account's backend, for drivers that call one over HTTP."""
+    backend_server: BackendServer | None = None
+    """Which server the backend is (`trueai`, `novicezk`); unset: found by asking it."""
 
 
 class AccountSpec(BaseModel):
@@ -166,6 +171,8 @@ class AccountSpec(BaseModel):
     stands for the cycle's next date. From a file, applied when the declaration changed."""
     backend_url: BackendUrl | None = None
     """Base URL of the account's backend, for drivers that call one over HTTP."""
+    backend_server: BackendServer | None = None
+    """Which server the backend is (`trueai`, `novicezk`); unset: found by asking it."""
 
 
 def describe(e: ValidationError) -> str:
@@ -217,6 +224,10 @@ class AccountView(BaseModel):
     attention_reason: str | None
     """Why the account left rotation (banned, captcha...), set by a driver error."""
     backend_url: str | None = None
+    backend_server: str | None = None
+    backend_fast_ms: int | None = None
+    """Fast time left by the backend's reckoning, where it tells (read by the workers)."""
+    backend_synced_at_us: int | None = None
     raw_day: int = Field(default=0, exclude=True)
     raw_day_jobs: int = Field(default=0, exclude=True)
     paced_until_us: int = Field(default=0, exclude=True)
@@ -248,6 +259,11 @@ class AccountView(BaseModel):
             cooldown_until_us=int(h["cooldown_until"]) if h.get("cooldown_until") else None,
             attention_reason=h.get("attention_reason") or None,
             backend_url=h.get("backend_url") or None,
+            backend_server=h.get("backend_server") or None,
+            backend_fast_ms=int(h["backend_fast_ms"]) if h.get("backend_fast_ms") else None,
+            backend_synced_at_us=int(h["backend_synced_at"])
+            if h.get("backend_synced_at")
+            else None,
             raw_day=int(h.get("day") or 0),
             raw_day_jobs=int(h.get("day_jobs") or 0),
             paced_until_us=int(h.get("paced_until") or 0),
@@ -469,6 +485,8 @@ class Pool:
             fields["declared_renews_at"] = str(epoch_us(spec.renews_at))
         if spec.backend_url is not None:
             fields["backend_url"] = spec.backend_url
+        if spec.backend_server is not None:
+            fields["backend_server"] = spec.backend_server
         self._claim(spec.owner, spec.id)
         if self._exists(spec.owner, spec.id):
             # An account whose index entry was lost: the claim gave it back; nothing else.
@@ -522,6 +540,7 @@ class Pool:
         work_hours: tuple[int, int] | None = None,
         renews_at: datetime | None = None,
         backend_url: str | None = None,
+        backend_server: str | None = None,
     ) -> Outcome:
         """An operator's change: every value given applies (bounded like `AccountChange`).
 
@@ -543,6 +562,7 @@ class Pool:
             "work_hours": work_hours,
             "renews_at": renews_at,
             "backend_url": backend_url,
+            "backend_server": backend_server,
         }
         try:
             change = AccountChange.model_validate({k: v for k, v in given.items() if v is not None})
@@ -589,6 +609,8 @@ class Pool:
             fields["relax_limit"] = str(relax_limit)
         if change.backend_url is not None:
             fields["backend_url"] = change.backend_url
+        if change.backend_server is not None:
+            fields["backend_server"] = change.backend_server
         if change.credentials is not None:
             cred_key = self.keys.credentials(owner, account_id)
             self.redis.set(cred_key, change.credentials.get_secret_value())
@@ -649,6 +671,7 @@ class Pool:
             "daily_cap": spec.daily_cap,
             "work_hours": spec.work_hours,
             "backend_url": spec.backend_url,
+            "backend_server": spec.backend_server,
         }
         if spec.fast_hours is not None:
             ms = str(round(spec.fast_hours * MS_PER_HOUR))

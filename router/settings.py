@@ -94,10 +94,9 @@ class MjProxySettings(BaseModel):
 
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """Every HTTP request to a proxy gives up after this long (a transient error)."""
-    mode_path: bool = False
-    """Submit through `/mj-<mode>/mj/...` (proxies that read the mode from the path)."""
-    cancel_endpoint: bool = True
-    """Ask the proxy to cancel (`POST /mj/task/{id}/cancel`) where it has that endpoint."""
+    server: Literal["auto", "trueai", "novicezk"] = "auto"
+    """Which midjourney-proxy server the backends are, for accounts that do not say
+    (`backend_server`); `auto`: ask each backend once."""
     lookup_via_list: bool = True
     """Find a job by its client reference (`state`) in `GET /mj/task/list`."""
     gpu_per_wall: dict[Mode, Factor] = Field(
@@ -171,6 +170,12 @@ class Settings(BaseSettings):
     """Most submitted jobs a worker claims to poll at once."""
     poll_threads: int = Field(default=8, gt=0, le=256)
     """Driver polls a worker process runs at once (HTTP backends answer slowly)."""
+    backend_sync_seconds: float = Field(default=300.0, ge=0, le=86400)
+    """How often the workers read each account's state from its backend, where the backend
+    tells it (fast time left): the router's hours and setting follow it. 0: never."""
+    backend_drift_hours: float = Field(default=1.0, ge=0, le=10_000, allow_inf_nan=False)
+    """Fast hours by which the router's reckoning may differ from the backend's before a
+    worker warns (the Prometheus alert ByoaFastHoursDrift says the same)."""
     router_dead_seconds: float = Field(default=15.0, gt=0, le=3600)
     """A router silent this long is dead: its claimed intake messages are taken over."""
     dead_letter_max: int = Field(default=100_000, gt=0, le=100_000_000)

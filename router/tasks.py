@@ -51,6 +51,12 @@ class Task(BaseModel):
     retries: int
     """Times the task was run again after its worker was lost (the account may have run it)."""
     retry_reason: str | None
+    ran_mode: Mode | None = None
+    """The mode the backend says the job really ran in, where it differs from
+    `effective_mode` (the account was charged for it)."""
+    cancel_outcome: str | None = None
+    """`cancel_unsupported`: a cancel was asked for but the backend cannot stop the job,
+    which runs to its end and is charged."""
     handle: str | None = None
     """The backend's handle of the running attempt's job, once submitted."""
     webhook_endpoint: str | None = None
@@ -92,6 +98,8 @@ class Task(BaseModel):
             attempt=int(h.get("attempt") or 0),
             retries=int(h.get("retries") or 0),
             retry_reason=h.get("retry_reason") or None,
+            ran_mode=Mode(h["ran_mode"]) if h.get("ran_mode") else None,
+            cancel_outcome=h.get("cancel_outcome") or None,
             handle=h.get("handle") or None,
             webhook_endpoint=h.get("webhook_endpoint") or None,
             webhook_event=h.get("webhook_event") or None,
@@ -215,10 +223,13 @@ class TaskStore:
         gpu_ms: int = 0,
         result: Any = None,
         error: tuple[str, str] | None = None,
+        ran_mode: str = "",
     ) -> tuple[str, Outcome]:
         """End a run: 'completed', 'failed' (with `error`), or re-route the task after
         'out_of_fast' (the account flips), 'attention' (the account leaves rotation) or
-        'transient' (counted against the account; fails with `error` when out of retries)."""
+        'transient' (counted against the account; fails with `error` when out of retries).
+        `ran_mode`: the mode the backend says the job ran in, charged as such ('' : as
+        placed)."""
         code, message = error or ("", "")
         s = self.settings
         args: list[str | int] = [
@@ -233,6 +244,7 @@ class TaskStore:
             round(s.cooldown_window_seconds * 1e6),
             round(s.cooldown_seconds * 1e6),
             s.max_retries,
+            ran_mode,
         ]
         raw = self.scripts.owner_call(self.scripts.settle, owner, args)
         (_, status), out = Scripts.decode(owner, raw)

@@ -431,7 +431,7 @@ def test_every_command_a_deploy_file_runs_exists_in_the_cli(tmp_path: Path) -> N
 
 
 def test_every_byoa_variable_in_deploy_is_a_setting() -> None:
-    assert is_setting("BYOA_PLANS__PRO__FAST_LIMIT") and is_setting("BYOA_MJPROXY__MODE_PATH")
+    assert is_setting("BYOA_PLANS__PRO__FAST_LIMIT") and is_setting("BYOA_MJPROXY__SERVER")
     assert not is_setting("BYOA_PLANS__GOLD__FAST_LIMIT") and not is_setting("BYOA_METRICS")
     seen = set()
     for path in DEPLOY.rglob("*"):

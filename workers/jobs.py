@@ -23,7 +23,9 @@ from workers.drivers.base import (
     AccountRef,
     DriverError,
     DriverJob,
+    ModeUnsupported,
     OutOfFastHours,
+    RetryableFailure,
     SubmitOutcomeUnknown,
     TransientError,
     frames,
@@ -133,12 +135,16 @@ def settle(
     gpu_ms: int = 0,
     result: Any = None,
     error: tuple[str, str] | None = None,
+    ran_mode: str = "",
 ) -> str:
     """Settle an attempt and carry out what that decided; waits out a Redis outage
-    (SETTLE is fenced by the attempt, so doing it twice is harmless)."""
+    (SETTLE is fenced by the attempt, so doing it twice is harmless). `ran_mode`: the mode
+    the backend says the job ran in ("": not said)."""
     owner, task_id, attempt = entry.owner, entry.task_id, entry.attempt
     status, out = retrying(
-        lambda: router.tasks.settle(owner, task_id, attempt, outcome, gpu_ms, result, error)
+        lambda: router.tasks.settle(
+            owner, task_id, attempt, outcome, gpu_ms, result, error, ran_mode
+        )
     )
     retrying(lambda: router.apply(out))
     return status
@@ -174,8 +180,10 @@ def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
     if isinstance(e, AccountNeedsAttention):
         log.warning("account of task %s needs attention: %s", what, e)
         return "attention", (ErrorCode.ACCOUNT_ATTENTION.value, str(e))
-    if isinstance(e, TransientError):  # still failing after the retries
-        return "transient", (ErrorCode.DRIVER_ERROR.value, str(e))
+    if isinstance(e, TransientError | RetryableFailure):  # still failing after the retries,
+        return "transient", (ErrorCode.DRIVER_ERROR.value, str(e))  # or the job's passing end
+    if isinstance(e, ModeUnsupported):
+        return "failed", (ErrorCode.MODE_UNSUPPORTED.value, str(e))
     if isinstance(e, DriverError):
         return "failed", (ErrorCode.DRIVER_ERROR.value, str(e))
     log.error("task %s failed in the worker: %s\n%s", what, type(e).__name__, frames(e))

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Claim, Entry
@@ -29,8 +31,9 @@ from workers.jobs import classify, keep_running, out_of_rotation, settle
 
 log = logging.getLogger(__name__)
 
-Verdict = tuple[str, int, Any, tuple[str, str] | None]
-"""SETTLE's outcome, GPU ms, result and error for a job that ended."""
+Verdict = tuple[str, int, Any, tuple[str, str] | None, str]
+"""SETTLE's outcome, GPU ms, result and error for a job that ended, and the mode the
+backend says it ran in ("": not said)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,8 @@ class Poller:
         )
         for c, v in zip(checks, verdicts, strict=True):
             if v is not None:
-                outcome, gpu_ms, result, error = v
-                settle(router, c.entry, outcome, gpu_ms, result, error)
+                outcome, gpu_ms, result, error, ran = v
+                settle(router, c.entry, outcome, gpu_ms, result, error, ran)
                 polls.done([c.entry])
 
     def _check(self, c: Check) -> Verdict | None:
@@ -124,9 +127,10 @@ class Poller:
                 return self._time_out(c, c.overdue_after)
             if c.cancel:  # SETTLE ends a cancel-requested task cancelled
                 try:
-                    return "failed", driver.cancel(c.handle), None, None
+                    return "failed", driver.cancel(c.handle), None, None, ""
                 except CannotCancel as e:  # it runs on, holding its slot: follow it to its end
                     log.info("%s: %s; polling it to its end", c.entry.member, e)
+                    self._cancel_unsupported(c)
                     return None
             done = driver.poll(c.handle)
         except AccountRefused as e:  # the job may run on: it keeps its slot; the account
@@ -137,14 +141,14 @@ class Poller:
             return None
         except DriverError as e:
             outcome, error = classify(e, c.entry.member)
-            return outcome, 0, None, error
+            return outcome, 0, None, error, ""
         except Exception as e:  # e.g. Redis away: the job may still run. Named by class only:
             # a foreign exception's text may quote a credential.
             log.warning("polling %s failed: %s\n%s", c.entry.member, type(e).__name__, frames(e))
             return None
         if done is None:
             return None
-        return "completed", done.gpu_ms, done.output, None
+        return "completed", done.gpu_ms, done.output, None, done.mode or ""
 
     def _time_out(self, c: Check, limit: float) -> Verdict:
         """Stop a job that outlived its run timeout and fail it `timeout`.
@@ -156,15 +160,32 @@ class Poller:
         message = f"the job ran longer than its {limit:g} s run timeout"
         error = (ErrorCode.TIMEOUT.value, message)
         try:
-            return "failed", self.router.driver.cancel(c.handle), None, error
+            return "failed", self.router.driver.cancel(c.handle), None, error, ""
         except CannotCancel as e:
             log.warning("%s overran and %s", c.entry.member, e)
-            return "failed", e.gpu_ms, None, error
+            return "failed", e.gpu_ms, None, error, ""
         except DriverError as e:
             if isinstance(e, AccountRefused):
                 self._refused(c, e)
             log.warning("%s overran; cancelling it failed: %s", c.entry.member, e)
-            return "failed", 0, None, error
+            return "failed", 0, None, error, ""
+
+    def _cancel_unsupported(self, c: Check) -> None:
+        """Say on the task that its cancel cannot be carried out (`cancel_outcome`): the job
+        runs to its end and is charged; the task then ends cancelled. Written only while
+        the task runs this attempt (never to a record that is gone or moved on)."""
+        key = self.router.keys.task(c.entry.owner, c.entry.task_id)
+        try:
+            with self.router.redis.pipeline() as pipe:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                status, attempt = pipe.hmget(key, "status", "attempt")
+                if status != b"running" or attempt != str(c.entry.attempt).encode():
+                    return
+                pipe.multi()
+                pipe.hset(key, "cancel_outcome", "cancel_unsupported")
+                pipe.execute()
+        except WatchError:  # the task moved on meanwhile: the next poll sees it
+            return
 
     def _refused(self, c: Check, e: AccountRefused) -> None:
         log.warning("account of %s refused while its job runs: %s", c.entry.member, e)

@@ -1,5 +1,6 @@
 """A worker process: an rq worker that submits dispatched tasks, plus a poller thread that
-follows every submitted job (any worker's) to its end and a thread delivering webhooks."""
+follows every submitted job (any worker's) to its end, a thread delivering webhooks, and one
+reading accounts' state from their backends at a slow interval."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 
 from router.core import Router
-from workers.jobs import use_settings
+from workers.backend_sync import BackendSync
+from workers.jobs import keep_running, use_settings
 from workers.poller import Poller
 from workers.webhooks import Deliverer
 
@@ -38,11 +40,20 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
     deliverer = Deliverer(Router(router.settings))
     hooks = threading.Thread(target=deliverer.run, args=(stop,), name="byoa-webhooks", daemon=True)
     hooks.start()
+    sync = BackendSync(poller.router)
+    syncing = threading.Thread(
+        target=keep_running,
+        args=(sync.sync_due, stop, "backend sync", 60.0),
+        name="byoa-backend-sync",
+        daemon=True,
+    )
+    syncing.start()
     try:
         _rq_loop(router, name)
     finally:
         stop.set()
         thread.join(timeout=30)
+        syncing.join(timeout=30)
         poller.threads.shutdown()
         hooks.join(timeout=30)
         deliverer.threads.shutdown(cancel_futures=True)  # POSTs under way end (timeout)

@@ -9,7 +9,10 @@
 -- ARGV[10] GPU ms used (clamped to [0, 2^53]), ARGV[11] result JSON, ARGV[12] error code,
 -- ARGV[13] error message,
 -- ARGV[14] transient failures that send an account to rest, ARGV[15] within how many µs,
--- ARGV[16] for how many µs, ARGV[17] retries a task may have
+-- ARGV[16] for how many µs, ARGV[17] retries a task may have,
+-- ARGV[18] the mode the backend says the job ran in ('' when it does not say): one that
+--         differs from the task's is recorded (`ran_mode`, stats `mode_mismatch:<placed>:
+--         <ran>`) and the account is charged for what really ran
 -- results {'settled'|'stale', status}
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
@@ -31,13 +34,19 @@ local mode = f[3]
 -- A relax job cannot want fast time: the backend is mistaken. Routing it again would meet
 -- the same answer for ever, so it counts as a transient failure (retries are bounded).
 if outcome == 'out_of_fast' and mode == 'relax' then outcome = 'transient' end
+local ran = ARGV[18] or ''
+if ran ~= 'fast' and ran ~= 'relax' and ran ~= 'turbo' then ran = mode end
+if ran ~= mode and mode then
+  redis.call('HSET', t, 'ran_mode', ran)
+  count('mode_mismatch:' .. mode .. ':' .. ran)
+end
 local acct = release(tid)
 local a = k_acct(acct)
 if redis.call('EXISTS', a) == 1 then
   if gpu > 0 then
-    incr(a, 'used_' .. mode .. '_ms', gpu)
+    incr(a, 'used_' .. ran .. '_ms', gpu)
     local cost = 0
-    if mode == 'fast' then cost = gpu elseif mode == 'turbo' then cost = 2 * gpu end
+    if ran == 'fast' then cost = gpu elseif ran == 'turbo' then cost = 2 * gpu end
     if cost > 0 then incr(a, 'fast_ms', 0 - cost) end
   end
   if outcome == 'out_of_fast' then redis.call('HSET', a, 'fast_ms', '0') end

@@ -42,6 +42,8 @@ class AccountRef:
     credentials: SecretStr | None = field(default=None, repr=False)
     backend_url: str | None = None
     """Base URL of the account's backend, for drivers that call one over HTTP."""
+    backend_server: str | None = None
+    """Which server that backend is, where the operator said (a driver may ask it)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,24 @@ class DriverResult:
     gpu_ms: int
     """GPU time the job used, at the fast rate (turbo is charged twice by the router)."""
     output: dict[str, Any]
+    mode: Mode | None = None
+    """The mode the backend says the job ran in, where it says (None: it does not). When
+    it differs from the mode the job was sent in, the router records the mismatch and
+    charges the account for what really ran."""
+
+
+@dataclass(frozen=True)
+class BackendAccount:
+    """What a backend says about an account, where it says anything (None: not told)."""
+
+    fast_ms: int | None = None
+    """Fast time left by the backend's reckoning."""
+    exhausted: bool | None = None
+    """True when the backend says the account has no fast time left."""
+    setting: Setting | None = None
+    """The mode the backend runs the account's new jobs in."""
+    source: str = ""
+    """Where it was read (an endpoint), for logs and the account record."""
 
 
 class DriverError(Exception):
@@ -81,6 +101,18 @@ class AccountNeedsAttention(DriverError):
 
 class TransientError(DriverError):
     """A passing failure (network, rate limit): the same job may succeed later."""
+
+
+class RetryableFailure(DriverError):
+    """The job ended failed for a passing reason (the backend's queue, a timeout on its
+    side, an instance restarting): the task is routed again while it has retries left, and
+    the account is counted a transient failure, never taken out of rotation for it."""
+
+
+class ModeUnsupported(DriverError):
+    """Raised by `submit`: the backend would not run the job in the mode the router chose
+    (it picks a child's mode itself): the task fails `mode_unsupported`, never sent to
+    run in another mode."""
 
 
 class UnknownJob(DriverError):
@@ -103,6 +135,11 @@ class CannotCancel(DriverError):
         self.gpu_ms = gpu_ms
 
 
+class CancelUnsupported(CannotCancel):
+    """Raised by `cancel`: the backend has no way to cancel a job at all (`cancel_unsupported`
+    on the task): it runs to its end and is charged."""
+
+
 class SubmitOutcomeUnknown(DriverError):
     """Raised by `submit`: the request failed after it may have reached the backend (a
     timeout or reset once it was sent, a 5xx), and no job was found under its key yet. It is
@@ -122,6 +159,7 @@ FOREIGN_AS: dict[str, type[DriverError]] = {
     "poll": TransientError,  # this poll failed, not the job: poll again
     "cancel": TransientError,
     "lookup": TransientError,  # cannot tell now: ask again later
+    "account_state": TransientError,  # not told now: the router's reckoning stands
 }
 """The driver error a foreign exception becomes, per driver method."""
 
@@ -202,6 +240,11 @@ class Driver(abc.ABC):
         This default backend keeps no reference to look up: it can never tell.
         """
         raise DriverError("this backend cannot look a job up by its key")
+
+    def account_state(self, account: AccountRef) -> BackendAccount | None:
+        """What the backend says about the account's fast time and mode; None where it
+        says nothing (this default). Raises DriverError when it cannot be asked now."""
+        return None
 
     @abc.abstractmethod
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
