@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from router import policy
@@ -34,19 +34,18 @@ SLOW = settings(
 
 
 def load(router: Router, owner: str, pool: list[AccountState]) -> None:
-    """Write the pool's raw state, then let ACCOUNT_WRITE refresh each account's indexes."""
-    router.redis.delete(*[router.keys.account(owner, f"a{i}") for i in range(4)])
+    """Empty the owner, write the pool's raw state, then let ACCOUNT_WRITE refresh each
+    account's indexes.
+
+    Every key under the owner's base goes, not only the indexes and lines: a task an earlier
+    example left waiting is still listed elsewhere (a fast task that fell back to relax is
+    in the owner's fallback list), and ACCOUNT_WRITE would put it back in line and place it
+    on this example's accounts, taking the slot the example's own task should get.
+    """
     base = router.keys.owner_base(owner)
-    for suffix in (
-        "enabled",
-        "fastcap",
-        "relaxcap",
-        "free:fast",
-        "free:relax",
-        "line:fast",
-        "line:relax",
-    ):
-        router.redis.delete(f"{base}:{suffix}")
+    stale = list(router.redis.scan_iter(match=f"{base}:*", count=1000))
+    if stale:
+        router.redis.delete(*stale)
     for a in pool:
         router.redis.hset(
             router.keys.account(owner, a.id),
@@ -98,6 +97,18 @@ def test_indexes_and_scores_match_policy(router: Router, pool: list[AccountState
 
 @SLOW
 @given(pool=pools, mode=st.sampled_from(list(Mode)))
+# These two run first, in this order: the first leaves a fast task waiting as a relax
+# fallback; the second must still place its own task on the one free fast slot.
+@example(
+    pool=[
+        AccountState("a0", Plan.STANDARD, Setting.RELAX, fast_ms=1, relax_limit=1, relax_inflight=1)
+    ],
+    mode=Mode.FAST,
+)
+@example(
+    pool=[AccountState("a1", Plan.STANDARD, Setting.FAST, fast_ms=1, fast_limit=1)],
+    mode=Mode.FAST,
+)
 def test_submit_routes_as_policy_route_and_places_on_policy_choice(
     router: Router, pool: list[AccountState], mode: Mode
 ) -> None:
