@@ -241,3 +241,38 @@ def test_account_write_refuses_a_number_it_cannot_hold_and_writes_nothing(
         (verdict, named), _ = router.scripts.decode("alice", raw)
         assert (verdict, named) == ("invalid", field)
     assert router.redis.hgetall(router.keys.account("alice", "a-pro")) == before
+
+
+def test_a_job_the_backend_ran_in_another_mode_is_recorded_and_charged_as_what_ran(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    before = router.pool.get("a-pro")
+    assert before is not None
+    task = client.submit("alice", "a cat", mode="relax")
+    start(router, task)
+    status, _ = router.tasks.settle(
+        "alice", task.id, 1, "completed", gpu_ms=60_000, ran_mode="fast"
+    )
+    assert status == "completed"
+    done = client.get(task.id)
+    assert done is not None and (done.effective_mode, done.ran_mode) == ("relax", "fast")
+    after = router.pool.get("a-pro")
+    assert after is not None
+    assert after.fast_hours_remaining == pytest.approx(before.fast_hours_remaining - 60 / 3600)
+    assert after.gpu_seconds_used == {"fast": 60.0, "relax": 0.0, "turbo": 0.0}
+    stats = router.redis.hgetall(router.keys.stats("alice"))
+    assert stats[b"mode_mismatch:relax:fast"] == b"1"
+
+    same = client.submit("alice", "a dog", mode="turbo")
+    start(router, same)
+    router.tasks.settle("alice", same.id, 1, "completed", gpu_ms=1000, ran_mode="turbo")
+    again = client.get(same.id)
+    assert again is not None and again.ran_mode is None  # as placed: nothing recorded
+    for nonsense in ("", "slow", "FAST"):  # not a mode: charged as placed
+        other = client.submit("alice", f"a bird {nonsense}", mode="relax")
+        start(router, other)
+        router.tasks.settle("alice", other.id, 1, "completed", gpu_ms=1000, ran_mode=nonsense)
+        got = client.get(other.id)
+        assert got is not None and got.ran_mode is None
+    assert router.pool.get("a-pro").gpu_seconds_used["relax"] == 3.0  # type: ignore[union-attr]
