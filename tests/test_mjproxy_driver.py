@@ -30,10 +30,13 @@ from workers.drivers import make_driver
 from workers.drivers.base import (
     AccountNeedsAttention,
     AccountRef,
+    CancelUnsupported,
     DriverError,
     DriverJob,
     DriverResult,
+    ModeUnsupported,
     OutOfFastHours,
+    RetryableFailure,
     SubmitOutcomeUnknown,
     TransientError,
     UnknownJob,
@@ -161,8 +164,8 @@ def test_child_actions_press_the_parents_buttons(
         bad = job(None, task_type="pan", input={"direction": "sideways"}, parent_result=upscaled)
         driver.submit(account, bad)
     relax_child = job(None, task_type="upscale", mode=Mode.RELAX, parent_result=grid)
-    with pytest.raises(DriverError, match="cannot run a relax child of a fast job"):
-        driver.submit(account, relax_child)  # the action would run fast: refused, not run
+    with pytest.raises(ModeUnsupported, match="cannot run a relax upscale"):
+        driver.submit(account, relax_child)  # the button would run fast: refused, not run
     elsewhere = {**grid, "account_id": "a-other"}
     with pytest.raises(DriverError, match="on account a-other"):
         driver.submit(account, job(None, task_type="reroll", parent_result=elsewhere))
@@ -193,7 +196,7 @@ def test_a_proxy_without_buttons_gets_children_through_change(
         ("a cat outoffast --fast", OutOfFastHours),
         ("a cat cnexhausted --fast", OutOfFastHours),
         ("a cat banned --fast", AccountNeedsAttention),
-        ("a cat captcha --fast", AccountNeedsAttention),
+        ("a cat captcha --fast", RetryableFailure),  # trueai locks the account; it times out
         ("a cat modnotice --fast", AccountNeedsAttention),
         ("a cat oops --fast", DriverError),
         ("a cat badprompt --fast", DriverError),
@@ -258,26 +261,27 @@ def test_lookup_finds_a_job_whose_submitter_timed_out(
     assert finish(driver, late).gpu_ms == stub.run_ms
 
 
-def test_mode_path_pins_the_proxys_mode(
-    router: Router, account: AccountRef, stub: StubProxy
+def test_a_trueai_proxy_takes_a_new_tasks_mode_from_its_route(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
 ) -> None:
-    opts = router.settings.mjproxy.model_copy(update={"mode_path": True})
-    driver = MjProxyDriver(router.settings.model_copy(update={"mjproxy": opts}), router.redis)
-    finish(driver, driver.submit(account, job("a moth --relax", Mode.RELAX)))
-    assert stub.requests[0][1] == "/mj-relax/mj/submit/imagine"
+    done = finish(driver, driver.submit(account, job("a moth --relax", Mode.RELAX)))
+    submits = [p for _, p, _ in stub.requests if "/submit/" in p]
+    assert submits == ["/mj-relax/mj/submit/imagine"]
+    assert done.mode is Mode.RELAX and done.output["mode"] == "relax"
 
 
-def test_cancel_stops_the_job_and_charges_its_run(
+def test_a_cancel_no_proxy_can_carry_out_is_not_asked_and_the_job_is_charged_its_run(
     driver: MjProxyDriver, account: AccountRef, stub: StubProxy
 ) -> None:
     handle = driver.submit(account, job("a long night --fast"))
     assert driver.poll(handle) is None
-    used = driver.cancel(handle)
-    assert 0 <= used < 60_000
-    assert stub.sent(f"/mj/task/{handle.rsplit(':', 1)[1]}/cancel") == [{}]
-    with pytest.raises(DriverError):
-        driver.poll(handle)  # the proxy failed it ("取消任务")
-    assert driver.cancel(handle) == used  # idempotent
+    with pytest.raises(CancelUnsupported, match="cannot stop") as running:
+        driver.cancel(handle)
+    assert 0 <= running.value.gpu_ms < 60_000
+    assert [p for _, p, _ in stub.requests if p.endswith("/cancel")] == []
+    end_jobs_now(stub)
+    used = wait_for(lambda: driver.poll(handle), timeout=10, what="the job's end").gpu_ms
+    assert driver.cancel(handle) == used  # it ended: its whole run
     with pytest.raises(UnknownJob):
         driver.cancel("mjp:alice:a-pro:fast:imagine:404")
 
@@ -399,13 +403,13 @@ def everything_stored(router: Router) -> str:
     return "\n".join(seen)
 
 
-def mode_path_env(monkeypatch: pytest.MonkeyPatch, **more: str) -> None:
-    """Settings for the in-process worker of this test (it builds its Router from them)."""
-    from workers import jobs
-
-    for name, value in more.items():
-        monkeypatch.setenv(name, value)
-    jobs.use_settings(Settings())
+def exhaust(stub: StubProxy) -> None:
+    """trueai marks the account exhausted, as on Midjourney's "Credits exhausted" with
+    EnableAutoSetRelax: its fast count 0, relax only, Midjourney switched to relax
+    (src/Midjourney.Base/Models/DiscordAccount.cs:1081-1113; src/Midjourney.Services/
+    DiscordWebSocketService.cs:1958-2006)."""
+    stub.fast_available, stub.fast_exhausted = 0, True
+    stub.allow_modes, stub.mj_setting = ["RELAX"], "relax"
 
 
 def test_a_secret_with_a_newline_stays_out_of_logs_records_and_rq(
@@ -623,11 +627,11 @@ def test_lookup_tells_absent_from_fallen_off_a_full_list(
 def test_a_relax_inpaint_childs_modal_carries_relax_and_not_the_parents_flag(
     router: Router, account: AccountRef, stub: StubProxy
 ) -> None:
-    opts = router.settings.mjproxy.model_copy(update={"mode_path": True})
-    driver = MjProxyDriver(router.settings.model_copy(update={"mjproxy": opts}), router.redis)
+    driver = MjProxyDriver(router.settings, router.redis)
     grid = finish(driver, driver.submit(account, job("a fox --ar 2:3 --fast"))).output
     up = job(None, task_type="upscale", input={"index": 1}, parent_result=grid)
     upscaled = finish(driver, driver.submit(account, up)).output
+    exhaust(stub)  # trueai has switched the account to relax: relax children may go
     # Whatever the proxy stored as the parent's prompt, its flags do not reach the modal.
     upscaled["prompt"] = "a fox \u2014fast --ar 2:3 --FAST"
     inpaint = job(
@@ -638,7 +642,7 @@ def test_a_relax_inpaint_childs_modal_carries_relax_and_not_the_parents_flag(
         parent_result=upscaled,
     )
     finish(driver, driver.submit(account, inpaint))
-    (modal,) = stub.sent("/mj-relax/mj/submit/modal")
+    (modal,) = stub.sent("/mj/submit/modal")
     assert modal["prompt"] == "a fox --ar 2:3 --relax"
     own = job(
         "a red sky \u2014fast --relax", Mode.RELAX, task_type="inpaint", parent_result=upscaled
@@ -655,19 +659,19 @@ def test_an_inpaint_child_on_an_account_set_to_relax_sends_one_relax_flag(
     drain: Callable[[], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    mode_path_env(monkeypatch, BYOA_MJPROXY__MODE_PATH="true")
     grid = client.submit("alice", "a lighthouse at dusk", mode="fast")
     drain()
     up = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 2})
     drain()
     assert client.get(up.id).status == "completed"  # type: ignore[union-attr]
+    exhaust(stub)
     router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
     mask = {"mask_base64": "data:image/png;base64,AAAA"}
     region = client.submit("alice", task_type="inpaint", parent_id=up.id, input=mask)
     drain()
     done = client.get(region.id)
     assert done is not None and (done.status, done.effective_mode) == ("completed", "relax")
-    (modal,) = stub.sent("/mj-relax/mj/submit/modal")
+    (modal,) = stub.sent("/mj/submit/modal")
     assert prompt_flags(modal["prompt"]) == [Mode.RELAX]
     assert modal["prompt"] == "a lighthouse at dusk --relax"
 
@@ -835,8 +839,8 @@ def test_a_submission_refused_before_sending_is_tried_again(
 def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends(
     client: Client, router: Router, account: AccountRef, stub: StubProxy
 ) -> None:
-    """novicezk's proxy has no cancel endpoint: the job runs on, so its slot stays taken
-    until it ends; then the task is cancelled and charged for its real run."""
+    """No proxy can stop a job (see the README's table): the job runs on, so its slot stays
+    taken until it ends; then the task is cancelled and charged for its real run."""
     from workers.jobs import run_task
     from workers.poller import Poller
 
@@ -846,13 +850,13 @@ def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends
     router.queue.empty()
     assert run_task("alice", first.id, 1) == "submitted"
     router.cancel(first.id)
-    opts = router.settings.mjproxy.model_copy(update={"cancel_endpoint": False})
-    poller = Poller(Router(router.settings.model_copy(update={"mjproxy": opts}), router.redis))
+    poller = Poller(Router(router.settings, router.redis))
     try:
         for _ in range(3):
             poller.poll_once()
         held = client.get(first.id)
         assert held is not None and held.status == "running"
+        assert held.cancel_outcome == "cancel_unsupported"
         assert router.pool.get("a-pro").inflight["fast"] == 1  # type: ignore[union-attr]
         waiting = client.get(second.id)
         assert waiting is not None and waiting.status == "queued" and waiting.account_id is None

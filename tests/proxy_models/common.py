@@ -186,9 +186,10 @@ class ProxyModel:
         self.httpd.server_close()
 
     def sent(self, path: str) -> list[Any]:
-        """Bodies of the requests to `path` so far."""
+        """Bodies of the requests to `path` so far (a `/mj/submit/...` path also matches it
+        under a `/mj-<mode>` route prefix)."""
         with self._lock:
-            return [body for _, p, body in self.requests if p == path]
+            return [body for _, p, body in self.requests if re.sub(r"^/mj-\w+/", "/", p) == path]
 
     # Subclass hooks.
     def gate(self, req: Request) -> Reply | None: ...

@@ -237,18 +237,20 @@ class MjProxyDriver(Driver):
 
     def _check_child_mode(self, backend: Backend, server: Server, job: DriverJob) -> None:
         """Refuse a child the server would run in a mode that spends fast time where the
-        router chose relax. trueai runs an action or a modal in the first mode its account
-        allows, FAST, TURBO, RELAX, whatever route it came by (TaskService.cs:1256-1264,
-        1343-1365), and FAST only with more than 6 fast jobs left (DiscordService.cs:
-        628-632): a relax child goes only where it would run relax. novicezk presses the
-        parent's button and sends no mode (service/DiscordServiceImpl.java:61-63): Midjourney
-        chooses it, so no relax child is sent. A fast or turbo child that runs in another
-        mode is charged as what ran where the server tells it (trueai), else as sent."""
+        router chose relax. A child is a button press, which carries no prompt and so no
+        flag (trueai src/Midjourney.Services/DiscordService.cs:2024-2027; novicezk service/
+        DiscordServiceImpl.java:61-63): Midjourney runs it in the account's own mode.
+        trueai switches that to relax (`/relax`) only once it marks the account exhausted
+        with EnableAutoSetRelax (DiscordWebSocketService.cs:1958-2006; DiscordAccount.cs:
+        1081-1113), when its fast count is 0: a relax child goes only there. novicezk never
+        switches it, so no relax child is sent to it. A fast or turbo child that runs in
+        another mode is charged as what ran where the server tells it (trueai), else as
+        sent."""
         if job.mode is not Mode.RELAX:
             return
         if server.child_modes == "first_allowed":
             left = self._fast_jobs_left(backend, server)
-            if left is not None and left <= server.fast_jobs_needed[Mode.FAST]:
+            if left == 0:
                 return
             why = f"{left} fast jobs left" if left is not None else "it would not say its fast time"
         else:
