@@ -200,6 +200,11 @@ class PoolCollector(Collector):
         )
         for owner, h in stats.items():
             submitted.add_metric([owner], int(h.get("submitted", 0)))
+            for placed in MODES:  # every pair from zero, so that increase() sees the first
+                for ran in MODES:
+                    if placed != ran:
+                        mismatched = h.get(f"mode_mismatch:{placed}:{ran}", 0)
+                        mismatches.add_metric([owner, placed, ran], int(mismatched))
             for field, value in h.items():
                 kind, _, rest = field.partition(":")
                 if kind == "routed":
@@ -211,9 +216,6 @@ class PoolCollector(Collector):
                     failed.add_metric([owner, rest], int(value))
                 elif kind == "fallback":
                     fallbacks.add_metric([owner, rest], int(value))
-                elif kind == "mode_mismatch":
-                    placed, _, ran = rest.partition(":")
-                    mismatches.add_metric([owner, placed, ran], int(value))
         yield from (submitted, routed, finished, failed, fallbacks, mismatches)
         yield c("byoa_dead_letters", "Intake messages that could not become a task.", dead)
 

@@ -20,7 +20,6 @@ from router.core import Router
 from router.demo import stop_processes
 from router.errors import AccountError
 from router.models import Mode, Setting
-from router.modes import prompt_flags
 from router.pool import AccountSpec
 from router.reaper import Reaper
 from router.settings import Settings
@@ -621,59 +620,91 @@ def test_lookup_tells_absent_from_fallen_off_a_full_list(
             driver.lookup(ref, "key-x", long_ago(driver))
 
 
+def test_novicezk_lookups_read_its_queue_then_its_store_and_an_emptied_store_cannot_tell(
+    driver: MjProxyDriver, account: AccountRef
+) -> None:
+    """novicezk keeps its tasks in memory by default (a restart empties the store): only
+    a list reaching back to before the attempt shows a job absent; a running job is found
+    in its short `/mj/task/queue` without reading the whole store."""
+    with StubProxy(server="novicezk", secret=SECRET) as proxy:
+        ref = AccountRef("a-old", "alice", account.plan, 0, SecretStr(SECRET), proxy.url)
+        with pytest.raises(TransientError, match="cannot tell"):  # empty: maybe restarted
+            driver.lookup(ref, "key-x", long_ago(driver))
+        handle = driver.submit(ref, job("a long owl --fast", key="key-1"))
+        before = len(proxy.requests)
+        assert driver.lookup(ref, "key-1") == handle
+        assert [p for _, p, _ in proxy.requests[before:]] == ["/mj/task/queue"]
+        with pytest.raises(TransientError, match="cannot tell"):  # the store starts after it
+            driver.lookup(ref, "key-x", long_ago(driver))
+        with proxy._lock:
+            for task in proxy.tasks.values():
+                task["submitTime"] -= 2 * 3_600_000  # submitted 2 h ago
+        oldest = min(int(t["submitTime"]) for t in proxy.tasks.values())
+        assert driver.lookup(ref, "key-x", started_ms=oldest + 3_600_000) is None
+
+
 # --- The modal of a relax child carries its own mode's flag only (issue 11, defect 7) ----
 
 
-def test_a_relax_inpaint_childs_modal_carries_relax_and_not_the_parents_flag(
+def test_an_inpaint_childs_modal_carries_its_own_flag_and_not_the_parents(
     router: Router, account: AccountRef, stub: StubProxy
 ) -> None:
     driver = MjProxyDriver(router.settings, router.redis)
     grid = finish(driver, driver.submit(account, job("a fox --ar 2:3 --fast"))).output
     up = job(None, task_type="upscale", input={"index": 1}, parent_result=grid)
     upscaled = finish(driver, driver.submit(account, up)).output
-    exhaust(stub)  # trueai has switched the account to relax: relax children may go
     # Whatever the proxy stored as the parent's prompt, its flags do not reach the modal.
-    upscaled["prompt"] = "a fox \u2014fast --ar 2:3 --FAST"
+    upscaled["prompt"] = "a fox \u2014relax --ar 2:3 --RELAX"
     inpaint = job(
         None,
-        Mode.RELAX,
+        Mode.FAST,
         task_type="inpaint",
         input={"mask_base64": "data:image/png;base64,AAAA"},
         parent_result=upscaled,
     )
     finish(driver, driver.submit(account, inpaint))
     (modal,) = stub.sent("/mj/submit/modal")
-    assert modal["prompt"] == "a fox --ar 2:3 --relax"
-    own = job(
-        "a red sky \u2014fast --relax", Mode.RELAX, task_type="inpaint", parent_result=upscaled
-    )
+    assert modal["prompt"] == "a fox --ar 2:3 --fast"
+    own = job("a red sky \u2014fast --fast", Mode.FAST, task_type="inpaint", parent_result=upscaled)
     with pytest.raises(DriverError, match="exactly one mode flag"):
         driver.submit(account, own)  # a prompt with a second (em dash) flag is refused
+    upscaled["prompt"] = "a fox---relax at dusk"  # mode text a proxy would read as a flag
+    with pytest.raises(DriverError, match="read as a mode flag"):
+        driver.submit(account, inpaint)
 
 
-def test_an_inpaint_child_on_an_account_set_to_relax_sends_one_relax_flag(
+def test_a_prompt_with_mode_text_inside_other_words_is_never_sent(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    """trueai tries FAST for a prompt holding `--fast` anywhere, in any case
+    (src/Midjourney.API/Controllers/SubmitController.cs:1277-1292): a relax task with
+    such text could run fast, so no such prompt is sent."""
+    for prompt in ("a fox --fast, now --relax", "word---fast --relax", "go --FASTER --relax"):
+        with pytest.raises(DriverError, match="read as a mode flag"):
+            driver.submit(account, job(prompt, Mode.RELAX))
+    assert stub.sent("/mj/submit/imagine") == []
+
+
+def test_an_inpaint_child_on_an_account_set_to_relax_is_refused_not_run_fast(
     client: Client,
     router: Router,
     account: AccountRef,
     stub: StubProxy,
     drain: Callable[[], None],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     grid = client.submit("alice", "a lighthouse at dusk", mode="fast")
     drain()
     up = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 2})
     drain()
     assert client.get(up.id).status == "completed"  # type: ignore[union-attr]
-    exhaust(stub)
     router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
     mask = {"mask_base64": "data:image/png;base64,AAAA"}
     region = client.submit("alice", task_type="inpaint", parent_id=up.id, input=mask)
     drain()
     done = client.get(region.id)
-    assert done is not None and (done.status, done.effective_mode) == ("completed", "relax")
-    (modal,) = stub.sent("/mj/submit/modal")
-    assert prompt_flags(modal["prompt"]) == [Mode.RELAX]
-    assert modal["prompt"] == "a lighthouse at dusk --relax"
+    assert done is not None and (done.status, done.effective_mode) == ("failed", "relax")
+    assert done.error is not None and done.error.code == "mode_unsupported"
+    assert stub.sent("/mj/submit/modal") == []
 
 
 # --- A job runs once and holds its slot until it ends (review D1, D2, D4) -----------------

@@ -13,7 +13,8 @@ M = Meaning
 @pytest.mark.parametrize(
     ("server", "code", "text", "meaning"),
     [
-        (TRUEAI, 3, "无可用的账号实例", M.MAYBE_OUT_OF_FAST),
+        (TRUEAI, 3, "无可用的账号实例", M.RETRY),  # no client can tell why
+        (TRUEAI, 4, "提交Imagine任务异常", M.RETRY),
         (TRUEAI, 3, "关联任务不存在或已失效", M.PERMANENT),
         (TRUEAI, 9, "提交失败，队列已满，请稍后重试", M.RETRY),  # noqa: RUF001
         (TRUEAI, 9, "提交失败，系统异常", M.RETRY),  # noqa: RUF001
@@ -42,7 +43,7 @@ def test_refused_submissions_mean_what_each_server_means(
     ("server", "reason", "meaning"),
     [
         (TRUEAI, "任务失败，请重试", M.OUT_OF_FAST),  # noqa: RUF001
-        (TRUEAI, "强制取消", M.MAYBE_OUT_OF_FAST),
+        (TRUEAI, "强制取消", M.RETRY),
         (TRUEAI, "Blocked", M.ATTENTION),
         (TRUEAI, "Pending mod message", M.ATTENTION),
         (TRUEAI, "Subscription paused", M.ATTENTION),

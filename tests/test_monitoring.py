@@ -139,7 +139,7 @@ def test_prometheus_scraping_a_router_under_load_answers_every_query(
         BYOA_METRICS_HOST="127.0.0.1",
         BYOA_METRICS_PORT=str(metrics_port),
     )
-    spawn("worker")
+    spawn("worker", BYOA_BACKEND_SYNC_SECONDS="1")  # the simulator tells its fast time
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(PROMETHEUS / "alerts.yml")],

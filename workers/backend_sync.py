@@ -29,8 +29,6 @@ class BackendSync:
             return 3600.0
         hold_ms = max(1, round(interval * 1000))
         for view in self.router.pool.accounts():
-            if not view.backend_url:
-                continue
             key = self.router.keys.backend_sync(view.owner, view.id)
             if self.router.redis.set(key, "1", nx=True, px=hold_ms):
                 self.sync(view)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import re
 import threading
 import time
 from typing import Any
@@ -45,7 +47,7 @@ from workers.drivers.base import (
 )
 from workers.drivers.mjproxy_http import Backend, NotTaken, request
 from workers.drivers.mjproxy_jobs import CHANGE_ACTIONS, Handle, button_prefix, image_index
-from workers.drivers.mjproxy_servers import SERVERS, TRUEAI, Meaning, Server
+from workers.drivers.mjproxy_servers import NOVICEZK, SERVERS, TRUEAI, Meaning, Server
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,14 @@ src/Midjourney.Base/Models/Enums.cs:406-411)."""
 FAST_MS_PER_JOB = 60_000
 """trueai counts fast time as jobs of 60 s (`FastDrawDuration` outside 15-60 falls back to
 60: src/Midjourney.Services/DiscordWebSocketService.cs:1433-1441)."""
+MAX_FAST_JOBS = 10**9
+"""More fast jobs than any account holds: a larger count is read as this many."""
+SERVER_CACHE_SECONDS = 600.0
+"""How long a worker trusts what a backend said it is (an operator may swap the server)."""
+STRAY_FLAG = re.compile(r"--(fast|relax|turbo)", re.I)
+"""Mode text a proxy reads anywhere in a prompt: trueai adds FAST to the modes it tries if
+the prompt holds `--fast` in any case, else `--relax` or `--turbo` (SubmitController.cs:
+1277-1292), and runs the first that qualifies."""
 MAX_LIST_BODY = 64 << 20
 """Largest task list read when looking a job up (novicezk lists 30 days of tasks)."""
 CLOCK_SLACK_MS = 60_000
@@ -83,7 +93,7 @@ class MjProxyDriver(Driver):
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self._cache: dict[tuple[str, str], tuple[float, Backend]] = {}
-        self._servers: dict[str, Server] = {}
+        self._servers: dict[str, tuple[float, Server]] = {}
         self._lock = threading.Lock()
 
     # The account's proxy.
@@ -120,65 +130,40 @@ class MjProxyDriver(Driver):
 
     def server(self, backend: Backend) -> Server:
         """The backend's server: as declared (the account, else the setting), else asked
-        once per URL: trueai answers `GET /mj/home` without a token (src/Midjourney.API/
-        Controllers/HomeController.cs:36-39); novicezk has no such path (its mappings:
-        controller/SubmitController.java, TaskController.java, AccountController.java)."""
+        (and remembered for SERVER_CACHE_SECONDS): trueai answers `GET /mj/home` without a
+        token with `{data: {fastAvailableCount, ...}}` (src/Midjourney.API/Controllers/
+        HomeController.cs:36-39, 230); novicezk has no such path, so Spring answers its 404
+        error object (`status`, `path`; no controller maps it: controller/*.java). Any
+        other answer cannot tell: TransientError, asked again next time."""
         name = backend.server or (None if self.opts.server == "auto" else self.opts.server)
         if name is not None:
             return SERVERS[name]
+        now = time.monotonic()
         with self._lock:
             known = self._servers.get(backend.url)
-        if known is not None:
-            return known
-        status, answer = self._request(Backend(backend.url, None), "GET", "/mj/home")
-        if status == 200 and isinstance(answer, dict) and isinstance(answer.get("data"), dict):
+        if known is not None and known[0] > now:
+            return known[1]
+        status, answer = self._home(backend)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if status == 200 and isinstance(data, dict) and "fastAvailableCount" in data:
             found = TRUEAI
-        elif status == 404:
-            found = SERVERS["novicezk"]
+        elif status == 404 and isinstance(answer, dict) and answer.get("status") == 404:
+            found = NOVICEZK
         else:
             raise TransientError(f"cannot tell the proxy's server: GET /mj/home answered {status}")
         with self._lock:
-            self._servers[backend.url] = found
+            self._servers[backend.url] = (now + SERVER_CACHE_SECONDS, found)
         log.info("backend %s is a %s midjourney-proxy", backend.url, found.name)
         return found
 
-    def _fast_jobs_left(self, backend: Backend, server: Server) -> int | None:
-        """trueai's estimate of the fast jobs its accounts have left (`fastAvailableCount`,
-        over its enabled accounts: for a proxy fronting one account, that account's;
-        NotifyService.cs:180-216); None where the server does not tell or cannot now."""
-        if not server.home:
-            return None
-        try:
-            status, answer = self._request(Backend(backend.url, None), "GET", "/mj/home")
-        except DriverError as e:
-            log.info("asking %s for its fast time: %s", backend.url, e)
-            return None
-        data = answer.get("data") if isinstance(answer, dict) else None
-        count = data.get("fastAvailableCount") if isinstance(data, dict) else None
-        return count if status == 200 and isinstance(count, int) else None
+    def _home(self, backend: Backend) -> tuple[int, Any]:
+        """`GET /mj/home`, anonymous: a refusal says nothing of the account's secret."""
+        anonymous = Backend(backend.url, None)
+        return self._request(anonymous, "GET", "/mj/home", refused=TransientError)
 
-    def _out_of_fast(self, backend: Backend, server: Server, mode: Mode) -> bool:
-        """True when the server says it will run no more `mode` jobs for lack of fast time
-        (a relax job never lacks it)."""
-        if mode is Mode.RELAX:
-            return False
-        left = self._fast_jobs_left(backend, server)
-        return left is not None and left <= server.fast_jobs_needed[mode]
-
-    def _error(
-        self,
-        meaning: Meaning,
-        said: str,
-        backend: Backend,
-        server: Server,
-        mode: Mode,
-        *,
-        ran: bool,
-    ) -> DriverError:
+    @staticmethod
+    def _error(meaning: Meaning, said: str, *, ran: bool) -> DriverError:
         """The driver error a server's refusal (`ran` False) or a job's failure means."""
-        if meaning is Meaning.MAYBE_OUT_OF_FAST:
-            out = self._out_of_fast(backend, server, mode)
-            meaning = Meaning.OUT_OF_FAST if out else Meaning.RETRY
         if meaning is Meaning.OUT_OF_FAST:
             return OutOfFastHours(said)
         if meaning is Meaning.ATTENTION:
@@ -188,16 +173,19 @@ class MjProxyDriver(Driver):
         return DriverError(said)
 
     def account_state(self, account: AccountRef) -> BackendAccount | None:
+        """trueai's `fastAvailableCount` as fast time (jobs of 60 s); never "exhausted":
+        its 0 also stands for a disabled account, a daily cap, or a count not read since
+        midnight (see `Server.home`). novicezk tells nothing: None."""
         backend = self._from_ref(account)
-        server = self.server(backend)
-        left = self._fast_jobs_left(backend, server)
-        if left is None:
-            if server.home:
-                raise TransientError("the proxy did not tell its fast time now")
+        if not self.server(backend).home:
             return None
+        status, answer = self._home(backend)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        count = data.get("fastAvailableCount") if isinstance(data, dict) else None
+        if status != 200 or type(count) is not int:
+            raise TransientError(f"GET /mj/home answered {status} without a fast job count")
         return BackendAccount(
-            fast_ms=max(left, 0) * FAST_MS_PER_JOB,
-            exhausted=left <= server.fast_jobs_needed[Mode.FAST],
+            fast_ms=min(max(count, 0), MAX_FAST_JOBS) * FAST_MS_PER_JOB,
             source="GET /mj/home fastAvailableCount",
         )
 
@@ -206,6 +194,11 @@ class MjProxyDriver(Driver):
         started_ms = int(time.time() * 1000)
         if job.prompt is not None and prompt_flags(job.prompt) != [job.mode]:
             raise DriverError(f"prompt must carry exactly one mode flag, --{job.mode}")
+        if job.prompt is not None and (stray := STRAY_FLAG.search(strip_flags(job.prompt))):
+            raise DriverError(
+                f"the prompt holds {stray.group(0)!r} inside other text, which a proxy would "
+                "read as a mode flag"
+            )
         backend = self._from_ref(account)
         server = self.server(backend)
         if job.parent_result is None:
@@ -236,29 +229,20 @@ class MjProxyDriver(Driver):
         return str(handle)
 
     def _check_child_mode(self, backend: Backend, server: Server, job: DriverJob) -> None:
-        """Refuse a child the server would run in a mode that spends fast time where the
-        router chose relax. A child is a button press, which carries no prompt and so no
-        flag (trueai src/Midjourney.Services/DiscordService.cs:2024-2027; novicezk service/
-        DiscordServiceImpl.java:61-63): Midjourney runs it in the account's own mode.
-        trueai switches that to relax (`/relax`) only once it marks the account exhausted
-        with EnableAutoSetRelax (DiscordWebSocketService.cs:1958-2006; DiscordAccount.cs:
-        1081-1113), when its fast count is 0: a relax child goes only there. novicezk never
-        switches it, so no relax child is sent to it. A fast or turbo child that runs in
-        another mode is charged as what ran where the server tells it (trueai), else as
-        sent."""
-        if job.mode is not Mode.RELAX:
-            return
-        if server.child_modes == "first_allowed":
-            left = self._fast_jobs_left(backend, server)
-            if left == 0:
-                return
-            why = f"{left} fast jobs left" if left is not None else "it would not say its fast time"
-        else:
-            why = "it sends no mode with a child (Midjourney chooses it)"
-        raise ModeUnsupported(
-            f"this {server.name} proxy cannot run a relax {job.task_type}: {why}, so it "
-            "could run fast"
-        )
+        """Refuse a relax child: it would run in the account's own Midjourney mode, which
+        may be fast. A child is a button press, which carries no prompt and so no flag
+        (trueai src/Midjourney.Services/DiscordService.cs:2024-2027; novicezk service/
+        DiscordServiceImpl.java:61-63), and neither server lets a client read that mode:
+        trueai switches it to relax only for an exhausted account with EnableAutoSetRelax
+        (DiscordWebSocketService.cs:1958-2006), and its fast count is 0 for other reasons
+        too (see `Server.home`). A fast or turbo child that runs in another mode is
+        charged as what ran where the server tells it (trueai), else as sent."""
+        if job.mode is Mode.RELAX:
+            raise ModeUnsupported(
+                f"a {server.name} proxy cannot run a relax {job.task_type}: a child runs in "
+                "the account's own Midjourney mode, which it cannot set or tell, so it could "
+                "run fast"
+            )
 
     def _send(
         self,
@@ -305,6 +289,11 @@ class MjProxyDriver(Driver):
         """
         parent = job.parent_result or {}
         base = strip_flags(job.prompt or str(parent.get("prompt") or ""))
+        if stray := STRAY_FLAG.search(base):
+            raise DriverError(
+                f"the prompt holds {stray.group(0)!r} inside other text, which a proxy would "
+                "read as a mode flag"
+            )
         return with_flag(base, job.mode)
 
     def _child_request(
@@ -349,20 +338,22 @@ class MjProxyDriver(Driver):
         the refusal means by the server's rules. trueai answers a request check outside
         imagine with `{code: -1, message}` (CustomLogicExceptionFilterAttribute.cs:39-51)."""
         status, reply = answer
+        if isinstance(reply, dict) and isinstance(reply.get("code"), str):
+            with contextlib.suppress(ValueError):  # a code sent as text: read as the number
+                reply = {**reply, "code": int(reply["code"])}
         if not isinstance(reply, dict) or "code" not in reply:
             if status == 404:
                 raise DriverError("backend has no such endpoint; check backend_url")
             raise DriverError(f"backend answered HTTP {status} without a submit result")
         code, result = reply.get("code"), reply.get("result")
-        if code in (1, 21, 22) and result not in (None, ""):
+        if type(code) is int and code in (1, 21, 22) and isinstance(result, str | int) and result:
             return str(result), reply
         said = str(reply.get("description") or reply.get("message") or "")
         described = f"{said} (code {code})".strip()
         if code == 24:  # novicezk's banned word (controller/SubmitController.java:69-74)
             word = (reply.get("properties") or {}).get("bannedWord")
             described = f"banned prompt{f' ({word})' if word else ''}: {described}"
-        meaning = server.refused(code, said)
-        raise self._error(meaning, described, backend, server, job.mode, ran=False)
+        raise self._error(server.refused(code, said), described, ran=False)
 
     # Following a job.
     def _fetch(self, backend: Backend, handle: Handle) -> dict[str, Any]:
@@ -371,10 +362,10 @@ class MjProxyDriver(Driver):
         empty 200 on novicezk (controller/TaskController.java:41)."""
         path = f"/mj/task/{quote(handle.task_id)}/fetch"
         status, task = self._request(backend, "GET", path, refused=AccountRefused)
-        if status in (204, 404) or task is None:
+        if status == 204 or (status == 200 and task is None):
             raise UnknownJob(f"the backend has no task {handle.task_id}")
-        if status >= 400 or not isinstance(task, dict):
-            raise DriverError(f"fetching task {handle.task_id}: HTTP {status}")
+        if status != 200 or not isinstance(task, dict):  # says nothing of the job: ask again
+            raise TransientError(f"fetching task {handle.task_id}: HTTP {status}, no task")
         return task
 
     def poll(self, handle: str) -> DriverResult | None:
@@ -383,24 +374,25 @@ class MjProxyDriver(Driver):
         task = self._fetch(backend, h)
         status = str(task.get("status") or "")
         if status == "SUCCESS":
-            ran = self._ran_mode(task, backend)
+            ran = self._ran_mode(task)
             return DriverResult(self._gpu_ms(task, h, ran=ran), self._output(task, h, ran), ran)
         if status == "FAILURE":
             reason = str(task.get("failReason") or "the backend failed the job")
-            server = self.server(backend)
-            raise self._error(server.failed(reason), reason, backend, server, h.mode, ran=True)
+            raise self._error(self.server(backend).failed(reason), reason, ran=True)
         if status == "CANCEL":
             raise DriverError(f"task {h.task_id} was cancelled on the backend")
         if status not in RUNNING:
             log.warning("proxy task %s has unknown status %r; polling on", h.task_id, status)
         return None
 
-    def _ran_mode(self, task: dict[str, Any], backend: Backend) -> Mode | None:
-        """The mode the job ran in, where the server reports it (trueai sets it from
-        Midjourney's "(fast|relaxed|turbo)": DiscordWebSocketService.cs:2573-2590)."""
-        if not self.server(backend).reports_mode:
-            return None
-        return SERVER_MODES.get(str(task.get("mode") or "").upper())
+    @staticmethod
+    def _ran_mode(task: dict[str, Any]) -> Mode | None:
+        """The mode the job ran in, where the server reports it: trueai sets `mode` from
+        Midjourney's "(fast|relaxed|turbo)" (DiscordWebSocketService.cs:2573-2590);
+        novicezk's tasks have no such field (support/Task.java:20-48). Read without asking
+        which server it is, so a finished job is settled even when that cannot be told."""
+        mode = task.get("mode")
+        return SERVER_MODES.get(mode) if isinstance(mode, str) else None
 
     def _gpu_ms(
         self, task: dict[str, Any], h: Handle, until_ms: int | None = None, ran: Mode | None = None
@@ -408,9 +400,11 @@ class MjProxyDriver(Driver):
         """Proxies report no GPU time: the run (startTime to finishTime, ms) times the mode's
         `gpu_per_wall`; without times, the router's estimate for the task type (0 if the
         job is being cancelled before it started)."""
-        start, end = task.get("startTime"), task.get("finishTime") or until_ms
-        if isinstance(start, int | float) and isinstance(end, int | float) and end >= start > 0:
-            return round((end - start) * self.opts.gpu_per_wall[ran or h.mode])
+        start, end = _ms(task.get("startTime")), _ms(task.get("finishTime")) or until_ms
+        if start is not None and end is not None and end >= start > 0:
+            mode = ran or h.mode  # a run cannot outlast the run timeout the poller enforces
+            wall = min(end - start, self.settings.run_timeout_seconds[mode] * 1000)
+            return round(wall * self.opts.gpu_per_wall[mode])
         if until_ms is not None or h.task_type not in TASK_TYPES:
             return 0
         return self.settings.estimate_ms(TaskType(h.task_type))
@@ -482,17 +476,20 @@ class MjProxyDriver(Driver):
         now_ms = int(time.time() * 1000)
         if started_ms is None or now_ms - started_ms < self.submit_window_ms():
             raise TransientError("cannot tell yet: the proxy may still be storing the job")
-        if server.lists_latest is None or len(tasks) < server.lists_latest:
-            return None  # the whole list: the proxy never took the job
-        times = [t.get("submitTime") for t in tasks if isinstance(t, dict)]
-        oldest = min((t for t in times if isinstance(t, int | float)), default=None)
+        times = [_ms(t.get("submitTime")) for t in tasks if isinstance(t, dict)]
+        oldest = min((t for t in times if t is not None), default=None)
         if oldest is not None and oldest < started_ms - CLOCK_SLACK_MS:
             return None  # the list reaches back to before the attempt: it would be there
-        raise TransientError(f"cannot tell: the proxy lists its latest {len(tasks)} tasks only")
+        latest = server.lists_latest
+        if server.keeps_tasks and latest is not None and len(tasks) < latest:
+            return None  # the whole store, which the job would be in had it been taken
+        # Else (the latest N only; or a store a restart may have emptied: novicezk's) the
+        # job's absence from the list does not show it was never taken.
+        raise TransientError(f"cannot tell: the proxy lists {len(tasks)} tasks, none older")
 
     def _found(self, account: AccountRef, backend: Backend, task: dict[str, Any]) -> str:
         """The handle of a job found in a list (its mode as reported, else its flag)."""
-        mode = self._ran_mode(task, backend)
+        mode = self._ran_mode(task)
         if mode is None:
             flags = prompt_flags(str(task.get("prompt") or ""))
             mode = flags[-1] if flags else Mode.FAST  # a child carries its parent's flag
@@ -513,3 +510,11 @@ class MjProxyDriver(Driver):
         """Nothing to do: the proxies offer no mode switch to API clients, and every prompt
         already carries the flag of the mode it runs in (relax on a relax account)."""
         log.debug("account %s is now %s; its prompts carry the mode flag", account.id, setting)
+
+
+def _ms(value: object) -> int | None:
+    """A time in ms as the servers send it (a whole number), else None: a bool, a string,
+    a fraction or a number beyond any date is not one."""
+    if type(value) is float and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 < value < 10**15 else None

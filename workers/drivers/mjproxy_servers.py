@@ -20,8 +20,6 @@ class Meaning(StrEnum):
 
     OUT_OF_FAST = "out_of_fast"
     """The account has no fast time: it flips to relax and the task is placed again."""
-    MAYBE_OUT_OF_FAST = "maybe_out_of_fast"
-    """Out of fast time, or something else: the driver asks the server about the account."""
     ATTENTION = "attention"
     """Banned, moderated, unsubscribed: the account leaves rotation."""
     RETRY = "retry"
@@ -45,13 +43,18 @@ class Server:
     reports_mode: bool
     """A fetched task's `mode` is the mode the job really ran in."""
     home: bool
-    """`GET /mj/home` answers anonymously with `data.fastAvailableCount`."""
+    """`GET /mj/home` answers anonymously with `data.fastAvailableCount`: fast jobs left
+    over the proxy's enabled accounts, capped by each one's daily limit, and absent (0) for
+    an account whose count has not been read since midnight (NotifyService.cs:180-216;
+    src/Midjourney.Base/Utils/CounterHelper.cs:114-115). So 0 does not say an account ran
+    out, and the router never flips an account on it: it records it, and alerts on drift."""
     lists_latest: int | None
     """`GET /mj/task/list` answers only this many latest tasks (None: all it stores)."""
     queue_list: bool
     """`GET /mj/task/queue` lists the tasks not finished yet (a short list)."""
-    fast_jobs_needed: dict[str, int]
-    """Fast jobs the server wants left before it runs a job in a mode (above this many)."""
+    keeps_tasks: bool
+    """Its store outlives a restart, and a task is in it before the request is answered:
+    a list shorter than `lists_latest` is then the whole store."""
     submit_rules: tuple[tuple[int, str, Meaning], ...]
     """(code, text the description starts with ("": any), meaning) for refused submits."""
     failure_rules: tuple[tuple[str, Meaning], ...]
@@ -113,13 +116,17 @@ TRUEAI = Server(
     home=True,
     lists_latest=100,  # src/Midjourney.API/Controllers/TaskController.cs:177-182
     queue_list=False,
-    # A job runs FAST only with more than 6 fast jobs left, TURBO more than 12
-    # (src/Midjourney.Services/DiscordService.cs:628-638).
-    fast_jobs_needed={"fast": 6, "turbo": 12, "relax": -1},
+    # Its database, written before the job is queued (src/Midjourney.Services/
+    # DiscordService.cs:1634-1636, "save to the database first, then queue").
+    keeps_tasks=True,
     submit_rules=(
         # No account qualifies, for any reason: a mode not allowed, too few fast jobs left,
-        # a full queue, a daily cap (TaskService.cs:72-80; DiscordService.cs:590-739).
-        (3, "无可用的账号实例", Meaning.MAYBE_OUT_OF_FAST),
+        # a full queue, a daily cap, a captcha lock (TaskService.cs:72-80; DiscordService.cs:
+        # 481-520, 590-739). Nothing a client can read tells these apart (see `home`), so
+        # it is retried and the account blamed no more than a transient failure.
+        (3, "无可用的账号实例", Meaning.RETRY),
+        # imagine's catch-all for an unexpected exception (SubmitController.cs:200-205).
+        (4, "提交Imagine任务异常", Meaning.RETRY),
         # Queue full after a race, or a system error (DiscordService.cs:1551-1676).
         (9, "", Meaning.RETRY),
         # The proxy user's own limits and a missing Redis (SubmitController.cs:1031-1242).
@@ -141,8 +148,8 @@ TRUEAI = Server(
         (r"^任务失败，请重试", Meaning.OUT_OF_FAST),  # noqa: RUF001 (the server's text)
         # The account's instance was disposed: exhausted without auto-relax
         # (DiscordWebSocketService.cs:1555-1589), moderated (:1616-1628), or refused by
-        # Discord (DiscordService.cs:4016-4035, 2848-2858).
-        (r"^强制取消", Meaning.MAYBE_OUT_OF_FAST),
+        # Discord (DiscordService.cs:4016-4035, 2848-2858): which, no client can tell.
+        (r"^强制取消", Meaning.RETRY),
         # DiscordService.cs:4016-4035
         (r"^请求失败，禁用账号", Meaning.ATTENTION),  # noqa: RUF001 (the server's text)
         (r"^可能包含敏感词", Meaning.PERMANENT),  # DiscordService.cs:1896-1923
@@ -172,7 +179,9 @@ NOVICEZK = Server(
     home=False,  # no such endpoint; none tells an account's fast time (README.md:34-35)
     lists_latest=None,  # every stored task, kept 30 days (controller/TaskController.java:52-58)
     queue_list=True,  # controller/TaskController.java:44-50
-    fast_jobs_needed={"fast": 0, "turbo": 0, "relax": -1},
+    # In memory by default, lost on a restart (service/store/InMemoryTaskStoreServiceImpl.
+    # java:18-20; docs/config.md:16).
+    keeps_tasks=False,
     submit_rules=(
         # loadbalancer/DiscordInstanceImpl.java:118-121 (queue full), 122-126 (exception).
         (23, "", Meaning.RETRY),

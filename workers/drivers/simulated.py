@@ -22,6 +22,7 @@ from router.scripts import text, text_hash
 from router.settings import Settings
 from workers.drivers.base import (
     AccountRef,
+    BackendAccount,
     Driver,
     DriverError,
     DriverJob,
@@ -169,6 +170,15 @@ class SimulatedDriver(Driver):
         if not key:
             raise DriverError("a job submitted without a key cannot be looked up")
         return key if self.redis.exists(self.keys.sim_job(key)) else None
+
+    def account_state(self, account: AccountRef) -> BackendAccount | None:
+        """The simulated account's own fast balance, once its first job seeded it (a job is
+        charged in full when it starts, so it runs ahead of the router's reckoning)."""
+        raw = self.redis.hget(self.keys.sim_account(account.id), "fast_ms")
+        if raw is None:
+            return None
+        fast_ms = int(raw)
+        return BackendAccount(fast_ms=max(fast_ms, 0), exhausted=fast_ms <= 0, source="simulator")
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         key = self.keys.sim_account(account.id)
