@@ -47,7 +47,7 @@ from workers.drivers.base import (
 )
 from workers.drivers.mjproxy_http import Backend, NotTaken, request
 from workers.drivers.mjproxy_jobs import CHANGE_ACTIONS, Handle, button_prefix, image_index
-from workers.drivers.mjproxy_servers import NOVICEZK, SERVERS, TRUEAI, Meaning, Server
+from workers.drivers.mjproxy_servers import Meaning, Server, ServerFinder
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,6 @@ FAST_MS_PER_JOB = 60_000
 60: src/Midjourney.Services/DiscordWebSocketService.cs:1433-1441)."""
 MAX_FAST_JOBS = 10**9
 """More fast jobs than any account holds: a larger count is read as this many."""
-SERVER_CACHE_SECONDS = 600.0
-"""How long a worker trusts what a backend said it is (an operator may swap the server)."""
 STRAY_FLAG = re.compile(r"--(fast|relax|turbo)", re.I)
 """Mode text a proxy reads anywhere in a prompt: trueai adds FAST to the modes it tries if
 the prompt holds `--fast` in any case, else `--relax` or `--turbo` (SubmitController.cs:
@@ -93,7 +91,7 @@ class MjProxyDriver(Driver):
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self._cache: dict[tuple[str, str], tuple[float, Backend]] = {}
-        self._servers: dict[str, tuple[float, Server]] = {}
+        self.servers = ServerFinder(self.opts.request_timeout_seconds)
         self._lock = threading.Lock()
 
     # The account's proxy.
@@ -128,39 +126,6 @@ class MjProxyDriver(Driver):
     def _request(self, backend: Backend, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         return request(backend, method, path, timeout=self.opts.request_timeout_seconds, **kw)
 
-    def server(self, backend: Backend) -> Server:
-        """The backend's server: as declared (the account, else the setting), else asked
-        (and remembered for SERVER_CACHE_SECONDS): trueai answers `GET /mj/home` without a
-        token with `{data: {fastAvailableCount, ...}}` (src/Midjourney.API/Controllers/
-        HomeController.cs:36-39, 230); novicezk has no such path, so Spring answers its 404
-        error object (`status`, `path`; no controller maps it: controller/*.java). Any
-        other answer cannot tell: TransientError, asked again next time."""
-        name = backend.server or (None if self.opts.server == "auto" else self.opts.server)
-        if name is not None:
-            return SERVERS[name]
-        now = time.monotonic()
-        with self._lock:
-            known = self._servers.get(backend.url)
-        if known is not None and known[0] > now:
-            return known[1]
-        status, answer = self._home(backend)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if status == 200 and isinstance(data, dict) and "fastAvailableCount" in data:
-            found = TRUEAI
-        elif status == 404 and isinstance(answer, dict) and answer.get("status") == 404:
-            found = NOVICEZK
-        else:
-            raise TransientError(f"cannot tell the proxy's server: GET /mj/home answered {status}")
-        with self._lock:
-            self._servers[backend.url] = (now + SERVER_CACHE_SECONDS, found)
-        log.info("backend %s is a %s midjourney-proxy", backend.url, found.name)
-        return found
-
-    def _home(self, backend: Backend) -> tuple[int, Any]:
-        """`GET /mj/home`, anonymous: a refusal says nothing of the account's secret."""
-        anonymous = Backend(backend.url, None)
-        return self._request(anonymous, "GET", "/mj/home", refused=TransientError)
-
     @staticmethod
     def _error(meaning: Meaning, said: str, *, ran: bool) -> DriverError:
         """The driver error a server's refusal (`ran` False) or a job's failure means."""
@@ -172,6 +137,10 @@ class MjProxyDriver(Driver):
             return RetryableFailure(said) if ran else TransientError(said)
         return DriverError(said)
 
+    def server(self, backend: Backend) -> Server:
+        """The backend's server, as declared or as it answers (see `ServerFinder`)."""
+        return self.servers.of(backend, self.opts.server)
+
     def account_state(self, account: AccountRef) -> BackendAccount | None:
         """trueai's `fastAvailableCount` as fast time (jobs of 60 s); never "exhausted":
         its 0 also stands for a disabled account, a daily cap, or a count not read since
@@ -179,11 +148,7 @@ class MjProxyDriver(Driver):
         backend = self._from_ref(account)
         if not self.server(backend).home:
             return None
-        status, answer = self._home(backend)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        count = data.get("fastAvailableCount") if isinstance(data, dict) else None
-        if status != 200 or type(count) is not int:
-            raise TransientError(f"GET /mj/home answered {status} without a fast job count")
+        count = self.servers.fast_jobs(backend)
         return BackendAccount(
             fast_ms=min(max(count, 0), MAX_FAST_JOBS) * FAST_MS_PER_JOB,
             source="GET /mj/home fastAvailableCount",

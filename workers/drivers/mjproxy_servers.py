@@ -10,9 +10,21 @@ conservative reading: a failure it cannot place retries the task and blames no a
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from workers.drivers.base import TransientError
+from workers.drivers.mjproxy_http import Backend, request
+
+log = logging.getLogger(__name__)
+
+SERVER_CACHE_SECONDS = 600.0
+"""How long a worker trusts what a backend said it is (an operator may swap the server)."""
 
 
 class Meaning(StrEnum):
@@ -206,3 +218,54 @@ NOVICEZK = Server(
 )
 
 SERVERS = {s.name: s for s in (TRUEAI, NOVICEZK)}
+
+
+class ServerFinder:
+    """Which server a backend is: as declared (the account's `backend_server`, else the
+    setting), else asked and remembered for SERVER_CACHE_SECONDS. trueai answers `GET
+    /mj/home` without a token with `{data: {fastAvailableCount, ...}}` (src/Midjourney.API/
+    Controllers/HomeController.cs:36-39, 230); novicezk has no such path, so Spring answers
+    its 404 error object (`status`, `path`; no controller maps it: controller/*.java). Any
+    other answer cannot tell: TransientError, asked again next time."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._known: dict[str, tuple[float, Server]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, backend: Backend, setting: str) -> Server:
+        name = backend.server or (None if setting == "auto" else setting)
+        if name is not None:
+            return SERVERS[name]
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(backend.url)
+        if known is not None and known[0] > now:
+            return known[1]
+        status, answer = self.home(backend)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if status == 200 and isinstance(data, dict) and "fastAvailableCount" in data:
+            found = TRUEAI
+        elif status == 404 and isinstance(answer, dict) and answer.get("status") == 404:
+            found = NOVICEZK
+        else:
+            raise TransientError(f"cannot tell the proxy's server: GET /mj/home answered {status}")
+        with self._lock:
+            self._known[backend.url] = (now + SERVER_CACHE_SECONDS, found)
+        log.info("backend %s is a %s midjourney-proxy", backend.url, found.name)
+        return found
+
+    def home(self, backend: Backend) -> tuple[int, Any]:
+        """`GET /mj/home`, anonymous: a refusal says nothing of the account's secret."""
+        anonymous = Backend(backend.url, None)
+        return request(anonymous, "GET", "/mj/home", timeout=self.timeout, refused=TransientError)
+
+    def fast_jobs(self, backend: Backend) -> int:
+        """trueai's `fastAvailableCount` (see `Server.home`); TransientError when the
+        answer holds no whole number (a bool, a fraction, text)."""
+        status, answer = self.home(backend)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        count = data.get("fastAvailableCount") if isinstance(data, dict) else None
+        if status != 200 or type(count) is not int:
+            raise TransientError(f"GET /mj/home answered {status} without a fast job count")
+        return count
