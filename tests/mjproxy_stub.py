@@ -27,6 +27,8 @@ class StubProxy:
     none; novicezk takes no `auto_relax` or `admin_secret` (it has neither)."""
 
     model: TrueAiModel | NovicezkModel
+    server: str
+    """Which server the model is: `trueai` or `novicezk`."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class StubProxy:
         else:
             model = NovicezkModel(secret, run_ms, slow_seconds, list_failures, fast_jobs)
         object.__setattr__(self, "model", model)
+        object.__setattr__(self, "server", server)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
