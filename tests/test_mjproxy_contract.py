@@ -4,6 +4,7 @@ real Redis and rq: the same suite for both servers, found by asking them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -15,6 +16,7 @@ from router.core import Router
 from router.models import Setting
 from router.pool import AccountSpec
 from router.settings import Settings
+from tests.conftest import wait_for
 from tests.mjproxy_stub import StubProxy
 from tests.proxy_models.common import Reply, Request
 from workers.backend_sync import BackendSync
@@ -384,3 +386,70 @@ def test_a_bare_404_on_home_does_not_make_a_trueai_proxy_a_novicezk(
     with pytest.raises(TransientError, match="cannot tell"):
         driver.server(backend)
     assert driver.server(backend).name == "trueai"  # asked again, answered
+
+
+def ended(proxy: StubProxy) -> bool:
+    """Every job the proxy took has ended (as the proxy reports it)."""
+    with proxy._lock:
+        tasks = list(proxy.tasks.values())
+    statuses = [proxy.model.view(t)["status"] for t in tasks]
+    return bool(statuses) and all(s in ("SUCCESS", "FAILURE") for s in statuses)
+
+
+def test_a_job_that_ended_while_nobody_looked_is_settled_by_its_end_past_its_timeout(
+    pro: StubProxy, client: Client, router: Router, drain: Callable[[], None]
+) -> None:
+    task = client.submit("alice", "a lighthouse", mode="fast")
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"
+    wait_for(lambda: ended(pro), timeout=10, what="the job's end on the proxy")
+    hour_ago = (int(time.time()) - 3600) * 1_000_000  # the poller looks past the timeout
+    router.redis.hset(router.keys.task("alice", task.id), "started_at", hour_ago)
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.error) == ("completed", None)
+    assert done.result is not None and done.result["image_url"]
+
+
+def test_a_cancel_asked_after_the_job_ended_charges_what_ran(
+    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+) -> None:
+    proxy = proxies(server="trueai", secret=SECRET)
+    add(router, "a-pro", proxy)
+    grid = client.submit("alice", "a comet", mode="turbo")
+    drain()
+    child = client.submit("alice", task_type="variation", parent_id=grid.id, input={"index": 1})
+    router.queue.empty()
+    assert run_task("alice", child.id, 1) == "submitted"
+    wait_for(lambda: ended(proxy), timeout=10, what="the job's end on the proxy")
+    router.cancel(child.id)
+    drain()
+    done = client.get(child.id)
+    assert done is not None and (done.status, done.ran_mode) == ("cancelled", "fast")
+
+
+@pytest.mark.parametrize("odd", ["buttons", "code"])
+def test_a_success_with_odd_fields_is_still_a_success(
+    odd: str,
+    client: Client,
+    router: Router,
+    proxies: Callable[..., StubProxy],
+    drain: Callable[[], None],
+) -> None:
+    proxy = proxies(server="trueai", secret=SECRET)
+    add(router, "a-pro", proxy)
+    route = type(proxy.model).route
+
+    def oddly(req: Request) -> Reply:
+        reply = route(proxy.model, req)
+        if isinstance(reply.body, dict) and odd == "buttons" and req.path.endswith("/fetch"):
+            reply.body["buttons"] = 5
+        if isinstance(reply.body, dict) and odd == "code" and "/submit/" in req.path:
+            reply.body["code"] = float(reply.body["code"])
+        return reply
+
+    proxy.model.route = oddly  # type: ignore[method-assign]
+    task = client.submit("alice", "a kite", mode="fast")
+    drain()
+    done = client.get(task.id)
+    assert done is not None and (done.status, done.attempt) == ("completed", 1)

@@ -50,7 +50,10 @@ class BackendSync:
 
     def apply(self, view: AccountView, state: BackendAccount) -> None:
         """Record the backend's fast time on the account, and set the router's to none when
-        the backend says there is none left (the account then flips to relax, rule 4)."""
+        the backend says there is none left on an account set to fast (it then flips to
+        relax, rule 4). An account an operator set to relax spends none: a backend that
+        hears of fast time only when the account is set to fast (the simulator) may still
+        say "none" after a top-up or a renewal there."""
         router = self.router
         seconds, micros = router.redis.time()
         fields: list[str | int] = ["set", view.id]
@@ -58,7 +61,7 @@ class BackendSync:
         if state.fast_ms is not None:
             fields += ["backend_fast_ms", max(state.fast_ms, 0)]
         ours = round(view.fast_hours_remaining * MS_PER_HOUR)
-        if state.exhausted and ours > 0:
+        if state.exhausted and ours > 0 and view.setting == "fast":
             fields += ["fast_ms", 0]
             log.warning(
                 "account %s: its backend has no fast time left (%s); flipping it to relax",

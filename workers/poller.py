@@ -25,6 +25,7 @@ from workers.drivers.base import (
     CannotCancel,
     DriverError,
     TransientError,
+    UnknownJob,
     frames,
 )
 from workers.jobs import classify, keep_running, out_of_rotation, settle
@@ -120,35 +121,44 @@ class Poller:
         Only the job's own end (a result, or a failure the backend reports for it) settles
         it, or its run timeout: an error about the account or the transport while asking
         leaves it running, holding its slot (each poll renews its lease). A refused account
-        is taken out of rotation meanwhile, so it gets no new work."""
+        is taken out of rotation meanwhile, so it gets no new work. The job is asked first,
+        even past its run timeout or with a cancel requested: a job that ended while nobody
+        looked is settled by its own end (its result kept, the mode it ran in charged)."""
         driver = self.router.driver
         try:
-            if c.overdue_after is not None:
-                return self._time_out(c, c.overdue_after)
-            if c.cancel:  # SETTLE ends a cancel-requested task cancelled
-                try:
-                    return "failed", driver.cancel(c.handle), None, None, ""
-                except CannotCancel as e:  # it runs on, holding its slot: follow it to its end
-                    log.info("%s: %s; polling it to its end", c.entry.member, e)
-                    self._cancel_unsupported(c)
-                    return None
             done = driver.poll(c.handle)
         except AccountRefused as e:  # the job may run on: it keeps its slot; the account
             self._refused(c, e)  # takes no new work
-            return None
+            done = None
         except TransientError as e:  # this poll failed, not the job: poll again later
             log.info("polling %s failed for now: %s", c.entry.member, e)
-            return None
-        except DriverError as e:
+            done = None
+        except UnknownJob as e:
+            if c.overdue_after is None and not c.cancel:
+                return "failed", 0, None, classify(e, c.entry.member)[1], ""
+            done = None
+        except DriverError as e:  # the job's own failure
             outcome, error = classify(e, c.entry.member)
             return outcome, 0, None, error, ""
         except Exception as e:  # e.g. Redis away: the job may still run. Named by class only:
             # a foreign exception's text may quote a credential.
             log.warning("polling %s failed: %s\n%s", c.entry.member, type(e).__name__, frames(e))
             return None
-        if done is None:
-            return None
-        return "completed", done.gpu_ms, done.output, None, done.mode or ""
+        if done is not None:
+            return "completed", done.gpu_ms, done.output, None, done.mode or ""
+        if c.overdue_after is not None:
+            return self._time_out(c, c.overdue_after)
+        if c.cancel:  # SETTLE ends a cancel-requested task cancelled
+            try:
+                return "failed", driver.cancel(c.handle), None, None, ""
+            except CannotCancel as e:  # it runs on, holding its slot: follow it to its end
+                log.info("%s: %s; polling it to its end", c.entry.member, e)
+                self._cancel_unsupported(c)
+            except AccountRefused as e:
+                self._refused(c, e)
+            except DriverError as e:  # asking failed: ask again at the next poll
+                log.info("cancelling %s failed for now: %s", c.entry.member, e)
+        return None
 
     def _time_out(self, c: Check, limit: float) -> Verdict:
         """Stop a job that outlived its run timeout and fail it `timeout`.

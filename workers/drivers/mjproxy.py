@@ -303,9 +303,10 @@ class MjProxyDriver(Driver):
         the refusal means by the server's rules. trueai answers a request check outside
         imagine with `{code: -1, message}` (CustomLogicExceptionFilterAttribute.cs:39-51)."""
         status, reply = answer
-        if isinstance(reply, dict) and isinstance(reply.get("code"), str):
-            with contextlib.suppress(ValueError):  # a code sent as text: read as the number
-                reply = {**reply, "code": int(reply["code"])}
+        if isinstance(reply, dict) and isinstance(odd := reply.get("code"), str | float):
+            with contextlib.suppress(ValueError, OverflowError):  # "1" or 1.0: the number 1
+                if not isinstance(odd, bool) and float(odd).is_integer():
+                    reply = {**reply, "code": int(float(odd))}
         if not isinstance(reply, dict) or "code" not in reply:
             if status == 404:
                 raise DriverError("backend has no such endpoint; check backend_url")
@@ -376,9 +377,10 @@ class MjProxyDriver(Driver):
 
     def _output(self, task: dict[str, Any], h: Handle, ran: Mode | None) -> dict[str, Any]:
         """The result stored on the task: what its children need (proxy id, buttons)."""
+        listed = task.get("buttons")
         buttons = [
             {k: b.get(k) for k in ("customId", "label", "emoji")}
-            for b in task.get("buttons") or []
+            for b in (listed if isinstance(listed, list) else [])
             if isinstance(b, dict) and b.get("customId")
         ]
         return {
