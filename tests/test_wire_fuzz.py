@@ -321,9 +321,12 @@ def test_whatever_arrives_ends_once_and_no_router_dies(
             # SCAN may miss a list that appears or goes while it runs (a message moving from
             # a router's landing list to its processing list): wait for the counts too. One
             # lost keeps them short (a time-out); one doubled shows below.
+            # An id is claimed before its task is written (and a batch's dead letters after):
+            # wait for the explicit ids' records too.
             return (
                 _dead_count(router) - dead_before >= want.dead_letters
                 and _id_count(router) - ids_before >= want.new_ids
+                and all(router.tasks.get(t) is not None for t in want.explicit)
             )
 
         wait_for(counted, timeout=30, what="every message counted")
