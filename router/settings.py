@@ -85,6 +85,11 @@ class SimSettings(BaseModel):
     jitter: float = Field(default=0.2, ge=0, lt=1)
     transient_failure_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of submissions refused with a transient error (fixed per task and try)."""
+    submit_latency_seconds: float = Field(default=0.0, ge=0, le=60)
+    """Real time a submission takes to be answered (a real backend: 50-500 ms); not
+    compressed by `sim_speed`."""
+    poll_latency_seconds: float = Field(default=0.0, ge=0, le=60)
+    """Real time a poll takes to be answered; not compressed by `sim_speed`."""
 
 
 class MjProxySettings(BaseModel):

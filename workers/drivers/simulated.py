@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 
 from redis import Redis
@@ -135,9 +136,13 @@ class SimulatedDriver(Driver):
         ]
         if int(self._start(keys=keys, args=args)) < 0:
             raise OutOfFastHours(f"account {account.id} has no fast time left")
+        if self.settings.sim.submit_latency_seconds:  # the backend answers this late
+            time.sleep(self.settings.sim.submit_latency_seconds)
         return handle
 
     def poll(self, handle: str) -> DriverResult | None:
+        if self.settings.sim.poll_latency_seconds:  # the backend answers this late
+            time.sleep(self.settings.sim.poll_latency_seconds)
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.hmget(self.keys.sim_job(handle), "status", "ends", "gpu_ms", "output")
