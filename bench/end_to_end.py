@@ -41,10 +41,6 @@ OWNERS = 20
 ACCOUNTS_PER_OWNER = 10
 
 
-def noop() -> None:
-    """The rq job of the baseline: nothing."""
-
-
 @dataclass
 class Row:
     name: str
@@ -85,7 +81,7 @@ def rq_alone(redis: Redis, tasks: int, workers: int, simple: bool) -> Row:
     """`enqueue_many` N no-op jobs, then W `rq worker --burst` processes empty the queue."""
     queue = Queue(f"bench-{uuid.uuid4().hex[:8]}", connection=redis)
     cpu0, redis0, started = children_cpu(), redis_cpu(redis), time.perf_counter()
-    jobs = [Queue.prepare_data("bench.end_to_end.noop", result_ttl=0) for _ in range(tasks)]
+    jobs = [Queue.prepare_data("bench.noop.noop", result_ttl=0) for _ in range(tasks)]
     queue.enqueue_many(jobs)
     args = [str(BIN / "rq"), "worker", "--burst", "--url", URL, "--quiet"]
     if simple:
