@@ -210,8 +210,8 @@ def test_a_settings_file_edited_under_a_running_worker_changes_none_of_its_jobs(
     spawn: Callable[..., object],
     tmp_path: Path,
 ) -> None:
-    """rq forks a process per job; each used to read the settings again, so a bad edit
-    failed every job (and the reaper dispatched it again for ever)."""
+    """Each job used to read the settings again (rq forked a process per job), so a bad
+    edit failed every job (and the reaper dispatched it again for ever)."""
     from rq import Worker
 
     config = tmp_path / "settings.toml"

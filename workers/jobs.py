@@ -70,10 +70,10 @@ _settings: Settings | None = None
 
 
 def use_settings(settings: Settings | None) -> None:
-    """This worker's settings, given once before rq forks job processes: a job process
-    builds its router from them and never reads the environment or a settings file again
-    (an edit made meanwhile would mix settings in one worker, or break every job).
-    None: read them from the environment again (the default)."""
+    """This worker's settings, given once when it starts: its jobs' router is built from
+    them and never reads the environment or a settings file again (an edit made meanwhile
+    would mix settings in one worker, or break every job). None: read them from the
+    environment again (the default)."""
     global _settings
     _settings = settings
     _router.cache_clear()
@@ -81,7 +81,8 @@ def use_settings(settings: Settings | None) -> None:
 
 @cache
 def _router() -> Router:
-    """One router per job process (a forked job horse builds its own connections)."""
+    """The router every job of this process uses (rq's SimpleWorker runs them all here):
+    one connection pool, scripts registered once, one driver."""
     return Router(_settings if _settings is not None else Settings())
 
 

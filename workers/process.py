@@ -13,7 +13,8 @@ import uuid
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Worker
+from rq import SimpleWorker
+from rq.worker import BaseWorker
 
 from router.core import Router
 from workers.backend_sync import BackendSync
@@ -32,8 +33,6 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
         drain(router, name=name)
         return
     stop, poller = threading.Event(), Poller(Router(router.settings))
-    # Made here, before rq forks job processes: a thread making it (under cached_property's
-    # lock, which every Router shares) during a fork would leave that process hanging.
     _ = poller.router.driver
     thread = threading.Thread(target=poller.run, args=(stop,), name="byoa-poller", daemon=True)
     thread.start()
@@ -59,7 +58,9 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
         deliverer.threads.shutdown(cancel_futures=True)  # POSTs under way end (timeout)
 
 
-def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None = None) -> None:
+def drain(
+    router: Router, worker_class: type[BaseWorker] = SimpleWorker, name: str | None = None
+) -> None:
     """Submit, poll and deliver webhooks until the queue, the schedule of polls and the
     webhook outboxes are all empty."""
     use_settings(router.settings)
@@ -84,14 +85,21 @@ def drain(router: Router, worker_class: type[Worker] = Worker, name: str | None 
 
 
 def _rq_loop(router: Router, name: str | None) -> None:
-    """rq's worker loop, started again with backoff when it exits on losing Redis."""
+    """rq's worker loop, started again with backoff when it exits on losing Redis.
+
+    rq's SimpleWorker runs each job in this process: no fork per job, and the process's
+    router (its connection pool, scripts and driver) serves every job. What rq gives stays:
+    queues, registries, failure handling, `rq info`, and its warm shutdown (SIGTERM ends
+    the job in hand, then the loop). A process killed mid-job loses nothing: the task's
+    lease runs out and a router's reaper takes it back or adopts its job."""
     level = logging.getLevelName(logging.getLogger().level)
     backoff = 0.5
     for attempt in itertools.count():
         try:
-            Worker([router.queue], connection=router.redis, name=_name(router, name, attempt)).work(
-                logging_level=level
+            worker = SimpleWorker(
+                [router.queue], connection=router.redis, name=_name(router, name, attempt)
             )
+            worker.work(logging_level=level)
             return
         except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as e:
             log.warning("worker lost Redis (%s); starting again in %.1f s", e, backoff)
