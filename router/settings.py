@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     """How often a worker asks the driver whether a submitted job has ended."""
     poll_batch: int = Field(default=100, gt=0, le=10000)
     """Most submitted jobs a worker claims to poll at once."""
+    submit_threads: int = Field(default=16, gt=0, le=1024)
+    """Submissions one worker process has in flight at once (a backend takes 50-500 ms to
+    accept a job); 1: each rq job submits its task itself."""
     poll_threads: int = Field(default=8, gt=0, le=256)
     """Driver polls a worker process runs at once (HTTP backends answer slowly)."""
     backend_sync_seconds: float = Field(default=300.0, ge=0, le=86400)

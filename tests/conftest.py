@@ -66,6 +66,7 @@ def settings(prefix: str) -> Settings:
         sim_speed=2000,
         max_prompt_length=500,
         poll_interval_seconds=0.02,
+        submit_threads=1,  # a job this test runs itself returns what became of its task
     )
 
 
@@ -113,10 +114,13 @@ def add_account(router: Router) -> Callable[..., None]:
 def drain(router: Router) -> Callable[[], None]:
     """Work in this process until nothing is left to submit or poll (follow-ups included)."""
 
+    from workers import jobs
+
     def run() -> None:
         # As a worker process starting now would: settings read once, from the environment
         # (a test may have changed it after the router fixture).
         drain_worker(Router(Settings(), router.redis), SimpleWorker)
+        jobs.use_settings(router.settings)  # jobs the test runs itself: its settings again
 
     return run
 

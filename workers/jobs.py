@@ -30,6 +30,7 @@ from workers.drivers.base import (
     TransientError,
     frames,
 )
+from workers.submissions import Submissions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,13 +87,28 @@ def _router() -> Router:
     return Router(_settings if _settings is not None else Settings())
 
 
+@cache
+def _submissions(size: int) -> Submissions:
+    """This process's pool of submissions in flight (see workers.submissions)."""
+    return Submissions(size)
+
+
+def submissions() -> Submissions | None:
+    """The pool this process's rq jobs hand their submissions to (None: they submit
+    themselves, `submit_threads` 1)."""
+    size = _router().settings.submit_threads
+    return _submissions(size) if size > 1 else None
+
+
 def run_task(owner: str, task_id: str, attempt: int) -> str:
     """Start the task if it is still this attempt's to run, and submit it to its account.
 
-    The rq job ends once the backend has the job: its handle goes on the task record and a
-    worker's poller (any worker's) follows it to the end and settles it. A submission that
-    fails is settled here. While submitting, a heartbeat renews the task's lease; if this
-    process dies, a router's reaper finds the job by its key or takes the task back.
+    The submission runs in this process's pool (`submit_threads` in flight at once; this
+    rq job waits while all are busy), or here when the pool has one thread. Either way:
+    once the backend has the job, its handle goes on the task record and a worker's poller
+    (any worker's) follows it to the end and settles it; a submission that fails is settled
+    where it ran. While submitting, a heartbeat renews the task's lease; if this process
+    dies, a router's reaper finds the job by its key or takes the task back.
     """
     router = _router()
     ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt))
@@ -104,6 +120,16 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
         # START answers 'run' again for a running attempt (a retry whose reply was lost);
         # one whose job was already submitted is followed by the poller: never twice.
         return "skipped: already submitted"
+    pool = submissions()
+    if pool is None:
+        return submit_started(router, owner, task_id, attempt)
+    pool.hand(lambda: submit_started(router, owner, task_id, attempt), f"{owner}/{task_id}")
+    return "handed to a submission thread"
+
+
+def submit_started(router: Router, owner: str, task_id: str, attempt: int) -> str:
+    """Submit a task this attempt started, record its handle, and schedule its polls; a
+    submission that fails is settled. Returns what became of it."""
     with Heartbeat(router, owner, task_id, attempt):
         try:
             handle = _submit(router, owner, task_id, attempt)

@@ -18,7 +18,7 @@ from rq.worker import BaseWorker
 
 from router.core import Router
 from workers.backend_sync import BackendSync
-from workers.jobs import keep_running, use_settings
+from workers.jobs import keep_running, submissions, use_settings
 from workers.poller import Poller
 from workers.webhooks import Deliverer
 
@@ -50,6 +50,9 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
     try:
         _rq_loop(router, name)
     finally:
+        pool = submissions()
+        if pool is not None:  # a warm shutdown: the submissions in hand are finished
+            pool.close()
         stop.set()
         thread.join(timeout=30)
         syncing.join(timeout=30)
@@ -73,6 +76,9 @@ def drain(
                 [router.queue], connection=router.redis, name=_name(router, name, 0)
             )
             worker.work(burst=True, logging_level=level)
+            pool = submissions()
+            if pool is not None:
+                pool.wait_idle()
             idle = router.polls.size() == 0 and router.queue.count == 0
             if idle and deliverer.outbox.pending() == 0:
                 return
