@@ -68,6 +68,22 @@ def pro(
     return proxy
 
 
+@pytest.fixture
+def trueai(router: Router, proxies: Callable[..., StubProxy]) -> StubProxy:
+    """alice's pro account `a-pro` behind a trueai proxy."""
+    proxy = proxies(server="trueai", secret=SECRET)
+    add(router, "a-pro", proxy)
+    return proxy
+
+
+def submitted(client: Client, router: Router, prompt: str, mode: str = "fast") -> str:
+    """A task a worker has started and handed to its account (its job now runs there)."""
+    task = client.submit("alice", prompt, mode=mode)
+    router.queue.empty()
+    assert run_task("alice", task.id, 1) == "submitted"
+    return task.id
+
+
 def add(router: Router, account_id: str, proxy: StubProxy, plan: str = "pro", **kw: object) -> None:
     """An account of alice's behind `proxy` (its server left for the driver to find)."""
     spec = AccountSpec(
@@ -188,10 +204,8 @@ def test_a_relax_child_never_runs_fast(
 
 
 def test_a_child_trueai_runs_in_another_mode_is_recorded_and_charged_as_what_ran(
-    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
     grid = client.submit("alice", "a comet", mode="turbo")
     drain()
     child = client.submit("alice", task_type="variation", parent_id=grid.id, input={"index": 1})
@@ -235,10 +249,10 @@ def test_the_backends_account_state_is_read_where_the_server_tells_it(
 
 
 def test_one_worker_reads_each_account_per_interval(
-    router: Router, proxies: Callable[..., StubProxy]
+    router: Router,
+    trueai: StubProxy,
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
+    proxy = trueai
     first, second = BackendSync(router), BackendSync(Router(router.settings, router.redis))
     first.sync_due()
     second.sync_due()
@@ -275,16 +289,13 @@ def test_an_anonymous_home_refused_by_a_gateway_blames_no_account(
 
 
 def test_a_finished_job_is_settled_when_its_server_cannot_be_told(
-    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
-    task = client.submit("alice", "a lighthouse", mode="fast")
-    router.queue.empty()
-    assert run_task("alice", task.id, 1) == "submitted"
+    proxy = trueai
+    task_id = submitted(client, router, "a lighthouse")
     answer_first(proxy, lambda req: Reply(401, text="no") if req.path == "/mj/home" else None)
     drain()  # a worker that never met this proxy: /mj/home is refused from now on
-    done = client.get(task.id)
+    done = client.get(task_id)
     assert done is not None and (done.status, done.attempt) == ("completed", 1)
 
 
@@ -295,26 +306,22 @@ def test_an_odd_answer_to_a_fetch_leaves_the_job_running(
     odd: Reply,
     client: Client,
     router: Router,
-    proxies: Callable[..., StubProxy],
+    trueai: StubProxy,
     drain: Callable[[], None],
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
-    task = client.submit("alice", "a lighthouse", mode="fast")
-    router.queue.empty()
-    assert run_task("alice", task.id, 1) == "submitted"
+    proxy = trueai
+    task_id = submitted(client, router, "a lighthouse")
     odd_once = iter([odd])
     answer_first(proxy, lambda req: next(odd_once, None) if req.path.endswith("/fetch") else None)
     drain()
-    done = client.get(task.id)
+    done = client.get(task_id)
     assert done is not None and (done.status, done.attempt) == ("completed", 1)
 
 
 def test_nonsense_times_never_charge_more_than_a_run_timeout(
-    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
+    proxy = trueai
     before = router.pool.get("a-pro")
     assert before is not None
     route = type(proxy.model).route
@@ -350,10 +357,9 @@ def test_a_fast_job_count_that_is_not_a_whole_number_is_not_recorded(
 
 
 def test_an_accepted_submit_with_its_code_as_text_is_followed(
-    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
+    proxy = trueai
     route = type(proxy.model).route
 
     def code_as_text(req: Request) -> Reply:
@@ -399,23 +405,20 @@ def ended(proxy: StubProxy) -> bool:
 def test_a_job_that_ended_while_nobody_looked_is_settled_by_its_end_past_its_timeout(
     pro: StubProxy, client: Client, router: Router, drain: Callable[[], None]
 ) -> None:
-    task = client.submit("alice", "a lighthouse", mode="fast")
-    router.queue.empty()
-    assert run_task("alice", task.id, 1) == "submitted"
+    task_id = submitted(client, router, "a lighthouse")
     wait_for(lambda: ended(pro), timeout=10, what="the job's end on the proxy")
     hour_ago = (int(time.time()) - 3600) * 1_000_000  # the poller looks past the timeout
-    router.redis.hset(router.keys.task("alice", task.id), "started_at", hour_ago)
+    router.redis.hset(router.keys.task("alice", task_id), "started_at", hour_ago)
     drain()
-    done = client.get(task.id)
+    done = client.get(task_id)
     assert done is not None and (done.status, done.error) == ("completed", None)
     assert done.result is not None and done.result["image_url"]
 
 
 def test_a_cancel_asked_after_the_job_ended_charges_what_ran(
-    client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
+    proxy = trueai
     grid = client.submit("alice", "a comet", mode="turbo")
     drain()
     child = client.submit("alice", task_type="variation", parent_id=grid.id, input={"index": 1})
@@ -433,11 +436,10 @@ def test_a_success_with_odd_fields_is_still_a_success(
     odd: str,
     client: Client,
     router: Router,
-    proxies: Callable[..., StubProxy],
+    trueai: StubProxy,
     drain: Callable[[], None],
 ) -> None:
-    proxy = proxies(server="trueai", secret=SECRET)
-    add(router, "a-pro", proxy)
+    proxy = trueai
     route = type(proxy.model).route
 
     def oddly(req: Request) -> Reply:
