@@ -21,6 +21,7 @@ from tests.mjproxy_stub import StubProxy
 from tests.proxy_models.common import Reply, Request
 from workers.backend_sync import BackendSync
 from workers.jobs import run_task
+from workers.poller import Poller
 
 SECRET = "stub-secret"
 SERVERS = ["trueai", "novicezk"]
@@ -455,3 +456,33 @@ def test_a_success_with_odd_fields_is_still_a_success(
     drain()
     done = client.get(task.id)
     assert done is not None and (done.status, done.attempt) == ("completed", 1)
+
+
+def test_the_running_jobs_of_an_account_are_polled_in_one_request(
+    pro: StubProxy, client: Client, router: Router, drain: Callable[[], None]
+) -> None:
+    # Three: the account runs three jobs at once (core size 3 on both servers).
+    ids = [client.submit("alice", f"a long fox {i}", mode="fast").id for i in range(3)]
+    router.queue.empty()
+    assert [run_task("alice", t, 1) for t in ids] == ["submitted"] * 3
+    before = len(pro.requests)
+    poller = Poller(Router(router.settings, router.redis))
+    try:
+        wait_for(lambda: poller.poll_once() >= 0 and router.polls.size() == 3, what="a round")
+    finally:
+        poller.threads.shutdown()
+    asked = [p for _, p, _ in pro.requests[before:]]
+    assert asked.count("/mj/task/list-by-condition") >= 1
+    assert not [p for p in asked if p.endswith("/fetch")]  # none asked one by one
+    (body, *_) = pro.sent("/mj/task/list-by-condition")
+    assert sorted(body["ids"]) == sorted(t.handle.rsplit(":", 1)[1] for t in map(client.get, ids))  # type: ignore[union-attr]
+    end_jobs_now(pro)
+    drain()
+    assert {client.get(t).status for t in ids} == {"completed"}  # type: ignore[union-attr]
+
+
+def end_jobs_now(proxy: StubProxy) -> None:
+    """The account finishes every job it runs (a `long` one included) now."""
+    with proxy._lock:
+        for task in proxy.tasks.values():
+            task["_ends"] = 0

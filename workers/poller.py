@@ -24,9 +24,11 @@ from workers.drivers.base import (
     AccountRefused,
     CannotCancel,
     DriverError,
+    DriverResult,
     TransientError,
     UnknownJob,
     frames,
+    said,
 )
 from workers.jobs import classify, keep_running, out_of_rotation, settle
 
@@ -101,7 +103,8 @@ class Poller:
                 timeout = limit if overdue else None
                 checks.append(Check(e, handle, account_id or "", cancel == "1", timeout))
         polls.done(stale)
-        verdicts = list(self.threads.map(self._check, checks))
+        known = self._poll_many([c.handle for c in checks if c.overdue_after is None])
+        verdicts = list(self.threads.map(lambda c: self._check(c, known), checks))
         running = [c.entry for c, v in zip(checks, verdicts, strict=True) if v is None]
         ours = router.tasks.renew_many(running)
         polls.done([e for e, kept in zip(running, ours, strict=True) if not kept])
@@ -115,7 +118,20 @@ class Poller:
                 settle(router, c.entry, outcome, gpu_ms, result, error, ran)
                 polls.done([c.entry])
 
-    def _check(self, c: Check) -> Verdict | None:
+    def _poll_many(self, handles: list[str]) -> dict[str, DriverResult | DriverError | None]:
+        """What the backends say of many jobs at once, where they can (the rest are polled
+        one by one); a failed batch says nothing."""
+        if not handles:
+            return {}
+        try:
+            return self.router.driver.poll_many(handles)
+        except Exception as e:  # a DriverError (a foreign one is turned into one)
+            log.info("polling %d jobs at once failed: %s", len(handles), said(e))
+            return {}
+
+    def _check(
+        self, c: Check, known: dict[str, DriverResult | DriverError | None] | None = None
+    ) -> Verdict | None:
         """What became of one job: a verdict if it ended (or must end), None if it runs on.
 
         Only the job's own end (a result, or a failure the backend reports for it) settles
@@ -126,7 +142,13 @@ class Poller:
         looked is settled by its own end (its result kept, the mode it ran in charged)."""
         driver = self.router.driver
         try:
-            done = driver.poll(c.handle)
+            if known is not None and c.handle in known:  # asked with others at once
+                answer = known[c.handle]
+                if isinstance(answer, DriverError):
+                    raise answer
+                done = answer
+            else:
+                done = driver.poll(c.handle)
         except AccountRefused as e:  # the job may run on: it keeps its slot; the account
             self._refused(c, e)  # takes no new work
             done = None

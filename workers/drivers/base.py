@@ -19,7 +19,7 @@ import abc
 import functools
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,7 @@ FOREIGN_AS: dict[str, type[DriverError]] = {
     "submit": DriverError,  # the task fails: a retry could run the job twice
     "switch_mode": DriverError,
     "poll": TransientError,  # this poll failed, not the job: poll again
+    "poll_many": TransientError,  # the batch failed: each job is polled alone
     "cancel": TransientError,
     "lookup": TransientError,  # cannot tell now: ask again later
     "account_state": TransientError,  # not told now: the router's reckoning stands
@@ -221,6 +222,12 @@ class Driver(abc.ABC):
         (TransientError if only this poll failed: the job may still be running; its
         subclass AccountRefused if the backend refused the account: the job may still be
         running, the account must take no new work)."""
+
+    def poll_many(self, handles: Sequence[str]) -> dict[str, DriverResult | DriverError | None]:
+        """What `poll` would say of each job, asked in as few calls as the backend allows
+        (many jobs per request): a result, None (still running), or the DriverError `poll`
+        would raise. A handle left out is polled alone. This default asks nothing."""
+        return {}
 
     @abc.abstractmethod
     def cancel(self, handle: str) -> int:

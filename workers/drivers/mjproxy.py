@@ -17,6 +17,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -337,7 +338,47 @@ class MjProxyDriver(Driver):
     def poll(self, handle: str) -> DriverResult | None:
         h = Handle.parse(handle)
         backend = self._backend(h.owner, h.account_id)
-        task = self._fetch(backend, h)
+        return self._read(self._fetch(backend, h), h, backend)
+
+    def poll_many(self, handles: Sequence[str]) -> dict[str, DriverResult | DriverError | None]:
+        """One `POST /mj/task/list-by-condition {ids}` per account's proxy for all its jobs
+        (both servers: trueai src/Midjourney.API/Controllers/TaskController.cs:189-207;
+        novicezk controller/TaskController.java:61-80; unknown ids are left out of the
+        answer, and so here: those jobs are polled alone)."""
+        by_account: dict[tuple[str, str], list[Handle]] = {}
+        for handle in handles:
+            with contextlib.suppress(UnknownJob):
+                h = Handle.parse(handle)
+                by_account.setdefault((h.owner, h.account_id), []).append(h)
+        known: dict[str, DriverResult | DriverError | None] = {}
+        for (owner, account_id), group in by_account.items():
+            try:
+                backend = self._backend(owner, account_id)
+                listed = self._listed(backend, [h.task_id for h in group])
+            except DriverError as e:
+                log.info("polling %d jobs of account %s at once: %s", len(group), account_id, e)
+                continue
+            for h in group:
+                task = listed.get(h.task_id)
+                if task is None:
+                    continue
+                try:
+                    known[str(h)] = self._read(task, h, backend)
+                except DriverError as e:
+                    known[str(h)] = e
+        return known
+
+    def _listed(self, backend: Backend, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The proxy's tasks of these ids (those it knows), by id."""
+        path, body = "/mj/task/list-by-condition", {"ids": ids}
+        status, tasks = self._request(backend, "POST", path, body=body, refused=AccountRefused)
+        if status != 200 or not isinstance(tasks, list):
+            raise TransientError(f"POST {path} answered HTTP {status} without a task list")
+        return {str(t.get("id")): t for t in tasks if isinstance(t, dict)}
+
+    def _read(self, task: dict[str, Any], h: Handle, backend: Backend) -> DriverResult | None:
+        """What a fetched task says of its job: a result, None while it runs, or the
+        driver error its failure means."""
         status = str(task.get("status") or "")
         if status == "SUCCESS":
             ran = self._ran_mode(task)
