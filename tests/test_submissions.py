@@ -77,3 +77,18 @@ def test_a_worker_killed_with_submissions_in_flight_loses_none_and_runs_none_twi
     # by its key, never run a second time.
     assert SimulatedDriver(router.settings, router.redis).audit("a-pro")["jobs"] == 8
     assert router.pool.get("a-pro").inflight == {"fast": 0, "relax": 0}  # type: ignore[union-attr]
+
+
+def test_tasks_waiting_for_a_free_submission_thread_are_not_taken_back(
+    client: Client, add_account: AddAccount, router: Router, spawn: Spawn
+) -> None:
+    """More tasks than threads, each submission outlasting a lease: a task is started only
+    once a thread is free for it, so none waits with a lease no heartbeat renews."""
+    add_account("a-pro", "alice", "pro")
+    lease = {"BYOA_RUN_LEASE_SECONDS": "2"}
+    spawn("run", **lease)  # its reaper takes back any task whose lease runs out
+    spawn("worker", **lease, **{**SLOW, "BYOA_SUBMIT_THREADS": "2"})
+    ids = [client.submit("alice", f"cat {i}", mode="fast").id for i in range(6)]
+    done = wait_for(terminal(router, ids), timeout=120, what="every task to end")
+    assert {(t.status, t.attempt) for t in done} == {("completed", 1)}
+    assert SimulatedDriver(router.settings, router.redis).audit("a-pro")["jobs"] == 6

@@ -111,25 +111,40 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
     dies, a router's reaper finds the job by its key or takes the task back.
     """
     router = _router()
-    ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt))
-    retrying(lambda: router.apply(started))
-    if not ok:
-        return f"skipped: task is {status or 'gone'}"
-    key = router.keys.task(owner, task_id)
-    if retrying(lambda: router.redis.hget(key, "handle")):
-        # START answers 'run' again for a running attempt (a retry whose reply was lost);
-        # one whose job was already submitted is followed by the poller: never twice.
-        return "skipped: already submitted"
     pool = submissions()
-    if pool is None:
-        return submit_started(router, owner, task_id, attempt)
-    pool.hand(lambda: submit_started(router, owner, task_id, attempt), f"{owner}/{task_id}")
-    return "handed to a submission thread"
+    if pool is not None:
+        pool.reserve()  # before START: a started task never waits for a thread
+    handed = False
+    try:
+        ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt))
+        retrying(lambda: router.apply(started))
+        if not ok:
+            return f"skipped: task is {status or 'gone'}"
+        key = router.keys.task(owner, task_id)
+        if retrying(lambda: router.redis.hget(key, "handle")):
+            # START answers 'run' again for a running attempt (a retry whose reply was
+            # lost); one whose job was already submitted is followed by the poller.
+            return "skipped: already submitted"
+        if pool is None:
+            return submit_started(router, owner, task_id, attempt)
+        what = f"{owner}/{task_id}"
+        pool.hand(lambda: submit_started(router, owner, task_id, attempt), what)
+        handed = True
+        return "handed to a submission thread"
+    finally:
+        if pool is not None and not handed:
+            pool.unreserve()
 
 
 def submit_started(router: Router, owner: str, task_id: str, attempt: int) -> str:
     """Submit a task this attempt started, record its handle, and schedule its polls; a
-    submission that fails is settled. Returns what became of it."""
+    submission that fails is settled. Returns what became of it. The attempt is checked
+    to be still this one's first (its lease renewed), so a task taken back meanwhile is
+    never submitted under an old attempt."""
+    ours, _ = retrying(lambda: router.tasks.renew(owner, task_id, attempt))
+    if not ours:
+        log.warning("task %s/%s was taken back before it was submitted", owner, task_id)
+        return "lost"
     with Heartbeat(router, owner, task_id, attempt):
         try:
             handle = _submit(router, owner, task_id, attempt)

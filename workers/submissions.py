@@ -1,9 +1,10 @@
 """The submissions one worker process has in flight: many at once, so a backend's latency
 (50-500 ms a submission) does not bound the process's rate.
 
-An rq job starts its task (fenced by its attempt) and hands the submission to this pool,
-which runs it in a thread with the task's heartbeat; when every thread is busy the rq job
-waits for one, so no more than `submit_threads` are ever in flight. What rq guarantees
+An rq job reserves a thread (waiting while every one is busy), then starts its task
+(fenced by its attempt) and hands the submission to that thread, which runs it with the
+task's heartbeat: no more than `submit_threads` are ever in flight, and no started task
+waits for a thread with a lease nobody renews. What rq guarantees
 stays: a warm shutdown waits for the submissions in hand; a process killed meanwhile loses
 nothing, as each task's lease then runs out and a router's reaper adopts its job or takes
 it back.
@@ -29,11 +30,19 @@ class Submissions:
         self._idle = threading.Condition()
         self._in_flight = 0
 
-    def hand(self, submit: Callable[[], object], what: str) -> None:
-        """Run `submit` in a thread of the pool, once one is free (waits until then)."""
+    def reserve(self) -> None:
+        """Wait for a free thread and hold it: done before a task is started, so no task
+        waits here with a lease no heartbeat renews."""
         self._free.acquire()
         with self._idle:
             self._in_flight += 1
+
+    def unreserve(self) -> None:
+        """Give back a thread reserved for a task that was not to be submitted."""
+        self._done()
+
+    def hand(self, submit: Callable[[], object], what: str) -> None:
+        """Run `submit` in the thread reserved for it."""
         try:
             self._pool.submit(self._run, submit, what)
         except BaseException:

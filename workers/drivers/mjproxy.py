@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -93,6 +94,7 @@ class MjProxyDriver(Driver):
         self.keys = Keys(settings.key_prefix)
         self._cache: dict[tuple[str, str], tuple[float, Backend]] = {}
         self.servers = ServerFinder(self.opts.request_timeout_seconds)
+        self._threads = ThreadPoolExecutor(settings.poll_threads, thread_name_prefix="byoa-mjp")
         self._lock = threading.Lock()
 
     # The account's proxy.
@@ -351,27 +353,37 @@ class MjProxyDriver(Driver):
                 h = Handle.parse(handle)
                 by_account.setdefault((h.owner, h.account_id), []).append(h)
         known: dict[str, DriverResult | DriverError | None] = {}
-        for (owner, account_id), group in by_account.items():
-            try:
-                backend = self._backend(owner, account_id)
-                listed = self._listed(backend, [h.task_id for h in group])
-            except DriverError as e:
-                log.info("polling %d jobs of account %s at once: %s", len(group), account_id, e)
-                continue
-            for h in group:
-                task = listed.get(h.task_id)
-                if task is None:
-                    continue
+        for answers in self._threads.map(self._poll_account, by_account.values()):
+            known.update(answers)
+        return known
+
+    def _poll_account(self, group: list[Handle]) -> dict[str, DriverResult | DriverError | None]:
+        """One account's jobs in one request (accounts are asked at once, in threads). A
+        failed request is each job's answer (asked again at the next round, not alone
+        now); a job the answer leaves out is fetched alone."""
+        known: dict[str, DriverResult | DriverError | None] = {}
+        try:
+            backend = self._backend(group[0].owner, group[0].account_id)
+            listed = self._listed(backend, [h.task_id for h in group])
+        except DriverError as e:
+            return {str(h): e for h in group}
+        if listed is None:  # no such endpoint: each job is fetched alone
+            return {}
+        for h in group:
+            if (task := listed.get(h.task_id)) is not None:
                 try:
                     known[str(h)] = self._read(task, h, backend)
                 except DriverError as e:
                     known[str(h)] = e
         return known
 
-    def _listed(self, backend: Backend, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The proxy's tasks of these ids (those it knows), by id."""
+    def _listed(self, backend: Backend, ids: list[str]) -> dict[str, dict[str, Any]] | None:
+        """The proxy's tasks of these ids (those it knows), by id; None if it has no such
+        endpoint (404)."""
         path, body = "/mj/task/list-by-condition", {"ids": ids}
         status, tasks = self._request(backend, "POST", path, body=body, refused=AccountRefused)
+        if status == 404:
+            return None
         if status != 200 or not isinstance(tasks, list):
             raise TransientError(f"POST {path} answered HTTP {status} without a task list")
         return {str(t.get("id")): t for t in tasks if isinstance(t, dict)}
