@@ -138,13 +138,9 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
 
 def submit_started(router: Router, owner: str, task_id: str, attempt: int) -> str:
     """Submit a task this attempt started, record its handle, and schedule its polls; a
-    submission that fails is settled. Returns what became of it. The attempt is checked
-    to be still this one's first (its lease renewed), so a task taken back meanwhile is
-    never submitted under an old attempt."""
-    ours, _ = retrying(lambda: router.tasks.renew(owner, task_id, attempt))
-    if not ours:
-        log.warning("task %s/%s was taken back before it was submitted", owner, task_id)
-        return "lost"
+    submission that fails is settled. Returns what became of it. Called right after START
+    (a pooled one has its thread reserved before START), so the lease START set is fresh;
+    a task taken back meanwhile is found out when its handle is recorded (RENEW)."""
     with Heartbeat(router, owner, task_id, attempt):
         try:
             handle = _submit(router, owner, task_id, attempt)
