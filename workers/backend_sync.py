@@ -23,7 +23,8 @@ class BackendSync:
 
     def sync_due(self) -> float:
         """Read the state of every account no other worker read this interval; returns how
-        long to wait before looking again (a tenth of the interval)."""
+        long to wait before looking again (the interval: each worker lists the accounts
+        once an interval, not more)."""
         interval = self.settings.backend_sync_seconds
         if interval <= 0:
             return 3600.0
@@ -32,7 +33,7 @@ class BackendSync:
             key = self.router.keys.backend_sync(view.owner, view.id)
             if self.router.redis.set(key, "1", nx=True, px=hold_ms):
                 self.sync(view)
-        return interval / 10
+        return interval
 
     def sync(self, view: AccountView) -> BackendAccount | None:
         """Ask the account's backend, and apply what it says; None when it says nothing."""

@@ -174,7 +174,7 @@ class MjProxyDriver(Driver):
                 raise DriverError(f"{job.task_type} needs a prompt")
             path, body = "/submit/imagine", {"prompt": job.prompt, "state": job.key}
         else:
-            self._check_child_mode(backend, server, job)
+            self._check_child_mode(server, job)
             path, body = self._child_request(account, server, job)
         prefix = f"/mj-{job.mode}/mj" if server.mode_routes else "/mj"
         answer = self._send(backend, prefix + path, body, account, job, started_ms)
@@ -196,7 +196,8 @@ class MjProxyDriver(Driver):
         log.info("submitted %s to account %s as proxy task %s", job.task_id, account.id, task_id)
         return str(handle)
 
-    def _check_child_mode(self, backend: Backend, server: Server, job: DriverJob) -> None:
+    @staticmethod
+    def _check_child_mode(server: Server, job: DriverJob) -> None:
         """Refuse a relax child: it would run in the account's own Midjourney mode, which
         may be fast. A child is a button press, which carries no prompt and so no flag
         (trueai src/Midjourney.Services/DiscordService.cs:2024-2027; novicezk service/

@@ -49,9 +49,6 @@ class Server:
     """New tasks take their mode from a `/mj-<mode>` route prefix."""
     buttons: bool
     """Children press the parent's buttons (`/submit/action`), else `/submit/change`."""
-    child_modes: str
-    """How a child's mode is chosen: `first_allowed` (the server tries FAST, TURBO, RELAX
-    whatever was asked) or `midjourney` (a button press; the server sends no mode)."""
     reports_mode: bool
     """A fetched task's `mode` is the mode the job really ran in."""
     home: bool
@@ -118,10 +115,10 @@ TRUEAI = Server(
     # SubmitController.cs:1262-1307 puts it first among the modes tried.
     mode_routes=True,
     buttons=True,  # SubmitController.cs:434 (action), :700 (modal); no change route
-    # An action or modal tries FAST, TURBO, RELAX in turn whatever the prefix
-    # (src/Midjourney.Services/TaskService.cs:1256-1264, 1343-1365, 1487-1493).
-    child_modes="first_allowed",
     # Set from Midjourney's "(fast|relaxed|turbo)" (DiscordWebSocketService.cs:2573-2590).
+    # An action or modal tries FAST, TURBO, RELAX in turn whatever the prefix (src/
+    # Midjourney.Services/TaskService.cs:1256-1264, 1343-1365), so a child can run in
+    # another mode than asked: this says which.
     reports_mode=True,
     # src/Midjourney.API/Controllers/HomeController.cs:36-39 ([AllowAnonymous]), 220-224;
     # src/Midjourney.Services/NotifyService.cs:180-216 (sum over enabled accounts).
@@ -184,9 +181,6 @@ NOVICEZK = Server(
     # Children go through change and simple-change only (controller/SubmitController.java:
     # 91, 107); tasks carry no buttons (support/Task.java:20-48).
     buttons=False,
-    # A change is a button press on the parent's message (service/DiscordServiceImpl.java:
-    # 61-63); the proxy sends no mode: Midjourney chooses it.
-    child_modes="midjourney",
     reports_mode=False,  # support/Task.java:20-48 has no mode
     home=False,  # no such endpoint; none tells an account's fast time (README.md:34-35)
     lists_latest=None,  # every stored task, kept 30 days (controller/TaskController.java:52-58)
