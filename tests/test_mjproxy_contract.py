@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -272,6 +273,21 @@ def answer_first(proxy: StubProxy, answer: Callable[[Request], Reply | None]) ->
     model.route = lambda req: answer(req) or route(model, req)  # type: ignore[method-assign]
 
 
+def change_answers(proxy: StubProxy, change: Callable[[Request, dict[str, Any]], None]) -> None:
+    """`change(request, body)` edits each JSON object the model answers: a proxy (or a
+    gateway re-encoding JSON) answering oddly."""
+    model = proxy.model
+    route = type(model).route
+
+    def changed(req: Request) -> Reply:
+        reply = route(model, req)
+        if isinstance(reply.body, dict):
+            change(req, reply.body)
+        return reply
+
+    model.route = changed  # type: ignore[method-assign]
+
+
 def test_an_anonymous_home_refused_by_a_gateway_blames_no_account(
     client: Client, router: Router, proxies: Callable[..., StubProxy], drain: Callable[[], None]
 ) -> None:
@@ -325,15 +341,12 @@ def test_nonsense_times_never_charge_more_than_a_run_timeout(
     proxy = trueai
     before = router.pool.get("a-pro")
     assert before is not None
-    route = type(proxy.model).route
 
-    def odd_times(req: Request) -> Reply:
-        reply = route(proxy.model, req)
-        if req.path.endswith("/fetch") and isinstance(reply.body, dict):
-            reply.body["startTime"] = True  # a bool is not a time
-        return reply
+    def odd_times(req: Request, body: dict[str, Any]) -> None:
+        if req.path.endswith("/fetch"):
+            body["startTime"] = True  # a bool is not a time
 
-    proxy.model.route = odd_times  # type: ignore[method-assign]
+    change_answers(proxy, odd_times)
     task = client.submit("alice", "a comet", mode="fast")
     drain()
     after = router.pool.get("a-pro")
@@ -421,19 +434,14 @@ def test_a_success_with_odd_fields_is_still_a_success(
     trueai: StubProxy,
     drain: Callable[[], None],
 ) -> None:
-    proxy = trueai
-    route = type(proxy.model).route
 
-    def oddly(req: Request) -> Reply:
-        reply = route(proxy.model, req)
-        if isinstance(reply.body, dict) and odd == "buttons" and req.path.endswith("/fetch"):
-            reply.body["buttons"] = 5
-        if isinstance(reply.body, dict) and odd.startswith("code") and "/submit/" in req.path:
-            code = reply.body["code"]
-            reply.body["code"] = float(code) if odd == "code as a float" else str(code)
-        return reply
+    def oddly(req: Request, body: dict[str, Any]) -> None:
+        if odd == "buttons" and req.path.endswith("/fetch"):
+            body["buttons"] = 5
+        if odd.startswith("code") and "/submit/" in req.path:
+            body["code"] = float(body["code"]) if odd == "code as a float" else str(body["code"])
 
-    proxy.model.route = oddly  # type: ignore[method-assign]
+    change_answers(trueai, oddly)
     task = client.submit("alice", "a kite", mode="fast")
     drain()
     done = client.get(task.id)
