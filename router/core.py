@@ -19,7 +19,7 @@ from router.models import ErrorCode
 from router.polls import Polls
 from router.pool import AccountView, Pool
 from router.requests import NewTask, Rejection
-from router.scripts import Outcome, Scripts, text, text_hash
+from router.scripts import Outcome, Placement, Scripts, text, text_hash
 from router.settings import Settings
 from router.tasks import Submitted, Task, TaskStore
 
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_FUNC = "workers.jobs.run_task"
+JOB_FUNC = "workers.jobs.run_tasks"
+"""One rq job carries a batch of placed tasks (see `Router.dispatch`)."""
 
 
 def connect(settings: Settings) -> Redis:
@@ -91,22 +92,7 @@ class Router:
     def apply(self, outcome: Outcome) -> None:
         """Carry out what a script decided: dispatch placed tasks, tell drivers of switches."""
         if outcome.placed:
-            ttl = self.settings.task_ttl_seconds
-            jobs = [
-                Queue.prepare_data(
-                    JOB_FUNC,
-                    args=(p.owner, p.task_id, p.attempt),
-                    job_id=self.job_id(p.task_id, p.attempt),
-                    timeout=self.settings.job_timeout_seconds,
-                    result_ttl=0,
-                    failure_ttl=ttl,
-                    description=f"{p.owner}/{p.task_id} on {p.account_id} ({p.slot})",
-                )
-                for p in outcome.placed
-            ]
-            pipe = self.redis.pipeline()
-            self.queue.enqueue_many(jobs, pipeline=pipe)
-            pipe.execute()
+            self.dispatch(outcome.placed)
         for owner, account_id, setting in outcome.switches:
             ref = self.account_ref(owner, account_id)
             if ref is not None:
@@ -125,6 +111,51 @@ class Router:
                         type(e).__name__,
                     )
         self.tasks.expire_ids(outcome.finished, self.settings.task_ttl_seconds)
+
+    def dispatch(self, placed: Sequence[Placement]) -> None:
+        """Hand placed tasks to rq, up to `dispatch_batch` per rq job: rq's per-job cost is
+        paid once per batch under load and once per task when idle. Each task is still
+        started, fenced and leased on its own by the job (`workers.jobs.run_tasks`), and its
+        record names its job (`rq_job`: "<attempt>/<job id>") for the reaper. One
+        transaction: every job and every record's `rq_job` land, or none does."""
+        settings, size = self.settings, self.settings.dispatch_batch
+        pipe = self.redis.pipeline()
+        jobs = []
+        for start in range(0, len(placed), size):
+            batch = placed[start : start + size]
+            first = batch[0]
+            job_id = self.job_id(first.task_id, first.attempt)
+            if len(batch) > 1:  # ends in a letter: never another attempt's job id
+                job_id += f"_and_{len(batch) - 1}_more"
+            described = ", ".join(
+                f"{p.owner}/{p.task_id} on {p.account_id} ({p.slot})" for p in batch[:3]
+            )
+            more = f" and {len(batch) - 3} more" if len(batch) > 3 else ""
+            jobs.append(
+                Queue.prepare_data(
+                    JOB_FUNC,
+                    args=([(p.owner, p.task_id, p.attempt) for p in batch],),
+                    job_id=job_id,
+                    timeout=settings.job_timeout_seconds * len(batch),  # each its own
+                    result_ttl=0,
+                    failure_ttl=settings.task_ttl_seconds,
+                    description=described + more,
+                )
+            )
+            for p in batch:
+                pipe.hset(self.keys.task(p.owner, p.task_id), "rq_job", f"{p.attempt}/{job_id}")
+        self.queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+
+    def rq_job_id(self, owner: str, task_id: str, attempt: int) -> str:
+        """The id of the rq job carrying this attempt at the task (its record says; an
+        attempt dispatched alone by an older router has the id `job_id` gives)."""
+        named = self.redis.hget(self.keys.task(owner, task_id), "rq_job")
+        if named:
+            at, _, job_id = text(named).partition("/")
+            if at == str(attempt):
+                return job_id
+        return self.job_id(task_id, attempt)
 
     def submit_many(self, tasks: Sequence[NewTask]) -> tuple[list[Submitted], list[Rejection]]:
         """Route tasks; one whose id another owner holds is rejected with `duplicate_id`."""

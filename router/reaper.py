@@ -90,7 +90,7 @@ class Reaper:
                 continue
             entry = Entry(owner, task_id, int(attempt))
             action = "reclaim"
-            if grace or (status == "queued" and self._job_waiting(task_id, entry.attempt)):
+            if grace or (status == "queued" and self._job_waiting(entry)):
                 action = "extend"
             elif status == "running" and not handle:
                 started_us = int(started) if started else None
@@ -173,14 +173,15 @@ class Reaper:
         router.apply(outcome)
         return True
 
-    def _job_waiting(self, task_id: str, attempt: int) -> bool:
-        """Whether the placed task's rq job is still on its way to a worker.
+    def _job_waiting(self, entry: Entry) -> bool:
+        """Whether the rq job carrying the placed task is still on its way to a worker, or
+        working through its batch.
 
         A job marked queued but in no queue was taken by a worker that lost Redis before
         starting it (it sits in rq's intermediate list until rq's ten-minute maintenance);
         one marked started whose worker stopped beating was killed before our START (rq
         would only notice when the worker's key expires)."""
-        job_id = self.router.job_id(task_id, attempt)
+        job_id = self.router.rq_job_id(entry.owner, entry.task_id, entry.attempt)
         try:
             job = Job.fetch(job_id, connection=self.router.redis)
         except NoSuchJobError:

@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     intake_batch: int = Field(default=200, gt=0, le=10000)
     dispatch_lease_seconds: Seconds = 60.0
     """How long a placed task may wait unclaimed before a reaper checks its rq job."""
+    dispatch_batch: int = Field(default=20, gt=0, le=1000)
+    """Most placed tasks one rq job carries: a batch pays rq's per-job cost once. 1: one
+    rq job per task."""
     run_lease_seconds: Seconds = 30.0
     """How long a running task stays held without its worker's heartbeat."""
     transient_retries: int = Field(default=3, ge=0, le=10)

@@ -277,7 +277,7 @@ def test_placed_task_whose_worker_died_between_rq_start_and_ours_is_dispatched_a
 ) -> None:
     add_account("a-pro", "alice", "pro")
     task = client.submit("alice", "a cat", mode="fast")
-    job = Job.fetch(router.job_id(task.id, 1), connection=router.redis)
+    job = Job.fetch(router.rq_job_id("alice", task.id, 1), connection=router.redis)
     router.queue.remove(job)  # a worker took it, rq marked it started, then it was killed
     job.set_status(JobStatus.STARTED)
     job.heartbeat(datetime.now(UTC) - timedelta(minutes=5), ttl=60)
@@ -294,7 +294,7 @@ def test_placed_task_whose_rq_job_started_recently_keeps_its_slot(
 ) -> None:
     add_account("a-pro", "alice", "pro")
     task = client.submit("alice", "a cat", mode="fast")
-    job = Job.fetch(router.job_id(task.id, 1), connection=router.redis)
+    job = Job.fetch(router.rq_job_id("alice", task.id, 1), connection=router.redis)
     router.queue.remove(job)
     job.set_status(JobStatus.STARTED)
     job.heartbeat(datetime.now(UTC), ttl=60)  # its worker is alive, about to START

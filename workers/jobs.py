@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -98,6 +98,20 @@ def submissions() -> Submissions | None:
     themselves, `submit_threads` 1)."""
     size = _router().settings.submit_threads
     return _submissions(size) if size > 1 else None
+
+
+def run_tasks(batch: Sequence[tuple[str, str, int]]) -> list[str]:
+    """Run each (owner, task id, attempt) of one rq job as `run_task` does; what became of
+    each. One task's failure does not hold back the rest: it is logged, and its lease runs
+    out for a reaper to take it back, as if this process had died."""
+    done = []
+    for owner, task_id, attempt in batch:
+        try:
+            done.append(run_task(owner, task_id, attempt))
+        except Exception as e:  # named by class: its text may quote a credential
+            log.error("task %s/%s: %s\n%s", owner, task_id, type(e).__name__, frames(e))
+            done.append(f"error: {type(e).__name__}")
+    return done
 
 
 def run_task(owner: str, task_id: str, attempt: int) -> str:
