@@ -1,5 +1,6 @@
 """The router's HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (Redis
-reachable and the Lua scripts loaded)."""
+reachable and the Lua scripts loaded), and POST /hooks/job/... (backend callbacks, see
+`router.callbacks`)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,39 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from router import callbacks
 from router.core import Router
-from router.metrics import registry
+from router.metrics import CALLBACKS, registry
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30.0
+    """Seconds a client may stall while sending or reading (a callback sends a body)."""
+
     def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds would flood the log."""
+        """Scrapes every few seconds would flood the log, and a callback's request line
+        carries its signature."""
 
 
 def app(router: Router) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     metrics = make_wsgi_app(registry(router))
     shas = [s.sha for s in vars(router.scripts).values() if isinstance(s, Script)]
+    hooks = callbacks.of(router)
 
     def serve(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path.startswith(callbacks.PATH):
+            status, result = callbacks.respond(hooks, environ)
+            if result is not None:
+                CALLBACKS.labels(result=result).inc()
+            if status.startswith("204"):
+                start_response(status, [])
+                return []
+            allow = [("Allow", "POST")] if status.startswith("405") else []
+            return _reply(start_response, status, status[4:].lower(), allow)
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
@@ -52,11 +68,12 @@ def app(router: Router) -> Callable[[dict[str, Any], StartResponse], Iterable[by
     return serve
 
 
-def _reply(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+def _reply(
+    start_response: StartResponse, status: str, body: str, more: Iterable[tuple[str, str]] = ()
+) -> list[bytes]:
     data = (body + "\n").encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
-    )
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    start_response(status, [*headers, *more])
     return [data]
 
 

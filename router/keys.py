@@ -164,6 +164,12 @@ class Keys:
         return f"{self.prefix}:webhook-owners"
 
     @property
+    def callback_secret(self) -> str:
+        """String: the key that signs the URLs backends call back on (`router.callbacks`);
+        made once by whichever process needs it first."""
+        return f"{self.prefix}:callback-secret"
+
+    @property
     def clock(self) -> str:
         """String: the virtual time (µs) the scripts read when built for a simulation."""
         return f"{self.prefix}:clock"

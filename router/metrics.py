@@ -26,6 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from router.callbacks import RESULTS
 from router.core import Router
 from router.lua import DURATION_BUCKETS
 from router.models import Slot
@@ -53,6 +54,16 @@ REAPED = Counter(
     "Tasks whose lease expired and that this router process took back.",
     registry=None,
 )
+
+CALLBACKS = Counter(
+    "byoa_callbacks",
+    "Backend callbacks this router process answered: accepted (the job's poll made due), "
+    "bad_signature, malformed (not a callback path, not a POST, or too large a body).",
+    ["result"],
+    registry=None,
+)
+for _result in RESULTS:  # each from zero, so that increase() sees the first
+    CALLBACKS.labels(result=_result)
 
 
 def health(view: AccountView, now_us: int) -> str:
@@ -247,6 +258,6 @@ def registry(router: Router) -> CollectorRegistry:
     """The registry a router serves: the pool collector and this process's own metrics."""
     reg = CollectorRegistry()
     reg.register(PoolCollector(router))
-    for own in (ROUTING_LATENCY, INTAKE_MESSAGES, REAPED):
+    for own in (ROUTING_LATENCY, INTAKE_MESSAGES, REAPED, CALLBACKS):
         reg.register(own)
     return reg

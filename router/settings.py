@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -36,6 +37,8 @@ MAX_TASK_TTL_SECONDS = 366 * 86_400
 """How long a finished task's record may be kept: a year."""
 MAX_FACTOR = 1_000.0
 """Time scales and GPU-per-wall factors."""
+MAX_CALLBACK_URL = 1_024
+"""The callback base URL: a signed job URL adds at most about 200 characters to it."""
 
 Seconds = Annotated[float, Field(gt=0, le=DAY_SECONDS, allow_inf_nan=False)]
 """A positive duration of at most a day."""
@@ -194,6 +197,11 @@ class Settings(BaseSettings):
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    callback_url: str | None = None
+    """The base URL at which backends reach a router's HTTP port (the metrics port), e.g.
+    `http://byoa-router:9464`: drivers that can ask a backend to call back when a job
+    changes give it a signed URL under it, and a callback makes the job's next poll due at
+    once. None: no callbacks, polling only."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """A webhook POST that has not connected, or not answered, within this fails."""
     webhook_retries: int = Field(default=5, ge=0, le=20)
@@ -202,6 +210,35 @@ class Settings(BaseSettings):
     """Wait before the first webhook retry; it doubles for each next one."""
     webhook_threads: int = Field(default=8, gt=0, le=256)
     """Webhook POSTs one worker process makes at once."""
+
+    @field_validator("callback_url")
+    @classmethod
+    def _check_callback_url(cls, value: str | None) -> str | None:
+        """An http(s) base URL with a host and nothing a path is appended after badly (a
+        query, a fragment) or that would travel to every backend (a user or password);
+        short enough that a signed URL under it fits trueai's 2000 characters."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.query
+            or parts.fragment
+            or not url.isascii()
+            or not url.isprintable()
+            or " " in url
+        ):
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, and no user, "
+                "password, query or fragment"
+            )
+        if len(url) > MAX_CALLBACK_URL:
+            raise ValueError(f"must be at most {MAX_CALLBACK_URL} characters")
+        return url
 
     @field_validator("plans", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router import callbacks
 from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Entry
@@ -254,6 +255,10 @@ def driver_job(
         raise DriverError(f"account {account_id} was removed")
     parent_id = task.parent_id
     parent = retrying(lambda: router.tasks.get(parent_id, owner)) if parent_id else None
+    base, notify_url = router.settings.callback_url, None
+    if base is not None:  # the backend may call back on a URL signed for this attempt
+        signer, entry = callbacks.of(router), Entry(owner, task_id, attempt)
+        notify_url = retrying(lambda: signer.url(base, entry))
     job = DriverJob(
         task_id=task.id,
         task_type=task.task_type,
@@ -262,6 +267,7 @@ def driver_job(
         input=task.input,
         parent_result=parent.result if parent else None,
         key=router.job_id(task_id, attempt),
+        notify_url=notify_url,
     )
     return account, job
 

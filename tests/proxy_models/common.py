@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 Task = dict[str, Any]
@@ -45,6 +48,9 @@ descriptions are placeholders (Midjourney's wording is in no source here)."""
 CAPTCHA_TITLE = "Action required to continue"
 """Midjourney's captcha modal (trueai src/Midjourney.Services/DiscordWebSocketService.cs:837)."""
 COST = {"FAST": 1, "TURBO": 2, "RELAX": 0}
+HOOK_TIMEOUT_SECONDS = 10.0
+"""How long the model's notify POST waits (trueai: HttpClient's default 100 s; novicezk:
+none); shorter here so that a test never hangs on it."""
 FLAG = re.compile(r"--(fast|relax|turbo)\b", re.I)
 
 
@@ -147,6 +153,13 @@ class ProxyModel:
         self.tasks: dict[str, Task] = {}
         self.requests: list[tuple[str, str, Any]] = []
         """(method, path, body) of every request that passed the server's authorisation."""
+        self.notify_hook: str | None = None
+        """The server's global notify hook, used by tasks submitted without one (trueai
+        `Setting.NotifyHook`, novicezk `mj.notify-hook`)."""
+        self.notified: list[tuple[str, str, int | str]] = []
+        """(task id, "<status>:<progress>", answer: HTTP status or the error's class) of
+        every notify POST made."""
+        self._hooks: queue.Queue[tuple[str, str, str, bytes] | None] = queue.Queue()
         self._lock = threading.RLock()
         self._waiting: list[str] = []
         self._active: dict[str, bool] = {}
@@ -169,6 +182,7 @@ class ProxyModel:
         self._threads = [
             threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True),
             threading.Thread(target=self._tick, daemon=True),
+            threading.Thread(target=self._post_hooks, daemon=True),
         ]
 
     @property
@@ -182,6 +196,7 @@ class ProxyModel:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
+        self._hooks.put(None)
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -222,18 +237,21 @@ class ProxyModel:
             pass
         return tid
 
-    def record(self, action: str, prompt: str | None, state: Any) -> Task:
+    def record(self, action: str, prompt: str | None, state: Any, hook: Any = None) -> Task:
         """A new task as both servers store it at submit: NOT_START, `state` echoed, the
         nonce, hook and instance in `properties`; subclasses add their own fields
         (trueai src/Midjourney.API/Controllers/SubmitController.cs:1052-1064,1246-1253,
         novicezk src/main/java/com/github/novicezk/midjourney/controller/SubmitController.java:
-        198-207)."""
-        nonce, props = str(now_ms() * 1000), {"discordInstanceId": CHANNEL_ID}
+        198-207). The request's `notifyHook`, if not blank, else the global `notify_hook`
+        (trueai SubmitController.cs:1246-1247, novicezk SubmitController.java:203-204)."""
+        nonce = str(now_ms() * 1000)
+        given = hook if isinstance(hook, str) and hook.strip() else self.notify_hook
+        props = {"discordInstanceId": CHANNEL_ID, "notifyHook": given}
         return {
             "id": self.new_id(), "action": action, "status": "NOT_START", "prompt": prompt,
             "promptEn": prompt, "description": None, "state": state, "submitTime": self._clock,
             "startTime": None, "finishTime": None, "imageUrl": None, "progress": None,
-            "failReason": None, "properties": {"notifyHook": None, "nonce": nonce, **props},
+            "failReason": None, "properties": {"nonce": nonce, **props},
             "_kw": keywords(prompt or ""),
         }  # fmt: skip
 
@@ -337,6 +355,7 @@ class ProxyModel:
                 self._fill(self._clock)
             self._clock = max(self._clock, now)
             self._fill(self._clock)
+            self.notify_changes()
 
     def _next_event(self, now: int) -> tuple[int, str, Task] | None:
         best: tuple[int, int, str, Task] | None = None
@@ -378,6 +397,68 @@ class ProxyModel:
         while not self._stop.wait(0.01):
             self.advance()
 
+    # Notify hooks.
+    STATUS_ORDER: ClassVar[dict[str, int]] = {}
+    """Each status's place in the order notifications follow (subclasses: the server's)."""
+    NOTIFIES_EQUAL = False
+    """Whether a change whose order equals the last one notified is POSTed too."""
+
+    def _order(self, status_progress: str) -> float:
+        """`ConvertOrder`: the status's order, plus an IN_PROGRESS task's progress / 100
+        (trueai src/Midjourney.Services/NotifyService.cs:158-174, novicezk src/main/java/com/
+        github/novicezk/midjourney/service/NotifyServiceImpl.java:92-104)."""
+        status, _, progress = status_progress.partition(":")
+        order = float(self.STATUS_ORDER.get(status, 0))
+        if status == "IN_PROGRESS" and progress.endswith("%"):
+            order += float(progress[:-1]) / 100
+        return order
+
+    def notify_changes(self) -> None:
+        """POSTs each task's change of status or progress to its hook, once, in order,
+        after it is stored (both servers save, then notify: trueai src/Midjourney.Services/
+        DiscordService.cs:2754-2765, novicezk src/main/java/com/github/novicezk/midjourney/
+        loadbalancer/DiscordInstanceImpl.java:173-176). A change whose order is behind the
+        last one sent is dropped (trueai NotifyService.cs:106-124 also drops an equal one,
+        novicezk NotifyServiceImpl.java:59-68 does not). The body is the task's JSON as
+        its fetch shows it (trueai NotifyService.cs:40-44,79, novicezk NotifyServiceImpl.
+        java:46). Each is sent once, its failure only recorded (trueai NotifyService.cs:
+        77-95,132-137, novicezk NotifyServiceImpl.java:45-53,70-73), from one thread here
+        (from a pool there: NotifyService.cs:80, NotifyServiceImpl.java:33).
+        Not modelled: trueai looks for changes every 3 s while a job runs
+        (DiscordService.cs:2603-2623); here every change is seen as it happens."""
+        with self._lock:
+            for task in self.tasks.values():
+                hook = task["properties"].get("notifyHook")
+                now = f"{task['status']}:{task['progress'] or ''}"
+                if not isinstance(hook, str) or not hook.strip() or task.get("_seen") == now:
+                    continue
+                task["_seen"] = now
+                last = task.get("_notified")
+                if last is not None:
+                    behind = self._order(now) - self._order(last)
+                    if behind < 0 or (behind == 0 and not self.NOTIFIES_EQUAL):
+                        continue
+                task["_notified"] = now
+                body = json.dumps(self.view(task), ensure_ascii=False).encode()
+                self._hooks.put((task["id"], now, hook, body))
+
+    def _post_hooks(self) -> None:
+        while (item := self._hooks.get()) is not None:
+            task_id, now, hook, body = item
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            call = urllib.request.Request(hook, body, headers, method="POST")
+            answer: int | str
+            try:
+                with urllib.request.urlopen(call, timeout=HOOK_TIMEOUT_SECONDS) as r:
+                    answer = r.status
+            except urllib.error.HTTPError as e:
+                with e:
+                    answer = e.code
+            except (OSError, ValueError) as e:  # unreachable, or not a URL
+                answer = type(e).__name__
+            with self._lock:
+                self.notified.append((task_id, now, answer))
+
     # HTTP.
     def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         size = int(request.headers.get("Content-Length") or 0)
@@ -399,6 +480,7 @@ class ProxyModel:
             with self._lock:
                 self.advance()
                 reply = self.route(req)
+                self.notify_changes()
             if "late" in req.kw:
                 time.sleep(self.slow_seconds)  # the job is taken; the answer comes late
         headers = dict(reply.headers)

@@ -4,15 +4,16 @@ Every behaviour cites the source at that commit (paths from the repository root;
 sources are under src/main/java/com/github/novicezk/midjourney/, written out each time).
 Modelled: submit imagine/change/simple-change/describe/blend, task fetch/list/queue/
 list-by-condition, account list/fetch, the api-secret interceptor, the executor's queue,
-the timeout schedule and the failure texts of Midjourney's messages. Not modelled:
-translation, reference-image uploads, notify hooks, the Redis task store.
+the timeout schedule, the failure texts of Midjourney's messages, and notify hooks
+(`ProxyModel.notify_changes`). Not modelled: translation, reference-image uploads, the
+Redis task store.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.proxy_models.common import (
     CAPTCHA_TITLE,
@@ -67,6 +68,11 @@ class NovicezkModel(ProxyModel):
     assumption about Midjourney, not something in the proxy's source."""
 
     server = "novicezk"
+    STATUS_ORDER: ClassVar[dict[str, int]] = {
+        "NOT_START": 0, "SUBMITTED": 1, "IN_PROGRESS": 3, "FAILURE": 4, "SUCCESS": 4,
+    }  # fmt: skip
+    """novicezk src/main/java/com/github/novicezk/midjourney/enums/TaskStatus.java:6-33."""
+    NOTIFIES_EQUAL = True
 
     def __init__(
         self,
@@ -173,7 +179,7 @@ class NovicezkModel(ProxyModel):
         images = [*(req.body.get("base64Array") or []), *filter(None, [req.body.get("base64")])]
         if not all(DATA_URL.fullmatch(str(i)) for i in images):
             return submit(4, "base64格式错误")
-        task = self.record("IMAGINE", prompt, req.body.get("state"))
+        task = self.record("IMAGINE", prompt, req.body.get("state"), req.body.get("notifyHook"))
         task["description"] = f"/imagine {prompt}"
         return self.queued(task)
 
@@ -208,7 +214,7 @@ class NovicezkModel(ProxyModel):
             return spring_error(500, "Internal Server Error", req.path)
         if not self.enabled:
             return submit(3, f"账号不可用: {CHANNEL_ID}")
-        task = self.record(action, parent["prompt"], body.get("state"))
+        task = self.record(action, parent["prompt"], body.get("state"), body.get("notifyHook"))
         task["promptEn"] = parent["promptEn"]
         final = parent["properties"].get("finalPrompt")
         task["properties"].update(finalPrompt=final, referencedMessageId=parent["id"])
@@ -219,7 +225,7 @@ class NovicezkModel(ProxyModel):
     def simple_change(self, req: Request) -> Reply:
         """`content` "<id> U2": split on single spaces into exactly two, the token lower
         cased, U/V with the index in its second character (1-4), or "r"; else 4. An empty
-        token throws (charAt(0)): 500. Then `change`
+        token throws (charAt(0)): 500. Then `change`, with the state and notifyHook
         (novicezk src/main/java/com/github/novicezk/midjourney/util/ConvertUtils.java:63-91,
         novicezk src/main/java/com/github/novicezk/midjourney/controller/SubmitController.java:91-104).
         """  # noqa: E501
@@ -229,6 +235,7 @@ class NovicezkModel(ProxyModel):
         if not words[1]:
             return spring_error(500, "Internal Server Error", req.path)
         token, body = words[1].lower(), {"taskId": words[0], "state": req.body.get("state")}
+        body["notifyHook"] = req.body.get("notifyHook")
         if token == "r":
             body["action"] = "REROLL"
         elif token[0] in "uv" and token[1:2] in ("1", "2", "3", "4"):
@@ -245,7 +252,7 @@ class NovicezkModel(ProxyModel):
             return submit(4, "base64不能为空")
         if not DATA_URL.fullmatch(str(image)):
             return submit(4, "base64格式错误")
-        task = self.record("DESCRIBE", None, req.body.get("state"))
+        task = self.record("DESCRIBE", None, req.body.get("state"), req.body.get("notifyHook"))
         task["description"] = f"/describe {task['id']}.png"
         return self.queued(task)
 
@@ -259,7 +266,7 @@ class NovicezkModel(ProxyModel):
             return submit(4, "dimensions参数错误")
         if not all(DATA_URL.fullmatch(str(i)) for i in images):
             return submit(4, "base64格式错误")
-        task = self.record("BLEND", None, req.body.get("state"))
+        task = self.record("BLEND", None, req.body.get("state"), req.body.get("notifyHook"))
         task["description"] = f"/blend {task['id']} {len(images)}"
         return self.queued(task)
 
@@ -287,11 +294,11 @@ class NovicezkModel(ProxyModel):
         return submit(22, IN_QUEUE.format(ahead), task["id"], numberOfQueues=ahead, **props)
 
     # Running.
-    def record(self, action: str, prompt: str | None, state: Any) -> Task:
+    def record(self, action: str, prompt: str | None, state: Any, hook: Any = None) -> Task:
         """The JSON fields are exactly the Task and DomainObject getters': no mode, no
         buttons (novicezk src/main/java/com/github/novicezk/midjourney/support/Task.java:13-48,
         novicezk src/main/java/com/github/novicezk/midjourney/domain/DomainObject.java:15-21)."""
-        return super().record(action, prompt, state)
+        return super().record(action, prompt, state, hook)
 
     def mj_job(self, task: Task) -> tuple[str, str]:
         if task["action"] == "IMAGINE":

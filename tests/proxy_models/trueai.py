@@ -2,14 +2,15 @@
 
 Citations: paths from the repository root; in a docstring a bare `:N` or file name refers
 to the last full path it names. Not modelled: describe, blend, shorten, edits, video,
-uploads, remix (off), YouChuan/official accounts, daily limits, info sync, webhooks.
+uploads, remix (off), YouChuan/official accounts, daily limits, info sync. Notify hooks:
+`ProxyModel.notify_changes`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.proxy_models.common import (
     CHANNEL_ID,
@@ -39,6 +40,7 @@ NO_ACCOUNT = "无可用的账号实例"
 QUEUE_FULL = "提交失败，队列已满，请稍后重试"  # noqa: RUF001 (the server's text)
 DEMO = "演示模式，禁止操作"  # noqa: RUF001 (the server's text)
 STATE_TOO_LONG = "State参数过长，最大255字符"  # noqa: RUF001 (the server's text)
+HOOK_TOO_LONG = "NotifyHook参数过长，最大2000字符"  # noqa: RUF001 (the server's text)
 RETRY = "任务失败，请重试"  # noqa: RUF001 (the server's text)
 IN_QUEUE = "排队中，前面还有{}个任务"  # noqa: RUF001 (the server's text)
 MODAL_PREFIXES = ("MJ::CustomZoom::", "MJ::Inpaint::")
@@ -82,6 +84,10 @@ class TrueAiModel(ProxyModel):
     `secret` None: guests enabled; `admin_secret`: an admin's token."""
 
     server = "trueai"
+    STATUS_ORDER: ClassVar[dict[str, int]] = {
+        "NOT_START": 0, "SUBMITTED": 1, "IN_PROGRESS": 3, "FAILURE": 4, "SUCCESS": 5,
+    }  # fmt: skip
+    """`GetOrder` (trueai src/Midjourney.Base/Models/Enums.cs:224-237; others 0)."""
 
     def __init__(
         self, secret: str | None = "stub-secret", run_ms: int = 50, slow_seconds: float = 2.0,
@@ -217,17 +223,20 @@ class TrueAiModel(ProxyModel):
 
     def imagine(self, req: Request, prefix: str | None) -> Reply:
         """trueai src/Midjourney.API/Controllers/SubmitController.cs:131-206: blank prompt,
-        4 (:136-140); state over 255, 4 (:1039-1043, :196-199). Modes: the prefix's, then
-        `--fast` (any case), `--relax`, `--turbo` (:1262-1307), else FAST, TURBO, RELAX; none
-        qualifies: 3, not stored (trueai src/Midjourney.Services/TaskService.cs:72-80); the
-        mode is the one that did (:82). `race9`: the push loses its race
+        4 (:136-140); state over 255, then notifyHook over 2000, 4 (:1039-1048, :196-199).
+        Modes: the prefix's, then `--fast` (any case), `--relax`, `--turbo` (:1262-1307),
+        else FAST, TURBO, RELAX; none qualifies: 3, not stored (trueai src/Midjourney.
+        Services/TaskService.cs:72-80); the mode is the one that did (:82). `race9`: the
+        push loses its race
         (trueai src/Midjourney.Services/DiscordService.cs:1636-1643)."""
-        prompt, state = req.body.get("prompt"), req.body.get("state")
+        prompt, state, hook = (req.body.get(k) for k in ("prompt", "state", "notifyHook"))
         if not isinstance(prompt, str) or not prompt.strip():
             return submit(4, "prompt不能为空")
         prompt = prompt.strip()
         if isinstance(state, str) and len(state) > 255:
             return submit(4, STATE_TOO_LONG)
+        if isinstance(hook, str) and len(hook) > 2000:
+            return submit(4, HOOK_TOO_LONG)
         modes = [prefix] if prefix else []
         flag = next((m for m in ("--fast", "--relax", "--turbo") if m in prompt), None)
         flag = "--fast" if "--fast" in prompt.lower() else flag
@@ -238,7 +247,7 @@ class TrueAiModel(ProxyModel):
             return submit(3, NO_ACCOUNT)
         if "race9" in req.kw:
             return submit(9, QUEUE_FULL, **INSTANCE)
-        task = self.record("IMAGINE", prompt, state)
+        task = self.record("IMAGINE", prompt, state, hook)
         task.update(description=f"/imagine {prompt}", mode=mode)
         task["requestMode"] = modes[0] if modes else None
         return self.queued(task)
@@ -246,12 +255,14 @@ class TrueAiModel(ProxyModel):
     def action(self, req: Request, prefix: str | None) -> Reply:
         """trueai src/Midjourney.API/Controllers/SubmitController.cs:434-693: blank ids, 4
         (:437-440); no parent, HTTP 404 code 3 (:498-501); parent not SUCCESS, 4 (:503-506);
-        a long state's LogicException is not caught (:508): the -1 envelope
+        a long state's or notifyHook's LogicException is not caught (:508): the -1 envelope
         (trueai src/Midjourney.API/Filters/CustomLogicExceptionFilterAttribute.cs:39-51);
         the action from the customId (:516-688); the prefix only as requestMode (:1060).
         trueai src/Midjourney.Services/TaskService.cs: the parent's prompt, promptEn its
         unflagged finalPrompt (:1528-1538); zoom and vary region wait: 21, MODAL (:1697-1719)."""
-        parent_id, custom_id, state = (req.body.get(k) for k in ("taskId", "customId", "state"))
+        parent_id, custom_id, state, hook = (
+            req.body.get(k) for k in ("taskId", "customId", "state", "notifyHook")
+        )
         if not parent_id or not custom_id:
             return submit(4, "参数错误")
         parent = self.tasks.get(str(parent_id))
@@ -261,6 +272,8 @@ class TrueAiModel(ProxyModel):
             return submit(4, "关联任务状态错误")
         if isinstance(state, str) and len(state) > 255:
             return Reply(200, envelope(False, STATE_TOO_LONG))
+        if isinstance(hook, str) and len(hook) > 2000:
+            return Reply(200, envelope(False, HOOK_TOO_LONG))
         custom_id = str(custom_id)
         action = next((a for p, a in ACTIONS if custom_id.startswith(p)), None)
         if action is None:
@@ -272,7 +285,7 @@ class TrueAiModel(ProxyModel):
         mode = self.choose_for_action(action, parent["_kw"])
         if mode is None:
             return submit(3, NO_ACCOUNT)
-        task = self.record(action, parent["prompt"], state)
+        task = self.record(action, parent["prompt"], state, hook)
         final = unflagged(str(parent["properties"].get("finalPrompt") or ""))
         task.update(parentId=parent["id"], promptEn=final or parent["promptEn"])
         task.update(mode=mode, requestMode=prefix)
@@ -341,9 +354,9 @@ class TrueAiModel(ProxyModel):
         return submit(22, IN_QUEUE.format(ahead), task["id"], numberOfQueues=ahead, **INSTANCE)
 
     # Running.
-    def record(self, action: str, prompt: str | None, state: Any) -> Task:
+    def record(self, action: str, prompt: str | None, state: Any, hook: Any = None) -> Task:
         """Fields of trueai src/Midjourney.Base/Models/TaskInfo.cs:112-442 a client reads."""
-        task = super().record(action, prompt, state)
+        task = super().record(action, prompt, state, hook)
         task["properties"].update(botType="MID_JOURNEY", **INSTANCE)
         more = {"parentId": None, "botType": "MID_JOURNEY", "instanceId": CHANNEL_ID,
                 "nonce": task["properties"]["nonce"], "buttons": [], "seed": None,

@@ -60,6 +60,9 @@ class DriverJob:
     key: str = ""
     """Unique per attempt at a task: a backend that takes a client reference stores it, so
     `lookup` can find a job whose submitter died before recording its handle."""
+    notify_url: str | None = None
+    """Where the backend may POST when the job changes (`router.callbacks`): a hint that
+    makes the job's next poll due at once, never trusted. None: the job is only polled."""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,24 @@ the prompt holds `--fast` in any case, else `--relax` or `--turbo` (SubmitContro
 1277-1292), and runs the first that qualifies."""
 MAX_LIST_BODY = 64 << 20
 """Largest task list read when looking a job up (novicezk lists 30 days of tasks)."""
+MAX_NOTIFY_HOOK = 2000
+"""The callback URL (`DriverJob.notify_url`) goes in the submit body as `notifyHook`, which
+both servers take on every submit DTO and store on the task, overriding their global hook
+(a blank one falls back to it): trueai src/Midjourney.Base/Dto/BaseSubmitDTO.cs:36-39, read
+for imagine and action by `NewTask` (src/Midjourney.API/Controllers/SubmitController.cs:151,
+508, 1246-1247; a modal goes on with the task its action made, :700-773), which refuses one
+longer than this (:1044-1048); novicezk dto/BaseSubmitDTO.java:14-15, read for imagine and
+change (controller/SubmitController.java:65, 131, 198-204), no limit.
+
+Both POST the task as JSON to it after storing each change (trueai src/Midjourney.Services/
+DiscordService.cs:2754-2765: while it runs, every 3 s :2603-2623, and at its end :2746;
+novicezk loadbalancer/DiscordInstanceImpl.java:173-176: SUBMITTED :150, each progress and
+the end :151-154, failures :144, :161, a timeout :96), skipping a status and progress that
+did not move on (trueai src/Midjourney.Services/NotifyService.cs:106-124; novicezk service/
+NotifyServiceImpl.java:59-68). Once, without retry; a failure is only logged (trueai
+NotifyService.cs:77-95, 132-137, HttpClient's default 100 s timeout: src/Midjourney.API/
+Program.cs:240; novicezk NotifyServiceImpl.java:45-53, 70-80, RestTemplate without
+timeouts). So a callback is a hint that the job moved; the poll that follows reads it."""
 CLOCK_SLACK_MS = 60_000
 """How far the proxy's clock may be off ours when its list is read back to a time."""
 STORING_MS = 90_000
@@ -176,6 +194,8 @@ class MjProxyDriver(Driver):
         else:
             self._check_child_mode(server, job)
             path, body = self._child_request(account, server, job)
+        if job.notify_url and len(job.notify_url) <= MAX_NOTIFY_HOOK:
+            body["notifyHook"] = job.notify_url  # see MAX_NOTIFY_HOOK
         prefix = f"/mj-{job.mode}/mj" if server.mode_routes else "/mj"
         answer = self._send(backend, prefix + path, body, account, job, started_ms)
         if isinstance(answer, str):
