@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
@@ -65,12 +66,21 @@ class Router:
 
     def account_ref(self, owner: str, account_id: str) -> AccountRef | None:
         """What a driver needs to act on an account, credentials included."""
-        from workers.drivers.base import AccountRef
-
         pipe = self.redis.pipeline(transaction=False)  # one round trip: the owner is known
+        self.read_account(pipe, owner, account_id)
+        raw, creds = pipe.execute()
+        return self.account_from(raw, creds)
+
+    def read_account(self, pipe: Pipeline, owner: str, account_id: str) -> None:
+        """Queue the two reads `account_from` takes (its hash, its credentials)."""
         pipe.hgetall(self.keys.account(owner, account_id))
         pipe.get(self.keys.credentials(owner, account_id))
-        raw, creds = pipe.execute()
+
+    @staticmethod
+    def account_from(raw: dict[Any, Any], creds: bytes | None) -> AccountRef | None:
+        """The AccountRef those reads give (None: no such account)."""
+        from workers.drivers.base import AccountRef
+
         if not raw:
             return None
         view = AccountView.from_hash(text_hash(raw))
@@ -134,7 +144,7 @@ class Router:
             jobs.append(
                 Queue.prepare_data(
                     JOB_FUNC,
-                    args=([(p.owner, p.task_id, p.attempt) for p in batch],),
+                    args=([(p.owner, p.task_id, p.attempt, p.account_id) for p in batch],),
                     job_id=job_id,
                     timeout=settings.job_timeout_seconds * len(batch),  # each its own
                     result_ttl=0,

@@ -33,7 +33,7 @@ def batched(router: Router, size: int) -> Router:
 
 def carried(router: Router) -> list[list[str]]:
     """The task ids each queued rq job carries, in queue order."""
-    return [[t for (_, t, _) in job.args[0]] for job in router.queue.jobs]
+    return [[t for (_, t, *_) in job.args[0]] for job in router.queue.jobs]
 
 
 def test_tasks_placed_together_ride_in_batches_of_the_set_size(
@@ -47,7 +47,7 @@ def test_tasks_placed_together_ride_in_batches_of_the_set_size(
     first = router.queue.jobs[0]
     assert first.id == f"{router.keys.prefix}-t00-1_and_19_more"
     for job in router.queue.jobs:  # every task's record names the job carrying it
-        for _, task_id, attempt in job.args[0]:
+        for _, task_id, attempt, _ in job.args[0]:
             assert router.rq_job_id("alice", task_id, attempt) == job.id
 
 
@@ -58,7 +58,7 @@ def test_a_task_placed_alone_is_one_rq_job_named_for_it(
     task = client.submit("alice", "a cat", mode="fast")
     [job] = router.queue.jobs
     assert job.id == router.job_id(task.id, 1) == router.rq_job_id("alice", task.id, 1)
-    assert job.args == ([("alice", task.id, 1)],)
+    assert job.args == ([("alice", task.id, 1, "a-pro")],)
 
 
 def test_every_task_of_a_batch_runs_once_and_completes(

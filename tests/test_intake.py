@@ -320,7 +320,7 @@ def test_a_message_whose_submission_fails_is_dead_lettered_and_the_batch_goes_on
     reaper = Reaper(router)
     reaper.grace = False
     reaper.reap_leases()
-    carried = [t for job in router.queue.jobs for (_, t, _) in job.args[0]]
+    carried = [t for job in router.queue.jobs for (_, t, *_) in job.args[0]]
     assert len(dispatched()) == len(carried) == len(set(carried)) == 5  # each once
     assert router.redis.llen(daemon.processing) == 0
 

@@ -17,8 +17,9 @@ from router import callbacks
 from router.core import Router
 from router.models import ErrorCode, Mode
 from router.polls import Entry
-from router.scripts import Scripts
+from router.scripts import Scripts, text_hash
 from router.settings import Settings
+from router.tasks import Task
 from workers.drivers.base import (
     AccountNeedsAttention,
     AccountRef,
@@ -101,22 +102,27 @@ def submissions() -> Submissions | None:
     return _submissions(size) if size > 1 else None
 
 
-def run_tasks(batch: Sequence[tuple[str, str, int]]) -> list[str]:
-    """Run each (owner, task id, attempt) of one rq job as `run_task` does; what became of
-    each. One task's failure does not hold back the rest: it is logged, and its lease runs
-    out for a reaper to take it back, as if this process had died."""
+def run_tasks(batch: Sequence[Sequence[Any]]) -> list[str]:
+    """Run each (owner, task id, attempt, account id) of one rq job as `run_task` does;
+    what became of each. One task's failure does not hold back the rest: it is logged, and
+    its lease runs out for a reaper to take it back, as if this process had died."""
     done = []
-    for owner, task_id, attempt in batch:
+    for owner, task_id, attempt, *account_id in batch:
         try:
-            done.append(run_task(owner, task_id, attempt))
+            done.append(run_task(owner, task_id, attempt, *account_id))
         except Exception as e:  # named by class: its text may quote a credential
             log.error("task %s/%s: %s\n%s", owner, task_id, type(e).__name__, frames(e))
             done.append(f"error: {type(e).__name__}")
     return done
 
 
-def run_task(owner: str, task_id: str, attempt: int) -> str:
-    """Start the task if it is still this attempt's to run, and submit it to its account.
+Prepared = tuple[AccountRef | None, DriverJob]
+"""A started task's account (None: removed) and the job its driver is given."""
+
+
+def run_task(owner: str, task_id: str, attempt: int, account_id: str | None = None) -> str:
+    """Start the task if it is still this attempt's to run, and submit it to its account
+    (`account_id`: the one it was placed on, read with the task in one round trip).
 
     The submission runs in this process's pool (`submit_threads` in flight at once; this
     rq job waits while all are busy), or here when the pool has one thread. Either way:
@@ -135,15 +141,15 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
         retrying(lambda: router.apply(started))
         if not ok:
             return f"skipped: task is {status or 'gone'}"
-        key = router.keys.task(owner, task_id)
-        if retrying(lambda: router.redis.hget(key, "handle")):
+        handle, prepared = retrying(lambda: _prepare(router, owner, task_id, attempt, account_id))
+        if handle:
             # START answers 'run' again for a running attempt (a retry whose reply was
             # lost); one whose job was already submitted is followed by the poller.
             return "skipped: already submitted"
         if pool is None:
-            return submit_started(router, owner, task_id, attempt)
+            return submit_started(router, owner, task_id, attempt, prepared)
         what = f"{owner}/{task_id}"
-        pool.hand(lambda: submit_started(router, owner, task_id, attempt), what)
+        pool.hand(lambda: submit_started(router, owner, task_id, attempt, prepared), what)
         handed = True
         return "handed to a submission thread"
     finally:
@@ -151,14 +157,18 @@ def run_task(owner: str, task_id: str, attempt: int) -> str:
             pool.unreserve()
 
 
-def submit_started(router: Router, owner: str, task_id: str, attempt: int) -> str:
+def submit_started(
+    router: Router, owner: str, task_id: str, attempt: int, prepared: Prepared | None = None
+) -> str:
     """Submit a task this attempt started, record its handle, and schedule its polls; a
     submission that fails is settled. Returns what became of it. Called right after START
     (a pooled one has its thread reserved before START), so the lease START set is fresh;
     a task taken back meanwhile is found out when its handle is recorded (RENEW)."""
     with Heartbeat(router, owner, task_id, attempt):
         try:
-            handle = _submit(router, owner, task_id, attempt)
+            if prepared is None:
+                _, prepared = retrying(lambda: _prepare(router, owner, task_id, attempt))
+            handle = _submit(router, *prepared)
         except SubmitOutcomeUnknown as e:
             # Neither settled nor submitted again: the task stays running without a handle,
             # the heartbeat stops, and once the lease expires a reaper looks the job up by
@@ -247,18 +257,31 @@ def driver_job(
     router: Router, owner: str, task_id: str, attempt: int
 ) -> tuple[AccountRef, DriverJob]:
     """The account a started task runs on and the job its driver is given."""
-    task = retrying(lambda: router.tasks.get(task_id, owner))
-    assert task is not None and task.account_id is not None and task.effective_mode
-    account_id = task.account_id
-    account = retrying(lambda: router.account_ref(owner, account_id))
+    _, (account, job) = _prepare(router, owner, task_id, attempt)
     if account is None:
-        raise DriverError(f"account {account_id} was removed")
+        raise DriverError("the task's account was removed")
+    return account, job
+
+
+def _prepare(
+    router: Router, owner: str, task_id: str, attempt: int, account_id: str | None = None
+) -> tuple[str | None, Prepared]:
+    """A started task's handle (set once submitted), account and driver job: its record
+    and, where `account_id` is known, its account in one round trip."""
+    pipe = router.redis.pipeline(transaction=False)
+    pipe.hgetall(router.keys.task(owner, task_id))
+    if account_id is not None:
+        router.read_account(pipe, owner, account_id)
+    raw, *account_reads = pipe.execute()
+    assert raw, f"task {owner}/{task_id} has no record"
+    task = Task.from_hash(text_hash(raw))
+    assert task.account_id is not None and task.effective_mode
+    if account_id == task.account_id:
+        account = router.account_from(*account_reads)
+    else:  # an rq job from before account ids rode along
+        account = router.account_ref(owner, task.account_id)
     parent_id = task.parent_id
-    parent = retrying(lambda: router.tasks.get(parent_id, owner)) if parent_id else None
-    base, notify_url = router.settings.callback_url, None
-    if base is not None:  # the backend may call back on a URL signed for this attempt
-        signer, entry = callbacks.of(router), Entry(owner, task_id, attempt)
-        notify_url = retrying(lambda: signer.url(base, entry))
+    parent = router.tasks.get(parent_id, owner) if parent_id else None
     job = DriverJob(
         task_id=task.id,
         task_type=task.task_type,
@@ -267,14 +290,21 @@ def driver_job(
         input=task.input,
         parent_result=parent.result if parent else None,
         key=router.job_id(task_id, attempt),
-        notify_url=notify_url,
+        notify_url=_notify_url(router, Entry(owner, task_id, attempt)),
     )
-    return account, job
+    return task.handle, (account, job)
 
 
-def _submit(router: Router, owner: str, task_id: str, attempt: int) -> str:
+def _notify_url(router: Router, entry: Entry) -> str | None:
+    """Where the backend may POST when the job changes (None: no `callback_url` set)."""
+    base = router.settings.callback_url
+    return callbacks.of(router).url(base, entry) if base else None
+
+
+def _submit(router: Router, account: AccountRef | None, job: DriverJob) -> str:
     """Hand the task to its account's backend; the job's handle."""
-    account, job = driver_job(router, owner, task_id, attempt)
+    if account is None:
+        raise DriverError("the task's account was removed")
     driver = router.driver
     settings = router.settings
     delay = settings.transient_backoff_seconds

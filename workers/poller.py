@@ -51,6 +51,10 @@ class Check:
     """The run timeout (s) if the job has outlived it, else None."""
 
 
+CALLBACK_WAKE_SECONDS = 0.25
+"""Longest a poller waits between claims while backends may call back (`callback_url`)."""
+
+
 class Poller:
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -71,9 +75,13 @@ class Poller:
             self._poll(claim)
             if len(claim.entries) == s.poll_batch:
                 return 0.0
+        # With callbacks, a verified one makes its job due at once: look again soon (one
+        # cheap claim, no backend call) rather than sleep out the whole interval.
+        idle = CALLBACK_WAKE_SECONDS if s.callback_url else s.poll_interval_seconds
+        idle = min(idle, s.poll_interval_seconds)
         if claim.next_due_us is None:
-            return s.poll_interval_seconds
-        return min(s.poll_interval_seconds, max(0.001, (claim.next_due_us - claim.now_us) / 1e6))
+            return idle
+        return min(idle, max(0.001, (claim.next_due_us - claim.now_us) / 1e6))
 
     def _poll(self, claim: Claim) -> None:
         router, polls = self.router, self.router.polls
