@@ -14,6 +14,7 @@ import click
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
+from router.apikeys import ApiKeys
 from router.core import Router
 from router.errors import ByoaError
 from router.models import Mode, Plan, Setting, TaskType
@@ -403,6 +404,62 @@ def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
         _echo_json([v.model_dump(mode="json") for v in views])
         return
     click.echo(render_accounts([v.model_dump(mode="json") for v in views]))
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Manage API keys: each belongs to one owner, and Redis keeps only its hash."""
+
+
+def _api_keys(ctx: click.Context) -> ApiKeys:
+    router = _router(ctx)
+    return ApiKeys(router.redis, router.scripts)
+
+
+@keys_group.command("create")
+@click.option("--owner", required=True)
+@click.option("--name", default="", help="A label to tell keys apart.")
+@click.option("--rate", type=float, default=None, help="Most requests a second (default: none).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def keys_create(
+    ctx: click.Context, owner: str, name: str, rate: float | None, as_json: bool
+) -> None:
+    """Make a key and print it: it is shown this once, never again."""
+    record, key = _api_keys(ctx).create(owner, name, rate)
+    if as_json:
+        _echo_json({**record.model_dump(mode="json"), "key": key.get_secret_value()})
+        return
+    click.echo(key.get_secret_value())
+    click.echo(f"key {record.id} for owner {record.owner}: store it now, it is not kept", err=True)
+
+
+@keys_group.command("list")
+@click.option("--owner", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def keys_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
+    """List keys (never the keys themselves, nor their hashes)."""
+    records = _api_keys(ctx).list(owner)
+    if as_json:
+        _echo_json([r.model_dump(mode="json") for r in records])
+        return
+    for r in records:
+        state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+        rate = f"{r.rate:g}/s" if r.rate is not None else "-"
+        click.echo(
+            f"{r.id}  {r.owner:20} {r.name or '-':20} {rate:>8}  "
+            f"{r.created_at:%Y-%m-%d %H:%M}  {state}"
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Refuse a key from now on (by its id, as `keys list` shows it)."""
+    _api_keys(ctx).revoke(key_id)
+    click.echo(f"revoked {key_id}")
 
 
 @main.command()

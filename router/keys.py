@@ -174,6 +174,20 @@ class Keys:
         """String: the virtual time (µs) the scripts read when built for a simulation."""
         return f"{self.prefix}:clock"
 
+    # API keys (`router.apikeys`): global, as a key names its owner.
+    @property
+    def api_keys(self) -> str:
+        """Set: the ids of every API key made (revoked ones included, until deleted)."""
+        return f"{self.prefix}:apikeys"
+
+    def api_key(self, key_id: str) -> str:
+        """Hash: one API key's record (owner, name, SHA-256 of the key, rate); never the key."""
+        return f"{self.prefix}:apikey:{key_id}"
+
+    def api_key_bucket(self, key_id: str) -> str:
+        """Hash, expiring: the key's rate-limit bucket (tokens, last refill), for RATE_LIMIT."""
+        return f"{self.prefix}:apikey:{key_id}:bucket"
+
     @property
     def global_stats(self) -> str:
         """Hash: counters that belong to no owner (dead letters)."""

@@ -22,7 +22,13 @@ from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE, US_PER_DAY, US_PER
 COMMANDS = Path(__file__).with_name("commands")
 OWNER_SCRIPTS = ("submit", "start", "settle", "cancel", "account_write", "renew", "reap", "wake")
 """Scripts on one owner's keys, with the convention of `includes/owner.lua`."""
-PLAIN_SCRIPTS = ("intake_claim", "intake_takeover", "claim_due", "outbox_record")
+PLAIN_SCRIPTS = (
+    "intake_claim",
+    "intake_takeover",
+    "claim_due",
+    "outbox_record",
+    "rate_limit",
+)
 """Scripts with their own KEYS and ARGV, named in their headers."""
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 """Upper bounds (s) of the wait and run time histograms kept in each owner's stats hash."""

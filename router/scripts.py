@@ -73,6 +73,7 @@ class Scripts:
     intake_takeover: Script
     claim_due: Script
     outbox_record: Script
+    rate_limit: Script
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis

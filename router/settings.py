@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    api_host: str = "0.0.0.0"
+    """Where `byoa api` (the HTTP task API) listens."""
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """`byoa api`: a request body not received within this answers 408, and a Redis call
+    not answered within this fails (503); an idle keep-alive connection closes after it."""
     callback_url: str | None = None
     """The base URL at which backends reach a router's HTTP port (the metrics port), e.g.
     `http://byoa-router:9464`: drivers that can ask a backend to call back when a job
