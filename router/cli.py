@@ -406,6 +406,19 @@ def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     click.echo(render_accounts([v.model_dump(mode="json") for v in views]))
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: BYOA_API_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default: BYOA_API_PORT, 8080).")
+@click.pass_context
+def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the HTTP task API (keys from `byoa keys`), /healthz, /readyz and /metrics
+    until SIGTERM/SIGINT. Stateless: run as many as wanted."""
+    from router.api.app import serve
+
+    settings = _settings(ctx)
+    serve(settings, host or settings.api_host, settings.api_port if port is None else port)
+
+
 @main.group("keys")
 def keys_group() -> None:
     """Manage API keys: each belongs to one owner, and Redis keeps only its hash."""

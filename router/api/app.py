@@ -1,0 +1,167 @@
+"""The `byoa api` application and its server: FastAPI on uvicorn, state in Redis only.
+
+Besides the task API it serves `/healthz` (the process lives), `/readyz` (Redis answers
+and the Lua scripts are loaded), `/metrics` (this process's request counts and latency),
+and its OpenAPI document at `/openapi.json` (browsable at `/docs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis import Redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+
+from router.api import taskapi
+from router.api.body import BodyLimit
+from router.api.envelope import ApiError, refused
+from router.api.metrics import ApiMetrics, MetricsMiddleware
+from router.apikeys import ApiKeys
+from router.core import Router
+from router.errors import ByoaError
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+GRACE_SECONDS = 20
+"""On SIGTERM, requests in hand get this long to finish (the deploy files' grace is longer)."""
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def connect(settings: Settings) -> Redis:
+    """A Redis client whose calls give up after the API timeout (a 503, not a hang)."""
+    timeout = settings.api_timeout_seconds
+    try:
+        return Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+    except ValueError:  # its text may quote the URL, password included
+        raise ByoaError("bad_redis_url", "BYOA_REDIS_URL is not a valid Redis URL") from None
+
+
+def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
+    """The application, on `redis` (default: one for the settings' URL)."""
+    router = Router(settings, redis if redis is not None else connect(settings))
+    app = FastAPI(
+        title="byoa-router task API",
+        version="1",
+        description="Midjourney tasks across a pool of bring-your-own accounts, in the "
+        "unified task API's shape (GoAPI / PiAPI). Authenticate with `x-api-key`.",
+        redoc_url=None,
+    )
+    app.state.router = router
+    app.state.api_keys = ApiKeys(router.redis, router.scripts)
+    app.state.metrics = metrics = ApiMetrics()
+    app.include_router(taskapi.routes)
+    _add_probes(app, router, metrics)
+    _add_handlers(app)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_message_bytes, timeout=settings.api_timeout_seconds
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.routes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_probes(app: FastAPI, router: Router, metrics: ApiMetrics) -> None:
+    shas = [s.sha for s in vars(router.scripts).values() if isinstance(s, Script)]
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        try:
+            router.redis.ping()
+            if shas and not all(router.redis.script_exists(*shas)):
+                router.scripts.load_all()  # a Redis restarted without persistence forgot them
+        except RedisError as e:
+            return PlainTextResponse(f"redis: {type(e).__name__}\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_handlers(app: FastAPI) -> None:
+    """Every refusal in the envelope, with a stable code; never a stack trace."""
+
+    async def api_error(_: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, ApiError)
+        return refused(e)
+
+    async def http_error(_: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, HTTPException)
+        code = HTTP_CODES.get(e.status_code, "http_error")
+        return refused(ApiError(e.status_code, code, str(e.detail), dict(e.headers or {})))
+
+    async def invalid(_: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, RequestValidationError)
+        where = "; ".join(".".join(map(str, x["loc"])) + ": " + x["msg"] for x in e.errors())
+        return refused(ApiError(400, "invalid_request", where[:500]))
+
+    async def redis_down(_: Request, e: Exception) -> JSONResponse:
+        log.warning("redis unavailable: %s", type(e).__name__)
+        return refused(ApiError(503, "unavailable", "the task store cannot be reached"))
+
+    async def unexpected(_: Request, e: Exception) -> JSONResponse:
+        log.error("unexpected %s while answering", type(e).__name__)
+        return refused(ApiError(500, "internal_error", "the server failed; see its log"))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(RedisError, redis_down)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the request body the task endpoint reads itself (it parses
+    the body strictly, so it declares no body parameter for FastAPI to read)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    body = taskapi.TaskRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(body.pop("$defs", {}))
+    schemas["TaskRequest"] = body
+    app.openapi_schema = doc
+    return doc
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in hand)."""
+    app = create_app(settings)
+    try:
+        app.state.router.scripts.load_all()
+    except RedisError as e:  # served anyway: /readyz says not ready until Redis answers
+        log.warning("redis unavailable at start: %s", type(e).__name__)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # the `byoa` command's logging
+        access_log=False,  # request lines carry task ids; metrics count requests instead
+        server_header=False,
+        proxy_headers=False,
+        lifespan="off",
+        timeout_keep_alive=max(1, round(settings.api_timeout_seconds)),
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+    log.info("serving the task API on %s:%d", host, port)
+    uvicorn.Server(config).run()

@@ -1,0 +1,143 @@
+"""The unified task API's answers: `{code, data, message}`, GoAPI / PiAPI style.
+
+`data` is a task as those APIs show it (`task_id`, `model`, `task_type`, `status`,
+`input`, `output`, `meta`, `error`); our own fields (the mode a task really runs in, why
+it fell back, its account) go in `meta`, where those APIs' clients expect extra facts.
+Errors keep the envelope too, with the HTTP status as `code` and our stable error code
+in `error.code` beside the text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from router.models import TaskStatus
+from router.tasks import Task
+
+MODEL = "midjourney"
+
+STATUS = {
+    TaskStatus.QUEUED: "pending",
+    TaskStatus.RUNNING: "processing",
+    TaskStatus.COMPLETED: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELLED: "failed",
+}
+"""Our statuses as the task API's: a cancelled task has failed, with error code `cancelled`."""
+
+
+class ApiError(Exception):
+    """An answer other than 2xx: HTTP status, stable code, text, extra headers."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class TaskErrorOut(BaseModel):
+    """Why a task failed: `code` 0 when it has not; our stable code in `detail.code`."""
+
+    code: int = 0
+    message: str = ""
+    raw_message: str = ""
+    detail: dict[str, str] | None = None
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    model: str = MODEL
+    task_type: str
+    status: str = Field(description="pending, processing, completed or failed")
+    input: dict[str, Any]
+    output: dict[str, Any]
+    meta: dict[str, Any]
+    error: TaskErrorOut
+
+
+class Envelope(BaseModel):
+    """Every answer of the task API."""
+
+    code: int
+    data: TaskOut | None = None
+    message: str
+    error: dict[str, str] | None = Field(
+        default=None, description="On a refused request: our stable `code` and `message`."
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def task_out(task: Task) -> TaskOut:
+    """A stored task as the task API shows it."""
+    input_: dict[str, Any] = {**task.input}
+    if task.prompt is not None:
+        input_["prompt"] = task.prompt
+    if task.parent_id is not None:
+        input_["origin_task_id"] = task.parent_id
+    result = task.result
+    output: dict[str, Any] = dict(result) if isinstance(result, dict) else {}
+    if result is not None and not isinstance(result, dict):
+        output["result"] = result
+    if "image_url" in output and "image_urls" not in output:
+        output["image_urls"] = [output["image_url"]]
+    error = TaskErrorOut()
+    if task.error is not None:
+        error = TaskErrorOut(
+            code=1,
+            message=f"{task.error.code}: {task.error.message}",
+            raw_message=task.error.message,
+            detail={"code": task.error.code},
+        )
+    elif task.status is TaskStatus.CANCELLED:
+        error = TaskErrorOut(code=1, message="cancelled", detail={"code": "cancelled"})
+    meta = {
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(task.started_at),
+        "ended_at": _iso(task.finished_at),
+        "status": task.status.value,
+        "process_mode": task.effective_mode.value if task.effective_mode else None,
+        "requested_mode": task.requested_mode.value if task.requested_mode else None,
+        "fallback_reason": task.fallback_reason,
+        "account_id": task.account_id,
+        "attempt": task.attempt,
+        "retries": task.retries,
+        "ran_mode": task.ran_mode.value if task.ran_mode else None,
+        "cancel_outcome": task.cancel_outcome,
+        "webhook_status": task.webhook_status,
+    }
+    return TaskOut(
+        task_id=task.id,
+        task_type=task.task_type,
+        status=STATUS[task.status],
+        input=input_,
+        output=output,
+        meta=meta,
+        error=error,
+    )
+
+
+def ok(task: Task) -> JSONResponse:
+    """200 with the task."""
+    body = Envelope(code=200, data=task_out(task), message="success")
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+def refused(e: ApiError) -> JSONResponse:
+    """The error's status, in the envelope (no task)."""
+    body = Envelope(
+        code=e.status,
+        message=f"{e.code}: {e.message}",
+        error={"code": e.code, "message": e.message},
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=e.status, headers=e.headers)

@@ -1,0 +1,311 @@
+"""`byoa api`, the unified task API (GoAPI / PiAPI shape), served by real uvicorn on the
+test's Redis: keys, owners kept apart, bodies bounded and parsed strictly, tasks run to
+their end through real workers, probes, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from router.api.app import create_app
+from router.apikeys import ApiKeys
+from router.core import Router
+from tests.conftest import wait_for
+
+TASKS = "/api/v1/task"
+
+
+@pytest.fixture
+def api(router: Router) -> Iterator[str]:
+    """The app on a real uvicorn server (in a thread) on a free port; its base URL."""
+    config = uvicorn.Config(
+        create_app(router.settings, router.redis),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def http(api: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def new_key(router: Router) -> Callable[..., str]:
+    keys = ApiKeys(router.redis, router.scripts)
+
+    def make(owner: str = "alice", rate: float | None = None) -> str:
+        return keys.create(owner, "test", rate)[1].get_secret_value()
+
+    return make
+
+
+@pytest.fixture
+def alice(new_key: Callable[..., str], add_account: Callable[..., None]) -> dict[str, str]:
+    """Headers with a key of alice, who has one Pro account."""
+    add_account("a-pro", "alice", "pro")
+    return {"x-api-key": new_key("alice")}
+
+
+def imagine(**input: Any) -> dict[str, Any]:
+    return {"model": "midjourney", "task_type": "imagine", "input": {"prompt": "a cat", **input}}
+
+
+def metric(http: httpx.Client, name: str, **labels: str) -> float:
+    """A sample's value on the API's /metrics (0 if absent)."""
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return 0.0
+
+
+def test_probes_openapi_and_metrics(http: httpx.Client) -> None:
+    assert http.get("/healthz").status_code == 200
+    assert http.get("/readyz").text == "ready\n"
+    doc = http.get("/openapi.json").json()
+    assert {"post"} <= doc["paths"][TASKS].keys()
+    assert {"get", "delete"} <= doc["paths"][TASKS + "/{task_id}"].keys()
+    body = doc["paths"][TASKS]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/TaskRequest"}
+    schemas = doc["components"]["schemas"]
+    assert {"TaskRequest", "TaskConfig", "WebhookConfig", "Envelope"} <= schemas.keys()
+    assert "x-api-key" in json.dumps(doc["components"]["securitySchemes"])
+    assert http.get("/docs").status_code == 200
+    assert metric(http, "byoa_api_requests_total", route="/openapi.json", code="200") == 1
+    assert metric(http, "byoa_api_request_seconds_count", route="/healthz") == 1
+    nowhere = http.get("/nowhere")
+    assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "not_found"
+    assert metric(http, "byoa_api_requests_total", route="unmatched", code="404") == 1
+
+
+def test_missing_bad_and_revoked_keys_answer_401_counted_never_logged(
+    http: httpx.Client,
+    router: Router,
+    new_key: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = new_key("alice")
+    forged = key[:-6] + "AAAAAA"
+    revoked = new_key("alice")
+    ApiKeys(router.redis, router.scripts).revoke(revoked.split("_")[1])
+    cases = {"missing": None, "malformed": "hunter2", "unknown": forged, "revoked": revoked}
+    for reason, presented in cases.items():
+        headers = {} if presented is None else {"x-api-key": presented}
+        for answer in (
+            http.post(TASKS, json=imagine(), headers=headers),
+            http.get(f"{TASKS}/abc", headers=headers),
+        ):
+            assert answer.status_code == 401, reason
+            assert answer.json()["error"]["code"] == "unauthorized"
+            assert presented is None or presented not in answer.text
+        assert metric(http, "byoa_api_auth_failures_total", reason=reason) == 2, reason
+    assert not any(p and p in caplog.text for p in (key, forged, revoked))
+    assert http.get(f"{TASKS}/abc", headers={"x-api-key": key}).status_code == 404
+
+
+def test_a_key_over_its_rate_answers_429(http: httpx.Client, new_key: Callable[..., str]) -> None:
+    headers = {"x-api-key": new_key("alice", rate=2)}
+    codes = [http.get(f"{TASKS}/nope", headers=headers).status_code for _ in range(3)]
+    assert codes == [404, 404, 429]
+    over = http.get(f"{TASKS}/nope", headers=headers)
+    assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limited"
+    assert int(over.headers["retry-after"]) >= 1
+    other = {"x-api-key": new_key("alice")}  # no limit, and a bucket of its own
+    assert http.get(f"{TASKS}/nope", headers=other).status_code == 404
+
+
+def test_imagine_runs_to_completed_through_a_worker(
+    http: httpx.Client, alice: dict[str, str], drain: Callable[[], None]
+) -> None:
+    made = http.post(TASKS, json=imagine(aspect_ratio="16:9", process_mode="fast"), headers=alice)
+    assert made.status_code == 200, made.text
+    body = made.json()
+    assert (body["code"], body["message"]) == (200, "success")
+    data = body["data"]
+    assert (data["model"], data["task_type"], data["status"]) == (
+        "midjourney",
+        "imagine",
+        "pending",
+    )
+    assert data["meta"]["process_mode"] == "fast" and data["meta"]["account_id"] == "a-pro"
+    assert data["input"]["prompt"] == "a cat --ar 16:9 --fast"
+    drain()
+    done = http.get(f"{TASKS}/{data['task_id']}", headers=alice).json()["data"]
+    assert done["status"] == "completed", done
+    assert done["output"]["image_url"] and done["output"]["image_urls"]
+    assert done["error"]["code"] == 0 and done["meta"]["ended_at"]
+
+
+def test_children_by_origin_task_id_and_their_checks(
+    http: httpx.Client, alice: dict[str, str], drain: Callable[[], None]
+) -> None:
+    parent = http.post(TASKS, json=imagine(), headers=alice).json()["data"]["task_id"]
+    drain()
+    children = [
+        ("upscale", {"index": "2"}),
+        ("variation", {"index": 3}),
+        ("variation", {"index": "high_variation"}),
+        ("reroll", {}),
+    ]
+    ids = []
+    for task_type, extra in children:
+        body = {
+            "model": "midjourney",
+            "task_type": task_type,
+            "input": {"origin_task_id": parent, **extra},
+        }
+        answer = http.post(TASKS, json=body, headers=alice)
+        assert answer.status_code == 200, answer.text
+        ids.append(answer.json()["data"]["task_id"])
+    drain()
+    for task_id, (task_type, _) in zip(ids, children, strict=True):
+        data = http.get(f"{TASKS}/{task_id}", headers=alice).json()["data"]
+        assert (data["status"], data["task_type"]) == ("completed", task_type), data
+        assert data["input"]["origin_task_id"] == parent
+    upscale = http.get(f"{TASKS}/{ids[0]}", headers=alice).json()["data"]
+    assert upscale["input"]["index"] == 2
+    strong = http.get(f"{TASKS}/{ids[2]}", headers=alice).json()["data"]
+    assert strong["input"]["strength"] == "strong"
+
+    refusals = [
+        ({"task_type": "describe", "input": {"prompt": "x"}}, "unknown_task_type"),
+        ({"task_type": "upscale", "input": {"origin_task_id": parent}}, "invalid_task"),
+        ({"task_type": "upscale", "input": {"origin_task_id": parent, "index": "4x"}}, None),
+        ({"task_type": "upscale", "input": {"index": 1}}, "invalid_task"),
+        ({"task_type": "imagine", "input": {"prompt": "x", "process_mode": "slow"}}, None),
+        ({"task_type": "imagine", "input": {"prompt": "x", "aspect_ratio": "wide"}}, None),
+        ({"task_type": "imagine", "input": {"prompt": "x" * 501}}, "prompt_too_long"),
+        ({"model": "flux", "task_type": "imagine", "input": {"prompt": "x"}}, None),
+    ]
+    for body, code in refusals:
+        answer = http.post(TASKS, json={"model": "midjourney", **body}, headers=alice)
+        assert answer.status_code == 400, body
+        assert answer.json()["error"]["code"] == (code or "invalid_task"), answer.text
+        assert answer.json()["data"] is None
+
+
+def test_another_owners_task_answers_as_an_unknown_one(
+    http: httpx.Client,
+    alice: dict[str, str],
+    new_key: Callable[..., str],
+    add_account: Callable[..., None],
+    drain: Callable[[], None],
+) -> None:
+    add_account("b-pro", "bob", "pro")
+    bob = {"x-api-key": new_key("bob")}
+    task_id = http.post(TASKS, json=imagine(), headers=alice).json()["data"]["task_id"]
+    drain()
+    for method in ("GET", "DELETE"):
+        theirs = http.request(method, f"{TASKS}/{task_id}", headers=bob)
+        unknown = http.request(method, f"{TASKS}/0123456789abcdef", headers=bob)
+        assert theirs.status_code == unknown.status_code == 404
+        assert theirs.content == unknown.content
+        assert http.request(method, f"{TASKS}/bad%20id", headers=bob).content == unknown.content
+    # A child of another owner's task is refused as a child of no task.
+    for origin in (task_id, "0123456789abcdef"):
+        body = {
+            "model": "midjourney",
+            "task_type": "upscale",
+            "input": {"origin_task_id": origin, "index": 1},
+        }
+        data = http.post(TASKS, json=body, headers=bob).json()["data"]
+        assert data["status"] == "failed"
+        assert data["error"]["detail"] == {"code": "parent_not_found"}
+    # The owner is the key's: an `owner` in the body changes nothing.
+    sneaky = {**imagine(), "owner": "alice"}
+    made = http.post(TASKS, json=sneaky, headers=bob).json()["data"]
+    assert made["meta"]["account_id"] == "b-pro"
+    assert http.get(f"{TASKS}/{made['task_id']}", headers=alice).status_code == 404
+    assert http.get(f"{TASKS}/{task_id}", headers=alice).json()["data"]["status"] == "completed"
+
+
+def test_delete_cancels_a_pending_task(
+    http: httpx.Client, alice: dict[str, str], router: Router
+) -> None:
+    task_id = http.post(TASKS, json=imagine(), headers=alice).json()["data"]["task_id"]
+    answer = http.delete(f"{TASKS}/{task_id}", headers=alice)
+    assert answer.status_code == 200
+    data = answer.json()["data"]
+    assert data["status"] == "failed" and data["error"]["detail"] == {"code": "cancelled"}
+    assert data["meta"]["status"] == "cancelled"
+    task = router.tasks.get(task_id)
+    assert task is not None and task.status == "cancelled"
+
+
+def test_webhook_config_becomes_the_task_webhook(
+    http: httpx.Client, alice: dict[str, str], router: Router
+) -> None:
+    hook = {"endpoint": "http://127.0.0.1:9/hook", "secret": "s3cret-value"}
+    body = {**imagine(), "config": {"service_mode": "public", "webhook_config": hook}}
+    answer = http.post(TASKS, json=body, headers=alice)
+    assert answer.status_code == 200 and "s3cret-value" not in answer.text
+    task_id = answer.json()["data"]["task_id"]
+    task = router.tasks.get(task_id)
+    assert task is not None and task.webhook_endpoint == hook["endpoint"]
+    assert router.redis.get(router.keys.webhook_secret("alice", task_id)) == b"s3cret-value"
+    # PiAPI's examples send empty strings for "no webhook".
+    empty = {**imagine(), "config": {"webhook_config": {"endpoint": "", "secret": ""}}}
+    task_id = http.post(TASKS, json=empty, headers=alice).json()["data"]["task_id"]
+    stored = router.tasks.get(task_id)
+    assert stored is not None and stored.webhook_endpoint is None
+    bad = {**imagine(), "config": {"webhook_config": {"endpoint": "ftp://x/"}}}
+    answer = http.post(TASKS, json=bad, headers=alice)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_task"
+
+
+def test_oversized_and_malformed_bodies(http: httpx.Client, alice: dict[str, str]) -> None:
+    limit = 65536
+    big = json.dumps(imagine(pad="x" * limit)).encode()
+    answer = http.post(TASKS, content=big, headers=alice)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "message_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"model": "midjourney", "pad": "'
+        for _ in range(20):
+            yield b"y" * 8192
+        yield b'"}'
+
+    answer = http.post(TASKS, content=chunks(), headers=alice)
+    assert answer.status_code == 413
+    malformed = [
+        b"",
+        b"{",
+        b"\xff\xfe{}",
+        b'{"model": "midjourney", "model": "midjourney"}',
+        b'{"model": NaN}',
+        b"[1, 2]",
+        b'"text"',
+        b"[" * 60_000,
+        b'{"model": "midjourney", "task_type": "imagine", "input": {"prompt": "\\ud800"}}',
+        b'{"model": 1, "task_type": "imagine"}',
+        b'{"model": "midjourney", "task_type": "imagine", "input": []}',
+    ]
+    for raw in malformed:
+        answer = http.post(TASKS, content=raw, headers=alice)
+        assert answer.status_code == 400, (raw[:40], answer.text)
+        assert answer.json()["error"]["code"] in ("invalid_json", "invalid_task"), answer.text
+    assert http.post(TASKS, content=b"{", headers=alice).json()["error"]["code"] == "invalid_json"
+    assert http.put(TASKS, json={}, headers=alice).status_code == 405

@@ -1,0 +1,160 @@
+"""`byoa api` as its own process: driven by a published PiAPI client (PyPI's
+`piapi-skills`, whose `piapi-cli` reads PIAPI_API_BASE and PIAPI_API_KEY) with real
+workers, and fed random bytes that must never answer 5xx nor crash it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from router.apikeys import ApiKeys
+from router.core import Router
+from tests.conftest import wait_for
+
+PIAPI_CLI = Path(sys.executable).parent / "piapi-cli"
+FUZZ_EXAMPLES = int(os.environ.get("BYOA_FUZZ_EXAMPLES", "300"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def api_process(
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A `byoa api` process on a free port, ready; (its base URL, the process)."""
+    port = free_port()
+    proc = spawn("api", "--host", "127.0.0.1", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, "byoa api exited"
+        try:
+            return httpx.get(base + "/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, 30, "byoa api to be ready")
+    return base, proc
+
+
+def piapi(base: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The published client's command line, pointed at us."""
+    env = {**os.environ, "PIAPI_API_BASE": base, "PIAPI_API_KEY": key}
+    return subprocess.run(
+        [str(PIAPI_CLI), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_published_piapi_client_runs_tasks_through_byoa_api(
+    api_process: tuple[str, subprocess.Popen[bytes]],
+    router: Router,
+    add_account: Callable[..., None],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    base, _ = api_process
+    add_account("a-pro", "alice", "pro")
+    key = ApiKeys(router.redis, router.scripts).create("alice")[1].get_secret_value()
+    spawn("worker")
+    fast = ["--poll-interval", "0.1", "--timeout", "60"]
+
+    done = piapi(
+        base, key, "imagine", "a lighthouse", "--aspect", "3:2", "--process-mode", "fast", *fast
+    )
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)["data"]
+    assert data["status"] == "completed" and data["output"]["image_url"]
+    assert data["input"]["prompt"] == "a lighthouse --ar 3:2 --fast"
+    parent = data["task_id"]
+
+    upscale = json.dumps({"origin_task_id": parent, "index": "1"})
+    made = piapi(base, key, "submit", "midjourney", "upscale", upscale, "--id-only")
+    assert made.returncode == 0, made.stderr
+    child = made.stdout.strip()
+    waited = piapi(base, key, "wait", child, *fast)
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["data"]["status"] == "completed"
+    result = piapi(base, key, "result", child)
+    assert result.returncode == 0 and json.loads(result.stdout)["data"]["task_id"] == child
+
+    # cancel: a finished task answers with its record; an unknown one 404.
+    assert piapi(base, key, "cancel", child).returncode == 0
+    missing = piapi(base, key, "result", "0123456789abcdef")
+    assert missing.returncode == 1 and "fetch failed [404]" in missing.stderr
+    refused = piapi(base, "byoa_000000000000_" + "x" * 43, "imagine", "x", "--no-wait")
+    assert refused.returncode == 1 and "submit failed [401]" in refused.stderr
+    bad = piapi(base, key, "submit", "midjourney", "blend", "{}")
+    assert bad.returncode == 1 and "unknown_task_type" in bad.stderr
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+TASKISH = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["midjourney", "flux", ""]) | JSONISH,
+        "task_type": st.sampled_from(["imagine", "upscale", "pan", "describe"]) | JSONISH,
+        "input": st.dictionaries(
+            st.sampled_from(["prompt", "origin_task_id", "index", "aspect_ratio", "process_mode"])
+            | st.text(max_size=8),
+            JSONISH,
+        )
+        | JSONISH,
+        "config": JSONISH,
+    }
+)
+
+
+def test_random_bodies_never_answer_5xx_nor_crash_the_process(
+    api_process: tuple[str, subprocess.Popen[bytes]],
+    router: Router,
+    add_account: Callable[..., None],
+) -> None:
+    base, proc = api_process
+    add_account("a-pro", "alice", "pro")
+    key = ApiKeys(router.redis, router.scripts).create("alice")[1].get_secret_value()
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    bodies = (
+        st.binary(max_size=300)
+        | TASKISH.map(lambda d: json.dumps(d).encode())
+        | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))
+    )
+
+    with httpx.Client(base_url=base, timeout=10) as client:
+
+        @settings(
+            max_examples=FUZZ_EXAMPLES,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(body=bodies)
+        def post(body: bytes) -> None:
+            answer = client.post("/api/v1/task", content=body, headers=headers)
+            assert answer.status_code < 500, (body, answer.text)
+            envelope = answer.json()
+            assert envelope["code"] == answer.status_code
+            if answer.status_code != 200:
+                assert envelope["error"]["code"], envelope
+
+        post()
+        assert proc.poll() is None
+        assert client.get("/healthz").status_code == 200
