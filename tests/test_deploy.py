@@ -517,6 +517,29 @@ def test_metrics_ports_agree_with_the_settings(
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {service_port["name"]}
 
 
+def test_api_ports_agree_with_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`byoa api` runs everywhere, probed and published on the port its settings give."""
+    apis = [p for p in all_processes(tmp_path) if cli_path(p.argv) == ("api",)]
+    assert {p.source.split()[0] for p in apis} == {"compose", "k8s", "systemd"}
+    services = compose_services()
+    for process in apis:
+        port = settings_of(process, monkeypatch).api_port
+        if process.source.startswith("compose"):
+            service = services[process.source.removeprefix("compose ")]
+            health = " ".join(as_list(service["healthcheck"]["test"]))
+            assert {urlsplit(u).port for u in re.findall(r"https?://[^\s'\"]+", health)} == {port}
+            assert [str(p).rpartition(":")[2] for p in service["ports"]] == [str(port)]
+        elif process.source.startswith("k8s"):
+            pod = k8s_object("Deployment", "byoa-api")["spec"]["template"]
+            (container,) = pod["spec"]["containers"]
+            named = {p["name"]: p["containerPort"] for p in container["ports"]}
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert named[container[probe]["httpGet"]["port"]] == port, probe
+            assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+            (service_port,) = k8s_object("Service", "byoa-api")["spec"]["ports"]
+            assert named[service_port["targetPort"]] == port
+
+
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     """Whether a matchLabels selector selects objects with these labels."""
     return selector.items() <= labels.items()
@@ -718,7 +741,11 @@ def test_systemd_units_run_real_commands_and_stop_gracefully() -> None:
         # Only the main process gets SIGTERM: rq's job process would die of it.
         assert service.get("KillMode") == ["mixed"], path.name
         assert service.get("User"), f"{path.name} runs as root"
-    assert {p.name for p in units()} == {"byoa-router.service", "byoa-worker@.service"}
+    assert {p.name for p in units()} == {
+        "byoa-router.service",
+        "byoa-worker@.service",
+        "byoa-api.service",
+    }
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
