@@ -22,12 +22,12 @@
    polling jobs one by one (a subclass whose `poll_many` answers nothing, so each job is
    fetched alone: `GET /mj/task/{id}/fetch`) or in batches (one
    `POST /mj/task/list-by-condition` per account in each round: a claim of up to
-   `poll_batch` due jobs, 100 by default). Batched four times: the jobs all submitted
+   `poll_batch` due jobs, 1,000 by default). Batched four times: the jobs all submitted
    before polling starts (all come due together, claimed in the order of their schedule
    entries, `<owner>/<task id>/<attempt>`), with ten and with 25 accounts per owner; the
    jobs submitted steadily over `--ramp` seconds while the poller runs (as jobs arriving
-   over time leave the schedule); and that again with `poll_batch` as large as the number
-   of jobs, so that one round can claim them all.
+   over time leave the schedule); and two of those again with `poll_batch` 100 (the
+   default before: a round of 100 asks an account once for every round its jobs land in).
 
 Uses its own key prefixes on BYOA_BENCH_REDIS_URL (default redis://127.0.0.1:6379/13) and
 deletes them afterwards.
@@ -575,7 +575,8 @@ def main() -> None:
             ("batched, submitted at once", False, False, owned, None),
             ("batched, at once, 25 accounts per owner", False, False, 25, None),
             (f"batched, arriving over {ramp:g} s", False, True, owned, None),
-            (f"batched, arriving, poll_batch {n}", False, True, owned, n),
+            ("batched, arriving, poll_batch 100 (before)", False, True, owned, 100),
+            ("batched, at once, 25 per owner, poll_batch 100", False, False, 25, 100),
         ):
             row = backend_requests(name, server, n, a, s, ramp, one, arrivals, per_owner, batch)
             http_rows.append(row)
@@ -598,7 +599,7 @@ def main() -> None:
         r0 = http_rows[0]
         print(
             f"HTTP requests to {r0.accounts} {args.server} proxies for {r0.jobs} running jobs "
-            f"(poll interval {r0.interval:g} s; poll_batch 100 unless said):"
+            f"(poll interval {r0.interval:g} s; poll_batch {Settings().poll_batch} unless said):"
         )
         print(
             f"{'polling':<40} {'requests/s':>10} {'per account per interval':>24} "

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 
 
+class _Server(ThreadingWSGIServer):
+    """A deeper listen backlog than socketserver's 5: backends' callbacks come in bursts
+    (one per job change), and a full backlog resets connections, scrapes included."""
+
+    request_queue_size = 1024
+
+
 class _QuietHandler(WSGIRequestHandler):
     timeout = 30.0
     """Seconds a client may stall while sending or reading (a callback sends a body)."""
@@ -86,7 +93,7 @@ def serve(router: Router) -> ThreadingWSGIServer | None:
             s.metrics_host,
             s.metrics_port,
             app(router),
-            ThreadingWSGIServer,
+            _Server,
             handler_class=_QuietHandler,
         )
     except OSError as e:

@@ -177,8 +177,11 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     """How often a worker asks the driver whether a submitted job has ended."""
-    poll_batch: int = Field(default=100, gt=0, le=10000)
-    """Most submitted jobs a worker claims to poll at once."""
+    poll_batch: int = Field(default=1000, gt=0, le=10000)
+    """Most submitted jobs a worker claims to poll at once. Jobs claimed together are
+    polled, and scheduled again, together: a backend that lists many jobs in one request
+    is asked once per account per round, so a large batch keeps that to about one request
+    per account per poll interval."""
     submit_threads: int = Field(default=16, gt=0, le=1024)
     """Submissions one worker process has in flight at once (a backend takes 50-500 ms to
     accept a job); 1: each rq job submits its task itself."""

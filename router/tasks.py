@@ -208,9 +208,13 @@ class TaskStore:
                 key = self.keys.webhook_staged(owner, t.id, t.nonce)
                 pipe.set(key, secret.get_secret_value(), ex=self.settings.task_ttl_seconds)
 
-    def start(self, owner: str, task_id: str, attempt: int) -> tuple[bool, str, Outcome]:
-        """Mark a placed task running; False (with its status) if it must not run."""
-        raw = self.scripts.owner_call(self.scripts.start, owner, [task_id, attempt])
+    def start(
+        self, owner: str, task_id: str, attempt: int, token: str = ""
+    ) -> tuple[bool, str, Outcome]:
+        """Mark a placed task running; False (with its status) if it must not run. `token`
+        names this delivery of the attempt: asked again with it (a lost reply), START
+        answers True again; another delivery of the same rq job gets False."""
+        raw = self.scripts.owner_call(self.scripts.start, owner, [task_id, attempt, token])
         (verdict, status), outcome = Scripts.decode(owner, raw)
         return verdict == "run", status, outcome
 

@@ -8,6 +8,7 @@ import http.client
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from urllib.parse import urlsplit
 
@@ -408,3 +409,15 @@ def test_the_longest_callback_url_fits_the_servers_limit(router: Router) -> None
     assert base is not None
     longest = Entry("o" * 64, "t" * 64, 999_999_999)
     assert len(callbacks.of(router).url(base, longest)) <= MAX_NOTIFY_HOOK
+
+
+def test_a_burst_of_callbacks_is_answered_not_reset(
+    router: Router, receiver: str, signer: Callbacks
+) -> None:
+    """Backends call back in bursts (one POST per job change): a listen backlog of 5
+    would reset most of them."""
+    entry = Entry("alice", "burst", 1)
+    url = signer.url(receiver, entry)
+    with ThreadPoolExecutor(200) as pool:
+        codes = list(pool.map(lambda _: post(url)[0], range(400)))
+    assert codes == [204] * 400

@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from router.client import Client
 from router.core import Router
+from router.models import Slot
 from router.reaper import Reaper
 from router.requests import NewTask, check_message
+from router.scripts import Placement
 from tests.conftest import terminal, wait_for
 from workers.jobs import run_tasks
 
@@ -142,3 +145,61 @@ def test_worker_processes_share_batches_and_run_each_task_once(
     done = wait_for(terminal(router, ids), timeout=120, what="150 tasks in batches")
     assert {(t.status, t.attempt, t.retries) for t in done} == {("completed", 1, 0)}
     assert len({t.handle for t in done}) == 150
+
+
+def test_a_long_batch_keeps_its_rq_job_beating_so_its_waiting_tasks_keep_their_slots(
+    router: Router, add_account: AddAccount, spawn: Spawn
+) -> None:
+    """rq's SimpleWorker writes a job's heartbeat once; the reaper keeps a placed task's
+    slot only while the job carrying it beats, so the batch refreshes it."""
+    add_account("a-mega", "alice", "mega")
+    ids = [f"t{i}" for i in range(8)]
+    router.submit_many([new(router, i) for i in ids])
+    [job] = router.queue.jobs
+    spawn(
+        "worker",
+        BYOA_SUBMIT_THREADS="1",
+        BYOA_SIM__SUBMIT_LATENCY_SECONDS="0.5",
+        BYOA_DISPATCH_LEASE_SECONDS="1.5",  # beats every 0.5 s
+    )
+    beats: set[datetime] = set()
+
+    def beat_twice_while_running() -> bool:
+        try:
+            job.refresh()
+        except NoSuchJobError:  # ended (rq keeps no result): it can beat no more
+            return False
+        if job.get_status() == JobStatus.STARTED and job.last_heartbeat is not None:
+            beats.add(job.last_heartbeat)
+        return len(beats) >= 3
+
+    wait_for(beat_twice_while_running, timeout=30, what="the batch's job to beat while it runs")
+    done = wait_for(terminal(router, ids), timeout=60, what="the batch's tasks")
+    assert {(t.status, t.attempt) for t in done} == {("completed", 1)}
+
+
+def test_a_batch_dispatched_twice_after_a_lost_reply_submits_each_task_once(
+    router: Router, add_account: AddAccount
+) -> None:
+    """A dispatch retried after its reply was lost queues the same rq job twice; each
+    delivery starts the tasks with its own token, so only the first submits them."""
+    add_account("a-mega", "alice", "mega")
+    router.submit_many([new(router, "t0"), new(router, "t1")])
+    [job] = router.queue.jobs
+    placed = [Placement(o, t, a, n, Slot.FAST) for o, t, n, a in job.args[0]]
+    router.dispatch(placed)  # the retry
+    assert router.queue.job_ids == [job.id, job.id]
+    assert run_tasks(job.args[0]) == ["submitted", "submitted"]
+    assert run_tasks(job.args[0]) == ["skipped: task is running"] * 2
+    sim = router.redis.hget(router.keys.sim_account("a-mega"), "jobs")
+    assert sim is not None and int(sim) == 2
+
+
+def test_a_start_asked_again_with_its_token_runs_and_another_token_does_not(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = client.submit("alice", "a cat", mode="fast")
+    assert router.tasks.start("alice", task.id, 1, "tok-a")[0]
+    assert router.tasks.start("alice", task.id, 1, "tok-a")[0]  # its reply was lost
+    assert not router.tasks.start("alice", task.id, 1, "tok-b")[0]  # a second delivery

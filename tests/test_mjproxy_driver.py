@@ -798,7 +798,7 @@ def test_a_running_attempt_delivered_again_is_not_submitted_again(
     router.queue.empty()
     assert run_task("alice", task.id, 1) == "submitted"
     stub.secret = "rotated"  # were it sent again, the refusal would re-route the task
-    assert run_task("alice", task.id, 1) == "skipped: already submitted"
+    assert run_task("alice", task.id, 1) == "skipped: task is running"  # its START said so
     held = client.get(task.id)
     assert held is not None and (held.status, held.attempt) == ("running", 1)
     assert len(stub.sent("/mj/submit/imagine")) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
@@ -12,6 +13,9 @@ from typing import Any, TypeVar
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import get_current_job
+from rq.job import Job
+from rq.utils import now
 
 from router import callbacks
 from router.core import Router
@@ -107,13 +111,43 @@ def run_tasks(batch: Sequence[Sequence[Any]]) -> list[str]:
     what became of each. One task's failure does not hold back the rest: it is logged, and
     its lease runs out for a reaper to take it back, as if this process had died."""
     done = []
-    for owner, task_id, attempt, *account_id in batch:
-        try:
-            done.append(run_task(owner, task_id, attempt, *account_id))
-        except Exception as e:  # named by class: its text may quote a credential
-            log.error("task %s/%s: %s\n%s", owner, task_id, type(e).__name__, frames(e))
-            done.append(f"error: {type(e).__name__}")
+    with JobBeat(get_current_job(), _router().settings.dispatch_lease_seconds):
+        for owner, task_id, attempt, *account_id in batch:
+            try:
+                done.append(run_task(owner, task_id, attempt, *account_id))
+            except Exception as e:  # named by class: its text may quote a credential
+                log.error("task %s/%s: %s\n%s", owner, task_id, type(e).__name__, frames(e))
+                done.append(f"error: {type(e).__name__}")
     return done
+
+
+class JobBeat(threading.Thread):
+    """Refreshes the rq job's heartbeat while its batch runs. rq's SimpleWorker writes it
+    once, when the job starts (only the forking Worker keeps it fresh), and a router's
+    reaper keeps a placed task's slot only while the job carrying it beats: without this,
+    the tasks at the end of a long batch would be taken back from a live job."""
+
+    def __init__(self, job: Job | None, lease: float) -> None:
+        super().__init__(name="byoa-job-beat", daemon=True)
+        self.job, self.interval = job, min(10.0, lease / 3)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        assert self.job is not None
+        ttl = int(self.job.timeout or 0) + 60
+        while not self.stopped.wait(self.interval):
+            try:
+                self.job.heartbeat(now(), ttl, xx=True)
+            except Exception as e:  # Redis away: the next beat tries again
+                log.warning("refreshing the heartbeat of rq job failed: %s", type(e).__name__)
+
+    def __enter__(self) -> JobBeat:
+        if self.job is not None:  # called outside an rq job (tests, tools): nothing beats
+            self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
 
 
 Prepared = tuple[AccountRef | None, DriverJob]
@@ -137,7 +171,8 @@ def run_task(owner: str, task_id: str, attempt: int, account_id: str | None = No
         pool.reserve()  # before START: a started task never waits for a thread
     handed = False
     try:
-        ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt))
+        token = uuid.uuid4().hex  # this delivery's: a retry of START reuses it
+        ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt, token))
         retrying(lambda: router.apply(started))
         if not ok:
             return f"skipped: task is {status or 'gone'}"

@@ -4,8 +4,12 @@
 -- placed), if the account must rest now by what it really started (the gap since its last
 -- start, its starts today, its working hours, a cooldown: it then rests until that ends),
 -- or if the task fell back to relax and fast capacity came back before it started.
--- ARGV[7] task id, ARGV[8] attempt the worker was given
--- results {'run'|'skip'|'missing', current status}
+-- ARGV[7] task id, ARGV[8] attempt the worker was given, ARGV[9] this run's token (one per
+-- delivery of the attempt to a worker, the same when that worker asks again; '': none, as
+-- callers before tokens: every START of a running attempt answers 'run')
+-- results {'run'|'skip'|'missing', current status}: 'run' again for a running attempt
+-- only to the token that started it (a retry whose reply was lost), never to a second
+-- delivery of the same rq job (its token differs).
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
@@ -15,7 +19,10 @@ local t = k_task(tid)
 local f = redis.call('HMGET', t, 'status', 'attempt', 'slot', 'account_id')
 if not f[1] then return out({'missing', ''}) end
 if f[1] == 'running' and f[2] == ARGV[8] then
-  return out({'run', 'running'})  -- a retry of this START whose reply was lost
+  if ARGV[9] == '' or redis.call('HGET', t, 'started_by') == ARGV[9] then
+    return out({'run', 'running'})  -- a retry of this START whose reply was lost
+  end
+  return out({'skip', 'running'})  -- another delivery of the job already runs it
 end
 if f[2] ~= ARGV[8] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
   return out({'skip', f[1]})
@@ -59,7 +66,7 @@ if g[3] and g[3] ~= '' and redis.call('HSETNX', t, 'fallback_counted', '1') == 1
   count('fallback:' .. g[3])  -- a fallback counts once it runs: undone ones do not
 end
 local paces = started(a)
-redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()))
+redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()), 'started_by', ARGV[9])
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
 hook(tid, 'running')
 redis.call('ZADD', K_INFLIGHT, istr(now() + RLEASE), tid)  -- the run lease

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 
 from redis import Redis
 
@@ -141,22 +142,35 @@ class SimulatedDriver(Driver):
         return handle
 
     def poll(self, handle: str) -> DriverResult | None:
+        found = self.poll_many([handle])[handle]
+        if isinstance(found, DriverError):
+            raise found
+        return found
+
+    def poll_many(self, handles: Sequence[str]) -> dict[str, DriverResult | DriverError | None]:
+        """Every job in one round trip (as a backend listing many jobs at once)."""
         if self.settings.sim.poll_latency_seconds:  # the backend answers this late
             time.sleep(self.settings.sim.poll_latency_seconds)
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
-        pipe.hmget(self.keys.sim_job(handle), "status", "ends", "gpu_ms", "output")
         if self._clock:
             pipe.get(self._clock[0])
-        (seconds, micros), (status, ends, gpu_ms, output), *clock = pipe.execute()
-        if status is None:
-            raise UnknownJob(f"no simulated job {handle}")
-        if text(status) == "cancelled":
-            raise DriverError(f"job {handle} was cancelled")
-        now = int(clock[0]) if clock and clock[0] else int(seconds) * 1_000_000 + int(micros)
-        if now < int(ends):
-            return None
-        return DriverResult(int(gpu_ms), json.loads(output))
+        for handle in handles:
+            pipe.hmget(self.keys.sim_job(handle), "status", "ends", "gpu_ms", "output")
+        (seconds, micros), *replies = pipe.execute()
+        clock = replies.pop(0) if self._clock else None
+        now = int(clock) if clock else int(seconds) * 1_000_000 + int(micros)
+        found: dict[str, DriverResult | DriverError | None] = {}
+        for handle, (status, ends, gpu_ms, output) in zip(handles, replies, strict=True):
+            if status is None:
+                found[handle] = UnknownJob(f"no simulated job {handle}")
+            elif text(status) == "cancelled":
+                found[handle] = DriverError(f"job {handle} was cancelled")
+            elif now < int(ends):
+                found[handle] = None
+            else:
+                found[handle] = DriverResult(int(gpu_ms), json.loads(output))
+        return found
 
     def cancel(self, handle: str) -> int:
         job = self.keys.sim_job(handle)
