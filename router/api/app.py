@@ -21,7 +21,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from router.api import taskapi
+from router.api import mjapi, taskapi
 from router.api.body import BodyLimit
 from router.api.envelope import ApiError, refused
 from router.api.metrics import ApiMetrics, MetricsMiddleware
@@ -57,13 +57,17 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
         title="byoa-router task API",
         version="1",
         description="Midjourney tasks across a pool of bring-your-own accounts, in the "
-        "unified task API's shape (GoAPI / PiAPI). Authenticate with `x-api-key`.",
+        "unified task API's shape (GoAPI / PiAPI; authenticate with `x-api-key`) and the "
+        "midjourney-proxy API's (`/mj/...`; `mj-api-secret` or `Authorization: Bearer`).",
         redoc_url=None,
     )
     app.state.router = router
     app.state.api_keys = ApiKeys(router.redis, router.scripts)
     app.state.metrics = metrics = ApiMetrics()
     app.include_router(taskapi.routes)
+    app.include_router(mjapi.routes)
+    for prefix in mjapi.PREFIXES:  # the same routes, choosing an imagine's mode
+        app.include_router(mjapi.routes, prefix=prefix, include_in_schema=False)
     _add_probes(app, router, metrics)
     _add_handlers(app)
     app.add_middleware(
@@ -97,29 +101,33 @@ def _add_probes(app: FastAPI, router: Router, metrics: ApiMetrics) -> None:
 
 
 def _add_handlers(app: FastAPI) -> None:
-    """Every refusal in the envelope, with a stable code; never a stack trace."""
+    """Every refusal in its API's shape (the task API's envelope, or the midjourney-proxy
+    API's answer under `/mj/`), with a stable code; never a stack trace."""
 
-    async def api_error(_: Request, e: Exception) -> JSONResponse:
+    def shaped(request: Request, e: ApiError) -> JSONResponse:
+        return mjapi.refused(e) if mjapi.is_mj_path(request.url.path) else refused(e)
+
+    async def api_error(request: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, ApiError)
-        return refused(e)
+        return shaped(request, e)
 
-    async def http_error(_: Request, e: Exception) -> JSONResponse:
+    async def http_error(request: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, HTTPException)
         code = HTTP_CODES.get(e.status_code, "http_error")
-        return refused(ApiError(e.status_code, code, str(e.detail), dict(e.headers or {})))
+        return shaped(request, ApiError(e.status_code, code, str(e.detail), dict(e.headers or {})))
 
-    async def invalid(_: Request, e: Exception) -> JSONResponse:
+    async def invalid(request: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, RequestValidationError)
         where = "; ".join(".".join(map(str, x["loc"])) + ": " + x["msg"] for x in e.errors())
-        return refused(ApiError(400, "invalid_request", where[:500]))
+        return shaped(request, ApiError(400, "invalid_request", where[:500]))
 
-    async def redis_down(_: Request, e: Exception) -> JSONResponse:
+    async def redis_down(request: Request, e: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", type(e).__name__)
-        return refused(ApiError(503, "unavailable", "the task store cannot be reached"))
+        return shaped(request, ApiError(503, "unavailable", "the task store cannot be reached"))
 
-    async def unexpected(_: Request, e: Exception) -> JSONResponse:
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.error("unexpected %s while answering", type(e).__name__)
-        return refused(ApiError(500, "internal_error", "the server failed; see its log"))
+        return shaped(request, ApiError(500, "internal_error", "the server failed; see its log"))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -1,0 +1,383 @@
+"""The midjourney-proxy API on the router's own rules: what relays such as new-api, chat
+front ends and scripts already speak to novicezk/midjourney-proxy and
+trueai-org/midjourney-proxy.
+
+`POST /mj/submit/imagine`, `/mj/submit/action` (a button's `customId`), `/mj/submit/modal`
+(the prompt or mask a custom zoom or vary region waits for), `/mj/submit/change` and
+`/mj/submit/simple-change` (the older form), `GET /mj/task/{id}/fetch`,
+`POST /mj/task/list-by-condition` and `POST /mj/task/{id}/cancel`; the same under
+`/mj-fast`, `/mj-relax` and `/mj-turbo`, which set an imagine's mode (trueai
+`src/Midjourney.API/Controllers/SubmitController.cs:37-40`, `TaskController.cs:34-37`).
+Every submission becomes our task message and goes through `check_message` and
+`Router.submit_many`, as the intake list's and the client's do. `notifyHook` is the task's
+webhook, POSTed the task JSON below when the task starts and ends.
+
+Answers are the servers': a submission `{code, description, result, properties}` with code
+1 (submitted), 22 (waiting for a free account), 21 (an action waiting for its modal) or an
+error code, HTTP 200 even for a refused prompt as both servers answer (novicezk
+`SubmitController.java:61-62`, trueai `SubmitController.cs:137-139`); a body that is not
+JSON, or not the fields' types, 400 with code 4; an unknown task 404 with code 3 (trueai
+`SubmitController.cs:500`), and another owner's task id answers exactly so. Our stable error
+code is `properties.errorCode` in every refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from router.api import mjapi_models as mj
+from router.api.auth import MjCaller
+from router.api.body import parse_json
+from router.api.envelope import ApiError
+from router.core import Router
+from router.models import ID_RE, ErrorCode, Mode, TaskStatus, TaskType
+from router.requests import Rejection, _describe, check_message, new_task_id
+from router.scripts import text, text_hash
+from router.tasks import Task
+
+PREFIXES = {"/mj-fast": Mode.FAST, "/mj-relax": Mode.RELAX, "/mj-turbo": Mode.TURBO}
+"""Path prefixes that choose an imagine's mode (the routes are the same under each)."""
+MODAL_KEY = "mjmodal"
+"""Suffix under an owner's base key: an action waiting for its modal, by its task id."""
+NOT_FOUND = ApiError(404, "task_not_found", "task not found")
+MAX_IDS = 1000
+"""Most ids one `list-by-condition` reads."""
+ROUTED_NOT_FOUND = frozenset(
+    {ErrorCode.NO_ACCOUNT, ErrorCode.NO_RELAX_ACCOUNT, ErrorCode.PARENT_NOT_FOUND}
+)
+"""Routing failures answered with code 3, as novicezk answers "no account instance"
+(`service/TaskServiceImpl.java:31`)."""
+
+
+def is_mj_path(path: str) -> bool:
+    """Whether a request path is this API's (its refusals then take its shape)."""
+    return path.startswith("/mj/") or any(path.startswith(p + "/mj/") for p in PREFIXES)
+
+
+def answer(
+    code: int,
+    description: str,
+    result: str | None = None,
+    properties: dict[str, Any] | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A submission's answer (novicezk `result/SubmitResultVO.java:14-24`)."""
+    body = {
+        "code": code,
+        "description": description,
+        "result": result,
+        "properties": properties or {},
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def refused(e: ApiError) -> JSONResponse:
+    """An ApiError in this API's shape: 404 is code 3, 429 code 23 (try later), 5xx code
+    9, any other refusal code 4; the HTTP status and headers as they are."""
+    code = {404: mj.NOT_FOUND, 429: mj.QUEUE_REJECTED}.get(e.status, mj.VALIDATION_ERROR)
+    if e.status >= 500:
+        code = mj.FAILURE
+    return answer(code, e.message, None, {"errorCode": e.code}, e.status, e.headers)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    state: str | None = None
+    """The caller's own value, shown back in the task (novicezk `dto/BaseSubmitDTO.java:11`)."""
+    notifyHook: str | None = None
+    """Where the task JSON is POSTed when the task starts and ends."""
+
+
+class ImagineBody(_Body):
+    prompt: str = ""
+    base64Array: list[str] | None = None
+    base64: str | None = None
+
+
+class ActionBody(_Body):
+    customId: str = ""
+    taskId: str = ""
+
+
+class ModalBody(_Body):
+    taskId: str = ""
+    prompt: str = ""
+    maskBase64: str = ""
+
+
+class ChangeBody(_Body):
+    taskId: str = ""
+    action: str = ""
+    index: int | None = None
+
+
+class SimpleChangeBody(_Body):
+    content: str = ""
+
+
+class ConditionBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    ids: list[str] | None = None
+
+
+B = TypeVar("B", bound=BaseModel)
+routes = APIRouter(tags=["midjourney-proxy"])
+
+
+async def _read(request: Request, model: type[B]) -> B:
+    """The body as `model`, or ApiError 400 (`invalid_json`, or `invalid_task` for a field
+    of the wrong type)."""
+    data = parse_json(await request.body())
+    if not isinstance(data, dict):
+        raise ApiError(400, ErrorCode.INVALID_JSON, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ApiError(400, ErrorCode.INVALID_TASK, _describe(e)) from None
+
+
+def _mode(request: Request) -> Mode | None:
+    path: str = request.scope["path"]
+    return next((m for p, m in PREFIXES.items() if path.startswith(p + "/")), None)
+
+
+def _invalid(description: str, code: str = ErrorCode.INVALID_TASK) -> JSONResponse:
+    return answer(mj.VALIDATION_ERROR, description, None, {"errorCode": code})
+
+
+def _message(
+    owner: str, task_type: TaskType, body: _Body, input_: dict[str, Any], parent: str = ""
+) -> dict[str, Any]:
+    """Our task message: the body's `state` kept in the input, `notifyHook` as webhook."""
+    message: dict[str, Any] = {"owner": owner, "task_type": task_type.value, "input": input_}
+    if parent:
+        message["parent_id"] = parent
+    if body.state is not None:
+        input_["state"] = body.state
+    if body.notifyHook:
+        message["webhook"] = {"endpoint": body.notifyHook, "progress": True}
+    return message
+
+
+def submit(router: Router, message: dict[str, Any], task_id: str | None = None) -> JSONResponse:
+    """Validate and route one task as the client does; answer as the servers do."""
+    checked = check_message(message, router.settings, task_id)
+    if isinstance(checked, Rejection):
+        return _invalid(checked.message, checked.code)
+    _, clashes = router.submit_many([checked])
+    if clashes:
+        raise ApiError(409, clashes[0].code, clashes[0].message)
+    task = router.tasks.get(checked.id, checked.owner)
+    if task is None:  # expired at once: only with an absurdly short task TTL
+        raise ApiError(503, "unavailable", "the task was stored but cannot be read back")
+    if task.error is not None:
+        code = mj.NOT_FOUND if task.error.code in ROUTED_NOT_FOUND else mj.VALIDATION_ERROR
+        return answer(code, task.error.message, None, {"errorCode": task.error.code})
+    properties = {
+        "status": mj.status(task),
+        "processMode": task.effective_mode.value if task.effective_mode else None,
+        "fallbackReason": task.fallback_reason,
+    }
+    if task.account_id is None and task.status is TaskStatus.QUEUED:
+        # Waiting in the owner's line for a free account (novicezk's "in queue": new-api
+        # takes it as submitted, `relay/relay-mj.go:599-603`).
+        return answer(mj.IN_QUEUE, "In queue", task.id, properties)
+    return answer(mj.SUCCESS, "Submit success", task.id, properties)
+
+
+def _parent(router: Router, owner: str, task_id: str) -> Task | JSONResponse:
+    """The caller's own task that a child acts on; 404 as unknown when it is not theirs;
+    refused unless it has succeeded (novicezk `SubmitController.java:121-127`)."""
+    if not ID_RE.fullmatch(task_id):
+        raise NOT_FOUND
+    task = router.tasks.get(task_id, owner)
+    if task is None:
+        raise NOT_FOUND
+    if task.status is not TaskStatus.COMPLETED:
+        return _invalid(mj.STATE_TEXT, ErrorCode.PARENT_NOT_COMPLETED)
+    return task
+
+
+def _child(
+    router: Router, owner: str, body: _Body, press: mj.Press, prompt: str = ""
+) -> JSONResponse:
+    parent = _parent(router, owner, press.parent_id)
+    if isinstance(parent, JSONResponse):
+        return parent
+    input_ = {**press.input, "prompt": prompt}
+    return submit(router, _message(owner, press.task_type, body, input_, press.parent_id))
+
+
+@routes.post("/mj/submit/imagine", summary="Submit an imagine")
+async def imagine(request: Request, key: MjCaller) -> JSONResponse:
+    """Imagine `prompt`; the path's prefix (`/mj-fast`...) or the prompt's flag sets the mode."""
+    body = await _read(request, ImagineBody)
+    if not body.prompt.strip():
+        return _invalid("prompt is required")
+    if body.base64Array or body.base64:
+        return _invalid("image prompts (base64, base64Array) are not supported")
+    mode = _mode(request)
+    input_: dict[str, Any] = {"prompt": body.prompt.strip(), "process_mode": mode or ""}
+    message = _message(key.owner, TaskType.IMAGINE, body, input_)
+    return await run_in_threadpool(submit, request.app.state.router, message)
+
+
+@routes.post("/mj/submit/action", summary="Press a button of a finished task")
+async def action(request: Request, key: MjCaller) -> JSONResponse:
+    """Run the button `customId` of task `taskId` (or of the task its hash names). Custom
+    zoom and vary region answer code 21 and wait for `/mj/submit/modal`."""
+    body = await _read(request, ActionBody)
+    pressed = mj.press(body.customId)
+    if pressed is None:
+        return _invalid("customId is not a button this server runs")
+    if body.taskId:
+        pressed = mj.Press(pressed.task_type, body.taskId, pressed.input, pressed.modal)
+    router: Router = request.app.state.router
+    if pressed.modal:
+        return await run_in_threadpool(_hold_modal, router, key.owner, body, pressed)
+    return await run_in_threadpool(_child, router, key.owner, body, pressed)
+
+
+def _modal_key(router: Router, owner: str, task_id: str) -> str:
+    return f"{router.keys.owner_base(owner)}:{MODAL_KEY}:{task_id}"
+
+
+def _hold_modal(router: Router, owner: str, body: _Body, press: mj.Press) -> JSONResponse:
+    """Keep the pressed button until its modal comes, under the id its task will have."""
+    parent = _parent(router, owner, press.parent_id)
+    if isinstance(parent, JSONResponse):
+        return parent
+    task_id = new_task_id()
+    held = {
+        "task_type": press.task_type.value,
+        "parent_id": press.parent_id,
+        "input": press.input,
+        "state": body.state,
+        "notifyHook": body.notifyHook,
+    }
+    ttl = router.settings.task_ttl_seconds
+    router.redis.set(_modal_key(router, owner, task_id), json.dumps(held), ex=ttl)
+    return answer(mj.EXISTED, "Waiting for window confirm", task_id, {"status": "MODAL"})
+
+
+@routes.post("/mj/submit/modal", summary="Confirm a custom zoom or vary region")
+async def modal(request: Request, key: MjCaller) -> JSONResponse:
+    """The prompt (custom zoom: with `--zoom`) or mask (vary region: `maskBase64`) that the
+    action answered with code 21 waits for; `taskId` is that answer's `result`."""
+    body = await _read(request, ModalBody)
+    return await run_in_threadpool(_confirm, request.app.state.router, key.owner, body)
+
+
+def _confirm(router: Router, owner: str, body: ModalBody) -> JSONResponse:
+    if not ID_RE.fullmatch(body.taskId):
+        raise NOT_FOUND
+    raw = router.redis.get(_modal_key(router, owner, body.taskId))
+    if raw is None:
+        raise NOT_FOUND
+    held = json.loads(text(raw))
+    task_type = TaskType(held["task_type"])
+    input_: dict[str, Any] = dict(held["input"])
+    if task_type is TaskType.INPAINT:
+        if not body.maskBase64:
+            return _invalid("maskBase64 is required for a vary region")
+        input_["mask_base64"] = body.maskBase64
+    parent = _parent(router, owner, str(held["parent_id"]))
+    if isinstance(parent, JSONResponse):
+        return parent
+    input_["prompt"] = body.prompt or parent.prompt or ""
+    first = _Body(state=held.get("state"), notifyHook=held.get("notifyHook"))
+    message = _message(owner, task_type, first, input_, parent.id)
+    return submit(router, message, body.taskId)
+
+
+@routes.post("/mj/submit/change", summary="Upscale, vary or reroll (the older form)")
+async def change(request: Request, key: MjCaller) -> JSONResponse:
+    """`{action: UPSCALE | VARIATION | REROLL, index, taskId}` (novicezk `dto/
+    SubmitChangeDTO.java:15-23`)."""
+    body = await _read(request, ChangeBody)
+    return await _change(request, key.owner, body, body.taskId, body.action, body.index)
+
+
+@routes.post("/mj/submit/simple-change", summary="Upscale, vary or reroll: `<taskId> U1`")
+async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
+    """`{content: "<taskId> U1"}`: U1-U4, V1-V4 or R (novicezk `dto/SubmitSimpleChangeDTO.
+    java:14-15`)."""
+    body = await _read(request, SimpleChangeBody)
+    parsed = mj.simple_change(body.content)
+    if parsed is None:
+        return _invalid("content must be '<taskId> U1' to U4, V1 to V4, or R")
+    return await _change(request, key.owner, body, *parsed)
+
+
+async def _change(
+    request: Request, owner: str, body: _Body, task_id: str, kind: str, index: int | None
+) -> JSONResponse:
+    if not task_id:
+        return _invalid("taskId is required")
+    task_type = mj.CHANGES.get(kind)
+    if task_type is None:
+        return _invalid("action must be UPSCALE, VARIATION or REROLL")
+    input_: dict[str, Any] = {}
+    if task_type is not TaskType.REROLL:
+        if index not in (1, 2, 3, 4):
+            return _invalid("index must be 1, 2, 3 or 4")
+        input_["index"] = index
+    press = mj.Press(task_type, task_id, input_)
+    return await run_in_threadpool(_child, request.app.state.router, owner, body, press)
+
+
+@routes.get("/mj/task/{task_id}/fetch", summary="A task")
+def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
+    """The caller's task as a midjourney-proxy task; another owner's is unknown (404)."""
+    router: Router = request.app.state.router
+    task = router.tasks.get(task_id, key.owner) if ID_RE.fullmatch(task_id) else None
+    if task is None:
+        raise NOT_FOUND
+    return JSONResponse(mj.task_json(task))
+
+
+@routes.post("/mj/task/list-by-condition", summary="Tasks by id")
+async def list_by_condition(request: Request, key: MjCaller) -> JSONResponse:
+    """The caller's tasks among `ids` (unknown and other owners' ids are left out, as the
+    servers leave out ids they do not have: trueai `TaskController.cs:189-206`)."""
+    body = await _read(request, ConditionBody)
+    ids = [i.strip() for i in body.ids or []]
+    if len(ids) > MAX_IDS:
+        raise ApiError(400, ErrorCode.INVALID_TASK, f"ids holds more than {MAX_IDS} ids")
+    router: Router = request.app.state.router
+    tasks = await run_in_threadpool(_tasks, router, key.owner, ids)
+    return JSONResponse([mj.task_json(t) for t in tasks])
+
+
+def _tasks(router: Router, owner: str, ids: list[str]) -> list[Task]:
+    wanted = list(dict.fromkeys(i for i in ids if ID_RE.fullmatch(i)))
+    if not wanted:
+        return []
+    pipe = router.redis.pipeline(transaction=False)
+    for task_id in wanted:
+        pipe.hgetall(router.keys.task(owner, task_id))
+    return [Task.from_hash(text_hash(h)) for h in pipe.execute() if h]
+
+
+@routes.post("/mj/task/{task_id}/cancel", summary="Cancel a task")
+def cancel(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
+    """Cancel the caller's task: it ends FAILURE (`failReason` cancelled), as trueai fails
+    a cancelled task (`TaskController.cs:86-124`); a running one once its job is stopped."""
+    router: Router = request.app.state.router
+    if not ID_RE.fullmatch(task_id):
+        raise NOT_FOUND
+    status, outcome = router.tasks.cancel(key.owner, task_id)
+    router.apply(outcome)
+    task = router.tasks.get(task_id, key.owner) if status else None
+    if task is None:
+        raise NOT_FOUND
+    return answer(mj.SUCCESS, "Success", task.id, {"status": mj.status(task)})
