@@ -21,6 +21,7 @@ from router.api.app import create_app
 from router.apikeys import ApiKeys
 from router.core import Router
 from tests.conftest import wait_for
+from tests.test_webhooks import Endpoint
 
 IMAGINE = "/mj/submit/imagine"
 CONDITION = "/mj/task/list-by-condition"
@@ -406,6 +407,39 @@ def test_prefixes_set_the_mode_and_cancel_fails_the_task(
     assert cancelled.status_code == 200 and cancelled.json()["result"] == relax
     (task,) = poll(http, alice, [relax])
     assert (task["status"], task["failReason"]) == ("FAILURE", "cancelled")
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    receiver = Endpoint()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def test_notify_hook_is_posted_this_apis_task_json(
+    http: httpx.Client,
+    alice: dict[str, str],
+    router: Router,
+    drain: Callable[[], None],
+    endpoint: Endpoint,
+) -> None:
+    hook = f"{endpoint.url}/mj/notify"
+    task_id = accepted(submit(http, IMAGINE, alice, prompt="a fox", notifyHook=hook, state="s1"))
+    plain = router.tasks.get(accepted(submit(http, IMAGINE, alice, prompt="a dog")))
+    assert plain is not None and plain.webhook_endpoint is None
+    drain()
+    done = wait_for(lambda: [h for h in endpoint.hits if h.body.get("status") == "SUCCESS"])
+    last = done[-1]
+    # new-api's /mj/notify decodes the body as a task (relay/relay-mj.go:66-95).
+    go_decodes(last.body, TASK_FIELDS)
+    assert (last.body["id"], last.body["state"], last.body["action"]) == (task_id, "s1", "IMAGINE")
+    assert last.body["imageUrl"] and len(last.body["buttons"]) == 9
+    assert "owner" not in last.body and last.headers["x-webhook-event"] == "completed"
+    assert {h.headers["x-webhook-event"] for h in endpoint.hits} == {"running", "completed"}
+    assert all(h.path == "/mj/notify" for h in endpoint.hits)
+    task = router.tasks.get(task_id)
+    assert task is not None and task.webhook_status == "delivered"
 
 
 def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str]) -> None:

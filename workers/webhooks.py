@@ -1,4 +1,5 @@
 """Delivers webhooks: POSTs a task's record to its endpoint; runs in every worker process.
+A task submitted through the midjourney-proxy API gets that API's task JSON instead.
 
 Deliveries are claimed from the owners' outboxes for a while (`router.webhooks.Outbox`),
 so one whose deliverer dies comes due again for another: delivery is at least once. It is
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from router.api.mjapi_models import HOOK_FORMAT, hook_format_key, task_json
 from router.core import Router
 from router.scripts import text, text_hash
 from router.tasks import Task
@@ -115,11 +117,12 @@ class Deliverer:
         """POST the task's current record once and record the result: 'delivered',
         'retry' (due again after a backoff), 'failed' (out of attempts) or 'stale'."""
         s = self.settings
-        task, secret = retrying(lambda: self._read(d))
+        task, secret, body_format = retrying(lambda: self._read(d))
         if task is None or task.webhook_endpoint is None:
             self.outbox.drop(d)  # the record expired: nothing to tell
             return "stale"
-        error = self.post(task.webhook_endpoint, d.event, task.public(), secret)
+        body = task_json(task) if body_format == HOOK_FORMAT else task.public()
+        error = self.post(task.webhook_endpoint, d.event, body, secret)
         attempts = s.webhook_retries + 1
         backoff_us = round(s.webhook_backoff_seconds * 1e6)
         verdict = retrying(lambda: self.outbox.record(d, error, attempts, backoff_us))
@@ -129,15 +132,21 @@ class Deliverer:
             log.info("webhook of %s/%s delivered", d.owner, d.member)
         return verdict
 
-    def _read(self, d: Delivery) -> tuple[Task | None, SecretStr | None]:
-        """The task's record and its webhook secret, in one round trip."""
+    def _read(self, d: Delivery) -> tuple[Task | None, SecretStr | None, str | None]:
+        """The task's record, its webhook secret and its body's format (None: our record;
+        the midjourney-proxy API's tasks: that API's task JSON), in one round trip."""
         keys = self.router.keys
         pipe = self.router.redis.pipeline(transaction=False)
         pipe.hgetall(keys.task(d.owner, d.task_id))
         pipe.get(keys.webhook_secret(d.owner, d.task_id))
-        raw, secret = pipe.execute()
+        pipe.get(hook_format_key(keys, d.owner, d.task_id))
+        raw, secret, body_format = pipe.execute()
         task = Task.from_hash(text_hash(raw)) if raw else None
-        return task, SecretStr(text(secret)) if secret else None
+        return (
+            task,
+            SecretStr(text(secret)) if secret else None,
+            text(body_format) if body_format else None,
+        )
 
     def post(self, url: str, event: str, body: Any, secret: SecretStr | None) -> str:
         """'' if the endpoint answered 2xx, else `HTTP <status>` or the exception's name."""

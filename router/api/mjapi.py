@@ -10,7 +10,7 @@ trueai-org/midjourney-proxy.
 `src/Midjourney.API/Controllers/SubmitController.cs:37-40`, `TaskController.cs:34-37`).
 Every submission becomes our task message and goes through `check_message` and
 `Router.submit_many`, as the intake list's and the client's do. `notifyHook` is the task's
-webhook, POSTed the task JSON below when the task starts and ends.
+webhook, POSTed this API's task JSON when the task starts and when it ends.
 
 Answers are the servers': a submission `{code, description, result, properties}` with code
 1 (submitted), 22 (waiting for a free account), 21 (an action waiting for its modal) or an
@@ -173,6 +173,9 @@ def submit(router: Router, message: dict[str, Any], task_id: str | None = None) 
     checked = check_message(message, router.settings, task_id)
     if isinstance(checked, Rejection):
         return _invalid(checked.message, checked.code)
+    if checked.webhook is not None:  # the notifyHook is told in this API's task JSON
+        key = mj.hook_format_key(router.keys, checked.owner, checked.id)
+        router.redis.set(key, mj.HOOK_FORMAT, ex=router.settings.task_ttl_seconds)
     _, clashes = router.submit_many([checked])
     if clashes:
         raise ApiError(409, clashes[0].code, clashes[0].message)
