@@ -240,6 +240,8 @@ def test_every_button_change_and_simple_change(
             # with the answer's result as taskId (:414-419).
             assert made["code"] == 21 and made["properties"]["status"] == "MODAL"
             modal_id = accepted(made)
+            (waiting,) = poll(http, alice, [modal_id])
+            assert (waiting["status"], waiting["progress"]) == ("MODAL", "0%"), waiting
             if "Inpaint" in custom_id:
                 refused = submit(http, "/mj/submit/modal", alice, taskId=modal_id, prompt="x")
                 assert (refused["code"], refused["result"]) == (4, None)
@@ -492,3 +494,20 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
                 assert data["properties"]["errorCode"], data
 
     post()
+
+
+def test_a_key_over_its_rate_answers_429_in_the_api_shape(
+    http: httpx.Client, router: Router
+) -> None:
+    key = ApiKeys(router.redis, router.scripts).create("alice", "t", 2)[1].get_secret_value()
+    headers = {"mj-api-secret": key}
+    codes = [http.get("/mj/task/nope/fetch", headers=headers).status_code for _ in range(3)]
+    assert codes == [404, 404, 429]
+    over = http.post(IMAGINE, json={"prompt": "a cat"}, headers=headers)
+    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+    body = over.json()
+    assert (body["code"], body["result"], body["properties"]["errorCode"]) == (
+        23,
+        None,
+        "rate_limited",
+    )

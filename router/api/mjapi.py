@@ -24,6 +24,7 @@ code is `properties.errorCode` in every refusal.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -266,6 +267,7 @@ def _hold_modal(router: Router, owner: str, body: _Body, press: mj.Press) -> JSO
         "input": press.input,
         "state": body.state,
         "notifyHook": body.notifyHook,
+        "submit_ms": round(time.time() * 1000),
     }
     ttl = router.settings.task_ttl_seconds
     router.redis.set(_modal_key(router, owner, task_id), json.dumps(held), ex=ttl)
@@ -340,12 +342,12 @@ async def _change(
 
 @routes.get("/mj/task/{task_id}/fetch", summary="A task")
 def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
-    """The caller's task as a midjourney-proxy task; another owner's is unknown (404)."""
-    router: Router = request.app.state.router
-    task = router.tasks.get(task_id, key.owner) if ID_RE.fullmatch(task_id) else None
-    if task is None:
+    """The caller's task as a midjourney-proxy task (status MODAL while an action waits
+    for its modal); another owner's is unknown (404)."""
+    found = _tasks(request.app.state.router, key.owner, [task_id])
+    if not found:
         raise NOT_FOUND
-    return JSONResponse(mj.task_json(task))
+    return JSONResponse(found[0])
 
 
 @routes.post("/mj/task/list-by-condition", summary="Tasks by id")
@@ -357,18 +359,27 @@ async def list_by_condition(request: Request, key: MjCaller) -> JSONResponse:
     if len(ids) > MAX_IDS:
         raise ApiError(400, ErrorCode.INVALID_TASK, f"ids holds more than {MAX_IDS} ids")
     router: Router = request.app.state.router
-    tasks = await run_in_threadpool(_tasks, router, key.owner, ids)
-    return JSONResponse([mj.task_json(t) for t in tasks])
+    return JSONResponse(await run_in_threadpool(_tasks, router, key.owner, ids))
 
 
-def _tasks(router: Router, owner: str, ids: list[str]) -> list[Task]:
+def _tasks(router: Router, owner: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The owner's tasks among `ids` as task JSON, in one round trip: tasks, and actions
+    still waiting for their modal."""
     wanted = list(dict.fromkeys(i for i in ids if ID_RE.fullmatch(i)))
     if not wanted:
         return []
     pipe = router.redis.pipeline(transaction=False)
     for task_id in wanted:
         pipe.hgetall(router.keys.task(owner, task_id))
-    return [Task.from_hash(text_hash(h)) for h in pipe.execute() if h]
+        pipe.get(_modal_key(router, owner, task_id))
+    replies = pipe.execute()
+    found: list[dict[str, Any]] = []
+    for task_id, record, held in zip(wanted, replies[::2], replies[1::2], strict=True):
+        if record:
+            found.append(mj.task_json(Task.from_hash(text_hash(record))))
+        elif held:
+            found.append(mj.modal_json(task_id, json.loads(text(held))))
+    return found
 
 
 @routes.post("/mj/task/{task_id}/cancel", summary="Cancel a task")

@@ -185,6 +185,30 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
+def modal_json(task_id: str, held: dict[str, Any]) -> dict[str, Any]:
+    """An action waiting for its modal, as trueai shows such a task: status MODAL
+    (`src/Midjourney.Base/Models/Enums.cs:214`), nothing run yet."""
+    kind = TaskType(held["task_type"])
+    state = held.get("state")
+    return {
+        "id": task_id,
+        "action": ACTION[kind],
+        "status": "MODAL",
+        "prompt": "",
+        "promptEn": "",
+        "description": "Waiting for window confirm",
+        "state": state if isinstance(state, str) else None,
+        "submitTime": held.get("submit_ms"),
+        "startTime": None,
+        "finishTime": None,
+        "imageUrl": None,
+        "progress": "0%",
+        "failReason": None,
+        "buttons": [],
+        "properties": {"finalPrompt": "", "parentId": held.get("parent_id")},
+    }
+
+
 @dataclass(frozen=True)
 class Press:
     """A button pressed: the child task it makes, of which task."""
