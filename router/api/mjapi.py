@@ -80,10 +80,14 @@ def answer(
 
 
 def refused(e: ApiError) -> JSONResponse:
-    """An ApiError in this API's shape: 404 is code 3, 429 code 23 (try later), 5xx code
-    9, any other refusal code 4; the HTTP status and headers as they are."""
-    code = {404: mj.NOT_FOUND, 429: mj.QUEUE_REJECTED}.get(e.status, mj.VALIDATION_ERROR)
-    if e.status >= 500:
+    """An ApiError in this API's shape: an unknown task is code 3, 429 code 23 (try
+    later), 5xx code 9, any other refusal (an unknown path too) code 4; the HTTP status
+    and headers as they are. Code 3 is kept for tasks: new-api takes it from a submission
+    as "no account instance" and may disable the channel (`relay/relay-mj.go:548-556`)."""
+    code = mj.QUEUE_REJECTED if e.status == 429 else mj.VALIDATION_ERROR
+    if e.code == NOT_FOUND.code:
+        code = mj.NOT_FOUND
+    elif e.status >= 500:
         code = mj.FAILURE
     return answer(code, e.message, None, {"errorCode": e.code}, e.status, e.headers)
 
@@ -340,6 +344,12 @@ async def _change(
     return await run_in_threadpool(_child, request.app.state.router, owner, body, press)
 
 
+@routes.post("/mj/submit/{kind}", summary="Submissions this server does not run")
+def unsupported(kind: str, key: MjCaller) -> JSONResponse:
+    """describe, blend, shorten, uploads...: refused with code 4 (after the key check)."""
+    return _invalid(f"/mj/submit/{kind[:40]} is not served here", "unsupported")
+
+
 @routes.get("/mj/task/{task_id}/fetch", summary="A task")
 def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
     """The caller's task as a midjourney-proxy task (status MODAL while an action waits
@@ -351,6 +361,7 @@ def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
 
 
 @routes.post("/mj/task/list-by-condition", summary="Tasks by id")
+@routes.post("/mj/task/list-by-ids", include_in_schema=False)  # trueai's alias, :190
 async def list_by_condition(request: Request, key: MjCaller) -> JSONResponse:
     """The caller's tasks among `ids` (unknown and other owners' ids are left out, as the
     servers leave out ids they do not have: trueai `TaskController.cs:189-206`)."""
