@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from router.api import mjapi_models as mj
 from router.api.auth import MjCaller
@@ -92,48 +92,6 @@ def refused(e: ApiError) -> JSONResponse:
     return answer(code, e.message, None, {"errorCode": e.code}, e.status, e.headers)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
-
-    state: str | None = None
-    """The caller's own value, shown back in the task (novicezk `dto/BaseSubmitDTO.java:11`)."""
-    notifyHook: str | None = None
-    """Where the task JSON is POSTed when the task starts and ends."""
-
-
-class ImagineBody(_Body):
-    prompt: str = ""
-    base64Array: list[str] | None = None
-    base64: str | None = None
-
-
-class ActionBody(_Body):
-    customId: str = ""
-    taskId: str = ""
-
-
-class ModalBody(_Body):
-    taskId: str = ""
-    prompt: str = ""
-    maskBase64: str = ""
-
-
-class ChangeBody(_Body):
-    taskId: str = ""
-    action: str = ""
-    index: int | None = None
-
-
-class SimpleChangeBody(_Body):
-    content: str = ""
-
-
-class ConditionBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
-
-    ids: list[str] | None = None
-
-
 B = TypeVar("B", bound=BaseModel)
 routes = APIRouter(tags=["midjourney-proxy"])
 
@@ -160,7 +118,7 @@ def _invalid(description: str, code: str = ErrorCode.INVALID_TASK) -> JSONRespon
 
 
 def _message(
-    owner: str, task_type: TaskType, body: _Body, input_: dict[str, Any], parent: str = ""
+    owner: str, task_type: TaskType, body: mj.Body, input_: dict[str, Any], parent: str = ""
 ) -> dict[str, Any]:
     """Our task message: the body's `state` kept in the input, `notifyHook` as webhook."""
     message: dict[str, Any] = {"owner": owner, "task_type": task_type.value, "input": input_}
@@ -216,7 +174,7 @@ def _parent(router: Router, owner: str, task_id: str) -> Task | JSONResponse:
 
 
 def _child(
-    router: Router, owner: str, body: _Body, press: mj.Press, prompt: str = ""
+    router: Router, owner: str, body: mj.Body, press: mj.Press, prompt: str = ""
 ) -> JSONResponse:
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
@@ -228,7 +186,7 @@ def _child(
 @routes.post("/mj/submit/imagine", summary="Submit an imagine")
 async def imagine(request: Request, key: MjCaller) -> JSONResponse:
     """Imagine `prompt`; the path's prefix (`/mj-fast`...) or the prompt's flag sets the mode."""
-    body = await _read(request, ImagineBody)
+    body = await _read(request, mj.ImagineBody)
     if not body.prompt.strip():
         return _invalid("prompt is required")
     if body.base64Array or body.base64:
@@ -243,7 +201,7 @@ async def imagine(request: Request, key: MjCaller) -> JSONResponse:
 async def action(request: Request, key: MjCaller) -> JSONResponse:
     """Run the button `customId` of task `taskId` (or of the task its hash names). Custom
     zoom and vary region answer code 21 and wait for `/mj/submit/modal`."""
-    body = await _read(request, ActionBody)
+    body = await _read(request, mj.ActionBody)
     pressed = mj.press(body.customId)
     if pressed is None:
         return _invalid("customId is not a button this server runs")
@@ -259,7 +217,7 @@ def _modal_key(router: Router, owner: str, task_id: str) -> str:
     return f"{router.keys.owner_base(owner)}:{MODAL_KEY}:{task_id}"
 
 
-def _hold_modal(router: Router, owner: str, body: _Body, press: mj.Press) -> JSONResponse:
+def _hold_modal(router: Router, owner: str, body: mj.Body, press: mj.Press) -> JSONResponse:
     """Keep the pressed button until its modal comes, under the id its task will have."""
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
@@ -282,11 +240,11 @@ def _hold_modal(router: Router, owner: str, body: _Body, press: mj.Press) -> JSO
 async def modal(request: Request, key: MjCaller) -> JSONResponse:
     """The prompt (custom zoom: with `--zoom`) or mask (vary region: `maskBase64`) that the
     action answered with code 21 waits for; `taskId` is that answer's `result`."""
-    body = await _read(request, ModalBody)
+    body = await _read(request, mj.ModalBody)
     return await run_in_threadpool(_confirm, request.app.state.router, key.owner, body)
 
 
-def _confirm(router: Router, owner: str, body: ModalBody) -> JSONResponse:
+def _confirm(router: Router, owner: str, body: mj.ModalBody) -> JSONResponse:
     if not ID_RE.fullmatch(body.taskId):
         raise NOT_FOUND
     raw = router.redis.get(_modal_key(router, owner, body.taskId))
@@ -303,7 +261,7 @@ def _confirm(router: Router, owner: str, body: ModalBody) -> JSONResponse:
     if isinstance(parent, JSONResponse):
         return parent
     input_["prompt"] = body.prompt or parent.prompt or ""
-    first = _Body(state=held.get("state"), notifyHook=held.get("notifyHook"))
+    first = mj.Body(state=held.get("state"), notifyHook=held.get("notifyHook"))
     message = _message(owner, task_type, first, input_, parent.id)
     return submit(router, message, body.taskId)
 
@@ -312,7 +270,7 @@ def _confirm(router: Router, owner: str, body: ModalBody) -> JSONResponse:
 async def change(request: Request, key: MjCaller) -> JSONResponse:
     """`{action: UPSCALE | VARIATION | REROLL, index, taskId}` (novicezk `dto/
     SubmitChangeDTO.java:15-23`)."""
-    body = await _read(request, ChangeBody)
+    body = await _read(request, mj.ChangeBody)
     return await _change(request, key.owner, body, body.taskId, body.action, body.index)
 
 
@@ -320,7 +278,7 @@ async def change(request: Request, key: MjCaller) -> JSONResponse:
 async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
     """`{content: "<taskId> U1"}`: U1-U4, V1-V4 or R (novicezk `dto/SubmitSimpleChangeDTO.
     java:14-15`)."""
-    body = await _read(request, SimpleChangeBody)
+    body = await _read(request, mj.SimpleChangeBody)
     parsed = mj.simple_change(body.content)
     if parsed is None:
         return _invalid("content must be '<taskId> U1' to U4, V1 to V4, or R")
@@ -328,7 +286,7 @@ async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
 
 
 async def _change(
-    request: Request, owner: str, body: _Body, task_id: str, kind: str, index: int | None
+    request: Request, owner: str, body: mj.Body, task_id: str, kind: str, index: int | None
 ) -> JSONResponse:
     if not task_id:
         return _invalid("taskId is required")
@@ -365,7 +323,7 @@ def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
 async def list_by_condition(request: Request, key: MjCaller) -> JSONResponse:
     """The caller's tasks among `ids` (unknown and other owners' ids are left out, as the
     servers leave out ids they do not have: trueai `TaskController.cs:189-206`)."""
-    body = await _read(request, ConditionBody)
+    body = await _read(request, mj.ConditionBody)
     ids = [i.strip() for i in body.ids or []]
     if len(ids) > MAX_IDS:
         raise ApiError(400, ErrorCode.INVALID_TASK, f"ids holds more than {MAX_IDS} ids")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from router.keys import Keys
 from router.models import TaskStatus, TaskType
 from router.tasks import Task
@@ -278,3 +280,47 @@ def simple_change(content: str) -> tuple[str, str, int | None] | None:
     if len(change) == 2 and change[0] in "uv" and change[1] in "1234":
         return task_id, "UPSCALE" if change[0] == "u" else "VARIATION", int(change[1])
     return None
+
+
+class Body(BaseModel):
+    """What every submission may carry."""
+
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    state: str | None = None
+    """The caller's own value, shown back in the task (novicezk `dto/BaseSubmitDTO.java:11`)."""
+    notifyHook: str | None = None
+    """Where the task JSON is POSTed when the task starts and ends."""
+
+
+class ImagineBody(Body):
+    prompt: str = ""
+    base64Array: list[str] | None = None
+    base64: str | None = None
+
+
+class ActionBody(Body):
+    customId: str = ""
+    taskId: str = ""
+
+
+class ModalBody(Body):
+    taskId: str = ""
+    prompt: str = ""
+    maskBase64: str = ""
+
+
+class ChangeBody(Body):
+    taskId: str = ""
+    action: str = ""
+    index: int | None = None
+
+
+class SimpleChangeBody(Body):
+    content: str = ""
+
+
+class ConditionBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    ids: list[str] | None = None
