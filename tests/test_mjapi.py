@@ -484,12 +484,30 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
             "base64Array",
         ]
     )
-    bodies = st.binary(max_size=200) | st.dictionaries(fields, json_values, max_size=4).map(
-        lambda d: json.dumps(d).encode()
+    prefixes = [
+        "MJ::JOB::upsample::",
+        "MJ::JOB::pan_left::1::",
+        "MJ::Outpaint::50::1::",
+        "MJ::CustomZoom::",
+        "MJ::Inpaint::1::",
+        "MJ::JOB::reroll::0::",
+        "MJ::",
+    ]
+    custom_ids = st.builds(
+        lambda p, rest: p + rest, st.sampled_from(prefixes), st.text(max_size=16)
+    )
+    buttons = st.fixed_dictionaries(
+        {"customId": custom_ids},
+        optional={"taskId": st.text(max_size=8), "prompt": st.text(max_size=8)},
+    )
+    bodies = (
+        st.binary(max_size=200)
+        | st.dictionaries(fields, json_values, max_size=4).map(lambda d: json.dumps(d).encode())
+        | buttons.map(lambda d: json.dumps(d).encode())
     )
 
     @settings(
-        max_examples=150,
+        max_examples=200,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
