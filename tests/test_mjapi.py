@@ -235,7 +235,7 @@ def test_every_button_change_and_simple_change(
         custom_id = button["customId"]
         made = submit(http, "/mj/submit/action", alice, customId=custom_id, taskId=upscaled["id"])
         if new_api_action(custom_id)[0] in ("CUSTOM_ZOOM", "INPAINT"):
-            # trueai answers 21 and waits for the modal (SubmitController.cs:654-667); new-api
+            # trueai answers 21 and waits for the modal (TaskService.cs:1697-1718); new-api
             # keeps the 21 for these two (relay/relay-mj.go:582-585) and sends the modal
             # with the answer's result as taskId (:414-419).
             assert made["code"] == 21 and made["properties"]["status"] == "MODAL"

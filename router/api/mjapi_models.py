@@ -35,15 +35,14 @@ EXISTED = 21
 IN_QUEUE = 22
 QUEUE_REJECTED = 23
 """Return codes: novicezk `ReturnCode.java:10-31`, the same in trueai
-`src/Midjourney.Base/Dto/ReturnCode.cs:35-65`. 21 also answers an action that waits for a
-modal (trueai `SubmitController.cs:654-667`, which new-api passes on as it is for
-INPAINT and CUSTOM_ZOOM: `relay/relay-mj.go:564-586`)."""
+`src/Midjourney.Base/Dto/ReturnCode.cs:35-65`. 21 also answers an action that waits for
+a modal (trueai `SubmitController.cs:654-667`, `src/Midjourney.Services/TaskService.cs:
+1697-1718`), which new-api passes on as it is for INPAINT and CUSTOM_ZOOM
+(`relay/relay-mj.go:564-586`). An unknown task is code 3 with HTTP 404 (trueai
+`SubmitController.cs:500`), and another owner's task answers exactly so."""
 
-NOT_FOUND_TEXT = "关联任务不存在或已失效"
-"""Both servers' text for a task id they do not know (novicezk `SubmitController.java:123`,
-trueai `SubmitController.cs:500`): unknown and another owner's ids answer it alike."""
-STATE_TEXT = "关联任务状态错误"
-"""An action on a task that has not succeeded (novicezk `SubmitController.java:126`)."""
+STATE_TEXT = "the task has not succeeded"
+"""An action on a task that has not succeeded (novicezk `SubmitController.java:125-126`)."""
 
 STATUS = {
     TaskStatus.QUEUED: "NOT_START",
@@ -72,7 +71,7 @@ make one image (an upscale's buttons)."""
 
 MODAL_PREFIXES = ("MJ::CustomZoom::", "MJ::Inpaint::")
 """Buttons that open a modal (a prompt, a mask): the action waits for `/submit/modal`
-(trueai `SubmitController.cs:654-667`)."""
+(trueai `SubmitController.cs:654-667`, `TaskService.cs:1697-1718`)."""
 
 
 HOOK_FORMAT = "midjourney-proxy"
