@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from rq import SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 
 from router.client import Client
 from router.core import Router
@@ -203,3 +205,27 @@ def test_a_start_asked_again_with_its_token_runs_and_another_token_does_not(
     assert router.tasks.start("alice", task.id, 1, "tok-a")[0]
     assert router.tasks.start("alice", task.id, 1, "tok-a")[0]  # its reply was lost
     assert not router.tasks.start("alice", task.id, 1, "tok-b")[0]  # a second delivery
+
+
+def test_rqs_timeout_ends_a_batch_and_its_unstarted_tasks_stay_placed(
+    router: Router, add_account: AddAccount
+) -> None:
+    """rq's job timeout is not swallowed as one task's failure: the batch stops, rq
+    records the job failed, and what it had not started is left for the reaper."""
+    from workers import jobs
+
+    add_account("a-mega", "alice", "mega")
+    sim = router.settings.sim.model_copy(update={"submit_latency_seconds": 0.6})
+    slow = router.settings.model_copy(update={"sim": sim})
+    jobs.use_settings(slow)
+    ids = [f"t{i}" for i in range(4)]
+    router.submit_many([new(router, i) for i in ids])
+    [queued] = router.queue.jobs
+    router.queue.remove(queued)
+    job = router.queue.enqueue_call(
+        "workers.jobs.run_tasks", args=queued.args, timeout=1, result_ttl=0, failure_ttl=600
+    )
+    SimpleWorker([router.queue], connection=router.redis).work(burst=True)
+    assert job.id in FailedJobRegistry(queue=router.queue).get_job_ids()
+    statuses = [router.tasks.get(i, "alice").status for i in ids]  # type: ignore[union-attr]
+    assert statuses[0] == "running" and statuses[-1] == "queued"

@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
 from router import callbacks
@@ -115,6 +116,8 @@ def run_tasks(batch: Sequence[Sequence[Any]]) -> list[str]:
         for owner, task_id, attempt, *account_id in batch:
             try:
                 done.append(run_task(owner, task_id, attempt, *account_id))
+            except JobTimeoutException:  # rq's own timeout ends the batch, as any job
+                raise
             except Exception as e:  # named by class: its text may quote a credential
                 log.error("task %s/%s: %s\n%s", owner, task_id, type(e).__name__, frames(e))
                 done.append(f"error: {type(e).__name__}")
@@ -211,6 +214,8 @@ def submit_started(
             # backend surely has no such job, fails it at its run timeout otherwise).
             log.warning("task %s/%s: %s; left to the reaper", owner, task_id, e)
             return "outcome unknown"
+        except JobTimeoutException:  # rq ends the job; the lease runs out for a reaper,
+            raise  # which looks the job up by its key, as for a worker lost while submitting
         except Exception as e:
             outcome, error = classify(e, f"{owner}/{task_id}")
             return settle(router, Entry(owner, task_id, attempt), outcome, error=error)

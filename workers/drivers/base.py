@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.timeouts import JobTimeoutException
 
 from router.models import Mode, Plan, Setting
 
@@ -153,9 +154,10 @@ class SubmitOutcomeUnknown(DriverError):
 
 log = logging.getLogger(__name__)
 
-PASSED_THROUGH = (DriverError, RedisConnectionError, RedisTimeoutError)
-"""What leaves a driver as it was raised: its own errors, and a lost Redis (whose text names
-host and port, never a password), which callers wait out."""
+PASSED_THROUGH = (DriverError, RedisConnectionError, RedisTimeoutError, JobTimeoutException)
+"""What leaves a driver as it was raised: its own errors, a lost Redis (whose text names
+host and port, never a password), which callers wait out, and rq's job timeout, which
+ends the rq job (its tasks' leases then run out for a reaper)."""
 FOREIGN_AS: dict[str, type[DriverError]] = {
     "submit": DriverError,  # the task fails: a retry could run the job twice
     "switch_mode": DriverError,
