@@ -85,6 +85,21 @@ class Webhook(BaseModel):
         return "progress" if self.progress else "1"
 
 
+def body_format_key(keys: Keys, owner: str, task_id: str) -> str:
+    """The key (owner-scoped, kept as long as the task) that names the format of a task's
+    webhook body, for an API whose clients expect their own (`workers.webhooks.render`);
+    absent: our task record. Set before the task is submitted, read by the deliverers."""
+    return f"{keys.owner_base(owner)}:hookfmt:{task_id}"
+
+
+def keep_body_format(
+    redis: Redis, keys: Keys, owner: str, task_id: str, body_format: str, ttl: int
+) -> None:
+    """Say that the webhook of a task about to be submitted is POSTed `body_format`; kept
+    `ttl` seconds (the task's lifetime)."""
+    redis.set(body_format_key(keys, owner, task_id), body_format, ex=ttl)
+
+
 SECRET_KEY = re.compile(r"secret|passw(?:or)?d|token|credential|api[-_]?key|authorization", re.I)
 """Keys whose values are hidden wherever a message is kept: any key containing one of these."""
 _SECRET_TEXT = re.compile(

@@ -19,6 +19,7 @@ from router.api.app import create_app
 from router.apikeys import ApiKeys
 from router.core import Router
 from tests.conftest import wait_for
+from tests.test_webhooks import Endpoint
 
 TASKS = "/api/v1/task"
 
@@ -273,6 +274,54 @@ def test_webhook_config_becomes_the_task_webhook(
     bad = {**imagine(), "config": {"webhook_config": {"endpoint": "ftp://x/"}}}
     answer = http.post(TASKS, json=bad, headers=alice)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_task"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    receiver = Endpoint()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def test_webhook_config_is_posted_goapis_body_with_the_secret_header(
+    http: httpx.Client,
+    alice: dict[str, str],
+    router: Router,
+    drain: Callable[[], None],
+    endpoint: Endpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GoAPI and PiAPI POST `{timestamp, data}`, `data` as their fetch answers it, and the
+    secret in `x-webhook-secret` (https://piapi.ai/docs/unified-webhook)."""
+    caplog.set_level(logging.DEBUG)
+    secret = "whsec-goapi-CANARY-41d9"
+    hook = {"endpoint": f"{endpoint.url}/goapi", "secret": secret}
+    body = {**imagine(), "config": {"webhook_config": hook}}
+    task_id = http.post(TASKS, json=body, headers=alice).json()["data"]["task_id"]
+    drain()
+
+    def told(event: str) -> list[Any]:
+        return [h for h in endpoint.to("/goapi") if h.headers["x-webhook-event"] == event]
+
+    last = wait_for(lambda: told("completed"), 30, "the completed webhook")[-1]
+    assert last.body.keys() == {"timestamp", "data"}
+    assert last.headers["x-webhook-secret"] == secret
+    fetched = http.get(f"{TASKS}/{task_id}", headers=alice).json()["data"]
+    told_meta, fetched_meta = last.body["data"].pop("meta"), fetched.pop("meta")
+    assert last.body["data"] == fetched and fetched["status"] == "completed"
+    assert fetched["output"]["image_url"]
+    # the same meta but for the webhook's own status (delivered once this POST was answered)
+    del told_meta["webhook_status"], fetched_meta["webhook_status"]
+    assert told_meta == fetched_meta
+    task = router.tasks.get(task_id)
+    assert task is not None and task.finished_at is not None and task.started_at is not None
+    assert last.body["timestamp"] == int(task.finished_at.timestamp())  # same on a retry
+    started = wait_for(lambda: told("running"), 30, "the running webhook")[-1]
+    assert started.body["timestamp"] == int(task.started_at.timestamp())
+    assert started.body["data"]["task_id"] == task_id
+    wait_for(lambda: (router.tasks.get(task_id) or task).webhook_status == "delivered")
+    assert secret not in caplog.text
 
 
 def test_oversized_and_malformed_bodies(http: httpx.Client, alice: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """Delivers webhooks: POSTs a task's record to its endpoint; runs in every worker process.
-A task submitted through the midjourney-proxy API gets that API's task JSON instead.
+A task submitted through one of the HTTP APIs gets the body that API's clients expect
+(`render`): the midjourney-proxy API's task JSON, or the task API's `{timestamp, data}`.
 
 Deliveries are claimed from the owners' outboxes for a while (`router.webhooks.Outbox`),
 so one whose deliverer dies comes due again for another: delivery is at least once. It is
@@ -20,11 +21,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from router.api.mjapi_models import HOOK_FORMAT, hook_format_key, task_json
+from router.api import envelope
+from router.api import mjapi_models as mj
 from router.core import Router
 from router.scripts import text, text_hash
 from router.tasks import Task
-from router.webhooks import Delivery, Outbox, OutboxClaim
+from router.webhooks import Delivery, Outbox, OutboxClaim, body_format_key
 from workers.drivers.base import frames
 from workers.jobs import keep_running, retrying
 
@@ -33,6 +35,17 @@ log = logging.getLogger(__name__)
 USER_AGENT = "byoa-router"
 MAX_ANSWER_BYTES = 65536
 """How much of an endpoint's answer is read (and dropped)."""
+
+
+def render(task: Task, event: str, body_format: str | None) -> Any:
+    """A delivery's body in the task's body format (`router.webhooks.body_format_key`):
+    the midjourney-proxy API's task JSON, the task API's `{timestamp, data}` (`data` as
+    its `GET` answers it), or (none, or one this version does not know) our task record."""
+    if body_format == mj.HOOK_FORMAT:
+        return mj.task_json(task)
+    if body_format == envelope.HOOK_FORMAT:
+        return envelope.hook_body(task, event)
+    return task.public()
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -121,7 +134,7 @@ class Deliverer:
         if task is None or task.webhook_endpoint is None:
             self.outbox.drop(d)  # the record expired: nothing to tell
             return "stale"
-        body = task_json(task) if body_format == HOOK_FORMAT else task.public()
+        body = render(task, d.event, body_format)
         error = self.post(task.webhook_endpoint, d.event, body, secret)
         attempts = s.webhook_retries + 1
         backoff_us = round(s.webhook_backoff_seconds * 1e6)
@@ -134,12 +147,12 @@ class Deliverer:
 
     def _read(self, d: Delivery) -> tuple[Task | None, SecretStr | None, str | None]:
         """The task's record, its webhook secret and its body's format (None: our record;
-        the midjourney-proxy API's tasks: that API's task JSON), in one round trip."""
+        else the API's, `render`), in one round trip."""
         keys = self.router.keys
         pipe = self.router.redis.pipeline(transaction=False)
         pipe.hgetall(keys.task(d.owner, d.task_id))
         pipe.get(keys.webhook_secret(d.owner, d.task_id))
-        pipe.get(hook_format_key(keys, d.owner, d.task_id))
+        pipe.get(body_format_key(keys, d.owner, d.task_id))
         raw, secret, body_format = pipe.execute()
         task = Task.from_hash(text_hash(raw)) if raw else None
         return (

@@ -4,7 +4,8 @@
 `input`, `output`, `meta`, `error`); our own fields (the mode a task really runs in, why
 it fell back, its account) go in `meta`, where those APIs' clients expect extra facts.
 Errors keep the envelope too, with the HTTP status as `code` and our stable error code
-in `error.code` beside the text.
+in `error.code` beside the text. A task's webhook is POSTed `{timestamp, data}`, `data`
+as `GET` answers it (`hook_body`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,25 @@ def task_out(task: Task) -> TaskOut:
         meta=meta,
         error=error,
     )
+
+
+HOOK_FORMAT = "task-api"
+"""A task's webhook body is this API's: `{timestamp, data}`, `data` as the fetch answers
+it, the secret in `x-webhook-secret` (GoAPI, https://goapi.ai/docs/unified-api-webhook;
+PiAPI, https://piapi.ai/docs/unified-webhook), not our task record
+(`router.webhooks.body_format_key`)."""
+
+
+def hook_body(task: Task, event: str) -> dict[str, Any]:
+    """The webhook body of a task submitted through this API. `timestamp` (Unix seconds)
+    is when the event happened (the task started for `running`, else it ended), so a retry
+    of one notification carries the same one: those APIs' receivers tell duplicates by it."""
+    at = task.started_at if event == "running" else task.finished_at
+    when = at or task.created_at
+    return {
+        "timestamp": int(when.timestamp()) if when else 0,
+        "data": task_out(task).model_dump(mode="json"),
+    }
 
 
 def ok(task: Task) -> JSONResponse:

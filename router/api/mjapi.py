@@ -41,6 +41,7 @@ from router.models import ID_RE, ErrorCode, Mode, TaskStatus, TaskType
 from router.requests import Rejection, _describe, check_message, new_task_id
 from router.scripts import text, text_hash
 from router.tasks import Task
+from router.webhooks import keep_body_format
 
 PREFIXES = {"/mj-fast": Mode.FAST, "/mj-relax": Mode.RELAX, "/mj-turbo": Mode.TURBO}
 """Path prefixes that choose an imagine's mode (the routes are the same under each)."""
@@ -137,8 +138,8 @@ def submit(router: Router, message: dict[str, Any], task_id: str | None = None) 
     if isinstance(checked, Rejection):
         return _invalid(checked.message, checked.code)
     if checked.webhook is not None:  # the notifyHook is told in this API's task JSON
-        key = mj.hook_format_key(router.keys, checked.owner, checked.id)
-        router.redis.set(key, mj.HOOK_FORMAT, ex=router.settings.task_ttl_seconds)
+        ttl = router.settings.task_ttl_seconds
+        keep_body_format(router.redis, router.keys, checked.owner, checked.id, mj.HOOK_FORMAT, ttl)
     _, clashes = router.submit_many([checked])
     if clashes:
         raise ApiError(409, clashes[0].code, clashes[0].message)

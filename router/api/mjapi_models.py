@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from router.keys import Keys
 from router.models import TaskStatus, TaskType
 from router.tasks import Task
 
@@ -77,13 +76,7 @@ MODAL_PREFIXES = ("MJ::CustomZoom::", "MJ::Inpaint::")
 HOOK_FORMAT = "midjourney-proxy"
 """A task's webhook body is this API's task JSON (what both servers POST to a `notifyHook`:
 novicezk `service/NotifyServiceImpl.java:37-80`, and new-api's `/mj/notify` reads it as a
-task, `relay/relay-mj.go:66-104`), not our task record."""
-
-
-def hook_format_key(keys: Keys, owner: str, task_id: str) -> str:
-    """The key (owner-scoped, kept as long as the task) that says a task's webhook body is
-    `HOOK_FORMAT`; set before the task is submitted, read by the webhook deliverers."""
-    return f"{keys.owner_base(owner)}:hookfmt:{task_id}"
+task, `relay/relay-mj.go:66-104`), not our task record (`router.webhooks.body_format_key`)."""
 
 
 def _ms(value: datetime | None) -> int | None:

@@ -11,8 +11,10 @@ Their inputs as ours: `imagine` takes `prompt`, `process_mode` and `aspect_ratio
 (`upscale`, `variation`, `reroll`, `outpaint`, `pan`, `inpaint`) take `origin_task_id`
 (our `parent_id`) and `index` (1 to 4), outpaint's `zoom_ratio` (our `zoom`), inpaint's
 `mask` (our `mask_base64`); other input fields travel to the driver as they are.
-`config.webhook_config {endpoint, secret}` is our task webhook (POSTed the task when it
-ends, the secret in `x-webhook-secret`); `config.service_mode` means nothing here.
+`config.webhook_config {endpoint, secret}` is our task webhook, POSTed when the task
+starts and when it ends (those APIs also tell status updates) in their body,
+`{timestamp, data}` with `data` as `GET` answers it, the secret in `x-webhook-secret`
+(`envelope.hook_body`); `config.service_mode` means nothing here.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from router.api.auth import Caller
 from router.api.body import parse_json
-from router.api.envelope import MODEL, ApiError, Envelope, ok
+from router.api.envelope import HOOK_FORMAT, MODEL, ApiError, Envelope, ok
 from router.core import Router
 from router.models import ID_RE, ErrorCode, TaskType
 from router.requests import Rejection, _describe, check_message
+from router.webhooks import keep_body_format
 
 PATH = "/api/v1/task"
 ASPECT_RATIO = re.compile(r"[1-9][0-9]{0,3}:[1-9][0-9]{0,3}")
@@ -122,7 +125,7 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
     message["input"] = {**given, "prompt": prompt, "process_mode": mode or ""}
     hook = request.config.webhook_config
     if hook is not None and hook.endpoint:
-        message["webhook"] = {"endpoint": hook.endpoint, "secret": hook.secret}
+        message["webhook"] = {"endpoint": hook.endpoint, "secret": hook.secret, "progress": True}
     return message
 
 
@@ -131,6 +134,9 @@ def submit(router: Router, request: TaskRequest, owner: str) -> JSONResponse:
     checked = check_message(to_message(request, owner), router.settings)
     if isinstance(checked, Rejection):
         raise _invalid(checked.message, checked.code)
+    if checked.webhook is not None:  # told in this API's body, not our task record
+        ttl = router.settings.task_ttl_seconds
+        keep_body_format(router.redis, router.keys, owner, checked.id, HOOK_FORMAT, ttl)
     _, clashes = router.submit_many([checked])
     if clashes:
         raise ApiError(409, clashes[0].code, clashes[0].message)
