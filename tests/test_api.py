@@ -195,6 +195,8 @@ def test_children_by_origin_task_id_and_their_checks(
         ({"task_type": "upscale", "input": {"origin_task_id": parent}}, "invalid_task"),
         ({"task_type": "upscale", "input": {"origin_task_id": parent, "index": "4x"}}, None),
         ({"task_type": "upscale", "input": {"index": 1}}, "invalid_task"),
+        ({"task_type": "variation", "input": {"origin_task_id": parent, "index": []}}, None),
+        ({"task_type": "variation", "input": {"origin_task_id": parent, "index": {}}}, None),
         ({"task_type": "imagine", "input": {"prompt": "x", "process_mode": "slow"}}, None),
         ({"task_type": "imagine", "input": {"prompt": "x", "aspect_ratio": "wide"}}, None),
         ({"task_type": "imagine", "input": {"prompt": "x" * 501}}, "prompt_too_long"),

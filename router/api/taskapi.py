@@ -80,7 +80,7 @@ def _invalid(message: str, code: str = ErrorCode.INVALID_TASK) -> ApiError:
 
 def _index(task_type: TaskType, value: Any) -> dict[str, Any]:
     """A child's `index` as our input: 1 to 4, or a variation's strength."""
-    if task_type is TaskType.VARIATION and value in VARIATION_STRENGTH:
+    if task_type is TaskType.VARIATION and isinstance(value, str) and value in VARIATION_STRENGTH:
         return {"strength": VARIATION_STRENGTH[value]}
     digit = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
     if digit not in ("1", "2", "3", "4"):
