@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from redis import Redis
 from rq import SimpleWorker
@@ -95,6 +97,38 @@ def router(settings: Settings, redis_conn: Redis, env: dict[str, str]) -> Iterat
     jobs.use_settings(None)
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def api(router: Router) -> Iterator[str]:
+    """`byoa api`'s app on a real uvicorn server (in a thread) on a free port; its base URL."""
+    import uvicorn
+
+    from router.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(router.settings, router.redis),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def http(api: str) -> Iterator[httpx.Client]:
+    """A client of that server."""
+    with httpx.Client(base_url=api, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture

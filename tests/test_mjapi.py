@@ -7,17 +7,14 @@ Tasks run to their end through real rq jobs on the simulated pool (the drain fix
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.api.app import create_app
 from router.apikeys import ApiKeys
 from router.core import Router
 from tests.conftest import wait_for
@@ -68,33 +65,6 @@ def go_decodes(value: Any, fields: dict[str, tuple[type, ...]]) -> None:
     if fields is TASK_FIELDS and isinstance(properties, dict):
         for name in ("finalPrompt", "finalZhPrompt"):  # dto.Properties, :98-101
             assert isinstance(properties.get(name), GO_STRING), (name, properties)
-
-
-@pytest.fixture
-def api(router: Router) -> Iterator[str]:
-    """The app on a real uvicorn server (in a thread) on a free port; its base URL."""
-    config = uvicorn.Config(
-        create_app(router.settings, router.redis),
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, "uvicorn to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
