@@ -25,6 +25,7 @@ from router.api import mjapi, taskapi
 from router.api.body import BodyLimit
 from router.api.envelope import ApiError, refused
 from router.api.metrics import ApiMetrics, MetricsMiddleware
+from router.api.protocol import head_timeout_protocol
 from router.apikeys import ApiKeys
 from router.core import Router
 from router.errors import ByoaError
@@ -168,6 +169,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
+        # h11 always (uvicorn would pick httptools if installed), with a deadline on each
+        # request head: a connection that never finishes one cannot hold a slot forever
+        http=head_timeout_protocol(settings.api_timeout_seconds),
         timeout_keep_alive=max(1, round(settings.api_timeout_seconds)),
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
