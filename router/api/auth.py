@@ -5,18 +5,28 @@ unknown or revoked key answers 401 (counted by reason in `byoa_api_auth_failures
 the key is never logged, nor put in an answer. A key over its rate answers 429 with
 `Retry-After`. The task API takes keys in `x-api-key`; the midjourney-proxy API in
 `mj-api-secret` or `Authorization: Bearer`.
+
+The key is checked in the endpoint's one worker-thread hop, with the endpoint's own Redis
+work (`Key.run`): the dependency only takes the header, and refuses a missing key at
+once. A body is read before that hop, its refusal (413, 408) kept for after the check, so
+a refused key answers 401 or 429 whatever its body.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from router.api.envelope import ApiError
 from router.apikeys import ApiKey, ApiKeys, AuthFailure
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 TASK_API_HEADER = "x-api-key"
 """The header GoAPI and PiAPI clients send their key in."""
@@ -70,20 +80,57 @@ def _check(request: Request, presented: str | None, where: str) -> ApiKey:
     return found
 
 
-def caller(request: Request, presented: Annotated[str | None, Depends(_header)]) -> ApiKey:
-    """The key's record, or ApiError 401 / 429 (run in a worker thread: it reads Redis)."""
-    return _check(request, presented, TASK_API_HEADER)
+class Key:
+    """The key a request presents, checked (it reads Redis) in the endpoint's hop."""
+
+    def __init__(self, request: Request, presented: str | None, where: str) -> None:
+        self.request = request
+        self.presented = presented
+        self.where = where
+        self._refusal: ApiError | None = None
+        if not presented:  # no Redis needed: 401 at once, before any body is read
+            self.check()
+
+    async def body(self) -> bytes:
+        """The request body; b"" if it is refused (413, 408), answered after the check."""
+        try:
+            return await self.request.body()
+        except ApiError as e:
+            self._refusal = e
+            return b""
+
+    def check(self) -> ApiKey:
+        """The key's record, or ApiError 401 / 429; then the body's refusal, if any."""
+        found = _check(self.request, self.presented, self.where)
+        if self._refusal is not None:
+            raise self._refusal
+        return found
+
+    async def run(
+        self, work: Callable[Concatenate[ApiKey, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`work(key record, ...)` after the check, both in one worker thread."""
+
+        def checked() -> T:
+            return work(self.check(), *args, **kwargs)
+
+        return await run_in_threadpool(checked)
 
 
-def mj_caller(
+async def caller(request: Request, presented: Annotated[str | None, Depends(_header)]) -> Key:
+    """The task API's caller (checked by `Key.run`)."""
+    return Key(request, presented, TASK_API_HEADER)
+
+
+async def mj_caller(
     request: Request,
     secret: Annotated[str | None, Depends(_mj_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiKey:
+) -> Key:
     """The midjourney-proxy API's caller: `mj-api-secret`, else `Authorization: Bearer`."""
     presented = secret if secret else (bearer.credentials if bearer is not None else None)
-    return _check(request, presented, f"{MJ_API_HEADER} or Authorization: Bearer")
+    return Key(request, presented, f"{MJ_API_HEADER} or Authorization: Bearer")
 
 
-Caller = Annotated[ApiKey, Depends(caller)]
-MjCaller = Annotated[ApiKey, Depends(mj_caller)]
+Caller = Annotated[Key, Depends(caller)]
+MjCaller = Annotated[Key, Depends(mj_caller)]

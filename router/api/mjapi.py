@@ -28,7 +28,6 @@ import time
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
@@ -36,6 +35,7 @@ from router.api import mjapi_models as mj
 from router.api.auth import MjCaller
 from router.api.body import parse_json
 from router.api.envelope import ApiError
+from router.apikeys import ApiKey
 from router.core import Router
 from router.models import ID_RE, ErrorCode, Mode, TaskStatus, TaskType
 from router.requests import Rejection, _describe, check_message, new_task_id
@@ -97,10 +97,10 @@ B = TypeVar("B", bound=BaseModel)
 routes = APIRouter(tags=["midjourney-proxy"])
 
 
-async def _read(request: Request, model: type[B]) -> B:
+def _read(raw: bytes, model: type[B]) -> B:
     """The body as `model`, or ApiError 400 (`invalid_json`, or `invalid_task` for a field
     of the wrong type)."""
-    data = parse_json(await request.body())
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, ErrorCode.INVALID_JSON, "the body must be a JSON object")
     try:
@@ -187,31 +187,38 @@ def _child(
 @routes.post("/mj/submit/imagine", summary="Submit an imagine")
 async def imagine(request: Request, key: MjCaller) -> JSONResponse:
     """Imagine `prompt`; the path's prefix (`/mj-fast`...) or the prompt's flag sets the mode."""
-    body = await _read(request, mj.ImagineBody)
+    raw = await key.body()
+    return await key.run(_imagine, request.app.state.router, raw, _mode(request))
+
+
+def _imagine(key: ApiKey, router: Router, raw: bytes, mode: Mode | None) -> JSONResponse:
+    body = _read(raw, mj.ImagineBody)
     if not body.prompt.strip():
         return _invalid("prompt is required")
     if body.base64Array or body.base64:
         return _invalid("image prompts (base64, base64Array) are not supported")
-    mode = _mode(request)
     input_: dict[str, Any] = {"prompt": body.prompt.strip(), "process_mode": mode or ""}
-    message = _message(key.owner, TaskType.IMAGINE, body, input_)
-    return await run_in_threadpool(submit, request.app.state.router, message)
+    return submit(router, _message(key.owner, TaskType.IMAGINE, body, input_))
 
 
 @routes.post("/mj/submit/action", summary="Press a button of a finished task")
 async def action(request: Request, key: MjCaller) -> JSONResponse:
     """Run the button `customId` of task `taskId` (or of the task its hash names). Custom
     zoom and vary region answer code 21 and wait for `/mj/submit/modal`."""
-    body = await _read(request, mj.ActionBody)
+    raw = await key.body()
+    return await key.run(_action, request.app.state.router, raw)
+
+
+def _action(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    body = _read(raw, mj.ActionBody)
     pressed = mj.press(body.customId)
     if pressed is None:
         return _invalid("customId is not a button this server runs")
     if body.taskId:
         pressed = mj.Press(pressed.task_type, body.taskId, pressed.input, pressed.modal)
-    router: Router = request.app.state.router
     if pressed.modal:
-        return await run_in_threadpool(_hold_modal, router, key.owner, body, pressed)
-    return await run_in_threadpool(_child, router, key.owner, body, pressed)
+        return _hold_modal(router, key.owner, body, pressed)
+    return _child(router, key.owner, body, pressed)
 
 
 def _modal_key(router: Router, owner: str, task_id: str) -> str:
@@ -241,17 +248,19 @@ def _hold_modal(router: Router, owner: str, body: mj.Body, press: mj.Press) -> J
 async def modal(request: Request, key: MjCaller) -> JSONResponse:
     """The prompt (custom zoom: with `--zoom`) or mask (vary region: `maskBase64`) that the
     action answered with code 21 waits for; `taskId` is that answer's `result`."""
-    body = await _read(request, mj.ModalBody)
-    return await run_in_threadpool(_confirm, request.app.state.router, key.owner, body)
+    raw = await key.body()
+    return await key.run(_confirm, request.app.state.router, raw)
 
 
-def _confirm(router: Router, owner: str, body: mj.ModalBody) -> JSONResponse:
+def _confirm(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    body = _read(raw, mj.ModalBody)
+    owner = key.owner
     if not ID_RE.fullmatch(body.taskId):
         raise NOT_FOUND
-    raw = router.redis.get(_modal_key(router, owner, body.taskId))
-    if raw is None:
+    stored = router.redis.get(_modal_key(router, owner, body.taskId))
+    if stored is None:
         raise NOT_FOUND
-    held = json.loads(text(raw))
+    held = json.loads(text(stored))
     task_type = TaskType(held["task_type"])
     input_: dict[str, Any] = dict(held["input"])
     if task_type is TaskType.INPAINT:
@@ -271,23 +280,33 @@ def _confirm(router: Router, owner: str, body: mj.ModalBody) -> JSONResponse:
 async def change(request: Request, key: MjCaller) -> JSONResponse:
     """`{action: UPSCALE | VARIATION | REROLL, index, taskId}` (novicezk `dto/
     SubmitChangeDTO.java:15-23`)."""
-    body = await _read(request, mj.ChangeBody)
-    return await _change(request, key.owner, body, body.taskId, body.action, body.index)
+    raw = await key.body()
+    return await key.run(_change_body, request.app.state.router, raw)
+
+
+def _change_body(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    body = _read(raw, mj.ChangeBody)
+    return _change(router, key.owner, body, body.taskId, body.action, body.index)
 
 
 @routes.post("/mj/submit/simple-change", summary="Upscale, vary or reroll: `<taskId> U1`")
 async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
     """`{content: "<taskId> U1"}`: U1-U4, V1-V4 or R (novicezk `dto/SubmitSimpleChangeDTO.
     java:14-15`)."""
-    body = await _read(request, mj.SimpleChangeBody)
+    raw = await key.body()
+    return await key.run(_simple_change, request.app.state.router, raw)
+
+
+def _simple_change(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    body = _read(raw, mj.SimpleChangeBody)
     parsed = mj.simple_change(body.content)
     if parsed is None:
         return _invalid("content must be '<taskId> U1' to U4, V1 to V4, or R")
-    return await _change(request, key.owner, body, *parsed)
+    return _change(router, key.owner, body, *parsed)
 
 
-async def _change(
-    request: Request, owner: str, body: mj.Body, task_id: str, kind: str, index: int | None
+def _change(
+    router: Router, owner: str, body: mj.Body, task_id: str, kind: str, index: int | None
 ) -> JSONResponse:
     if not task_id:
         return _invalid("taskId is required")
@@ -300,20 +319,28 @@ async def _change(
             return _invalid("index must be 1, 2, 3 or 4")
         input_["index"] = index
     press = mj.Press(task_type, task_id, input_)
-    return await run_in_threadpool(_child, request.app.state.router, owner, body, press)
+    return _child(router, owner, body, press)
 
 
 @routes.post("/mj/submit/{kind}", summary="Submissions this server does not run")
-def unsupported(kind: str, key: MjCaller) -> JSONResponse:
+async def unsupported(kind: str, key: MjCaller) -> JSONResponse:
     """describe, blend, shorten, uploads...: refused with code 4 (after the key check)."""
+    return await key.run(_unsupported, kind)
+
+
+def _unsupported(key: ApiKey, kind: str) -> JSONResponse:
     return _invalid(f"/mj/submit/{kind[:40]} is not served here", "unsupported")
 
 
 @routes.get("/mj/task/{task_id}/fetch", summary="A task")
-def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
+async def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
     """The caller's task as a midjourney-proxy task (status MODAL while an action waits
     for its modal); another owner's is unknown (404)."""
-    found = _tasks(request.app.state.router, key.owner, [task_id])
+    return await key.run(_fetch, request.app.state.router, task_id)
+
+
+def _fetch(key: ApiKey, router: Router, task_id: str) -> JSONResponse:
+    found = _tasks(router, key.owner, [task_id])
     if not found:
         raise NOT_FOUND
     return JSONResponse(found[0])
@@ -324,12 +351,16 @@ def fetch(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
 async def list_by_condition(request: Request, key: MjCaller) -> JSONResponse:
     """The caller's tasks among `ids` (unknown and other owners' ids are left out, as the
     servers leave out ids they do not have: trueai `TaskController.cs:189-206`)."""
-    body = await _read(request, mj.ConditionBody)
+    raw = await key.body()
+    return await key.run(_list, request.app.state.router, raw)
+
+
+def _list(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    body = _read(raw, mj.ConditionBody)
     ids = [i.strip() for i in body.ids or []]
     if len(ids) > MAX_IDS:
         raise ApiError(400, ErrorCode.INVALID_TASK, f"ids holds more than {MAX_IDS} ids")
-    router: Router = request.app.state.router
-    return JSONResponse(await run_in_threadpool(_tasks, router, key.owner, ids))
+    return JSONResponse(_tasks(router, key.owner, ids))
 
 
 def _tasks(router: Router, owner: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -353,10 +384,13 @@ def _tasks(router: Router, owner: str, ids: list[str]) -> list[dict[str, Any]]:
 
 
 @routes.post("/mj/task/{task_id}/cancel", summary="Cancel a task")
-def cancel(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
+async def cancel(request: Request, task_id: str, key: MjCaller) -> JSONResponse:
     """Cancel the caller's task: it ends FAILURE (`failReason` cancelled), as trueai fails
     a cancelled task (`TaskController.cs:86-124`); a running one once its job is stopped."""
-    router: Router = request.app.state.router
+    return await key.run(_cancel, request.app.state.router, task_id)
+
+
+def _cancel(key: ApiKey, router: Router, task_id: str) -> JSONResponse:
     if not ID_RE.fullmatch(task_id):
         raise NOT_FOUND
     status, outcome = router.tasks.cancel(key.owner, task_id)

@@ -23,13 +23,13 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from router.api.auth import Caller
 from router.api.body import parse_json
 from router.api.envelope import HOOK_FORMAT, MODEL, ApiError, Envelope, ok
+from router.apikeys import ApiKey
 from router.core import Router
 from router.models import ID_RE, ErrorCode, TaskType
 from router.requests import Rejection, _describe, check_message
@@ -161,13 +161,17 @@ def submit(router: Router, request: TaskRequest, owner: str) -> JSONResponse:
 )
 async def create_task(request: Request, key: Caller) -> JSONResponse:
     """Submit a Midjourney task: `imagine`, or a child of a completed task."""
-    data = parse_json(await request.body())
+    raw = await key.body()
+    return await key.run(_create, request.app.state.router, raw)
+
+
+def _create(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+    data = parse_json(raw)
     try:
         body = TaskRequest.model_validate(data)
     except ValidationError as e:
         raise _invalid(_describe(e)) from None
-    router: Router = request.app.state.router
-    return await run_in_threadpool(submit, router, body, key.owner)
+    return submit(router, body, key.owner)
 
 
 def _own_task_id(task_id: str) -> str:
@@ -177,9 +181,12 @@ def _own_task_id(task_id: str) -> str:
 
 
 @routes.get(PATH + "/{task_id}", summary="Get a task", responses=ANSWERS)
-def get_task(request: Request, task_id: str, key: Caller) -> JSONResponse:
+async def get_task(request: Request, task_id: str, key: Caller) -> JSONResponse:
     """The task's state; another owner's task answers as an unknown one."""
-    router: Router = request.app.state.router
+    return await key.run(_get, request.app.state.router, task_id)
+
+
+def _get(key: ApiKey, router: Router, task_id: str) -> JSONResponse:
     task = router.tasks.get(_own_task_id(task_id), key.owner)
     if task is None:
         raise ApiError(404, "task_not_found", "no such task")
@@ -187,10 +194,13 @@ def get_task(request: Request, task_id: str, key: Caller) -> JSONResponse:
 
 
 @routes.delete(PATH + "/{task_id}", summary="Cancel a task", responses=ANSWERS)
-def cancel_task(request: Request, task_id: str, key: Caller) -> JSONResponse:
+async def cancel_task(request: Request, task_id: str, key: Caller) -> JSONResponse:
     """Cancel a task: a pending one ends now, a processing one once its job is stopped
     (or runs to its end where the backend cannot stop it: `meta.cancel_outcome`)."""
-    router: Router = request.app.state.router
+    return await key.run(_cancel, request.app.state.router, task_id)
+
+
+def _cancel(key: ApiKey, router: Router, task_id: str) -> JSONResponse:
     status, outcome = router.tasks.cancel(key.owner, _own_task_id(task_id))
     router.apply(outcome)
     task = router.tasks.get(task_id, key.owner) if status else None
