@@ -59,9 +59,12 @@ class Polls:
         return Claim(int(now), None if due < 0 else due, [Entry.parse(m) for m in members])
 
     def later(self, entries: Sequence[Entry], due_us: int) -> None:
-        """Poll these entries again at `due_us` (only those still scheduled)."""
+        """Poll these entries again by `due_us` (only those still scheduled, and never later
+        than they are now due: a callback that made one due at once while it was being
+        polled is not undone by that poll's rescheduling)."""
         if entries:
-            self.redis.zadd(self.keys.polls, {e.member: due_us for e in entries}, xx=True)
+            members = {e.member: due_us for e in entries}
+            self.redis.zadd(self.keys.polls, members, xx=True, lt=True)
 
     def done(self, entries: Sequence[Entry]) -> None:
         if entries:

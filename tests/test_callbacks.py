@@ -421,3 +421,17 @@ def test_a_burst_of_callbacks_is_answered_not_reset(
     with ThreadPoolExecutor(200) as pool:
         codes = list(pool.map(lambda _: post(url)[0], range(400)))
     assert codes == [204] * 400
+
+
+def test_a_callback_during_a_poll_is_not_undone_when_that_poll_reschedules_its_job(
+    router: Router, receiver: str, signer: Callbacks
+) -> None:
+    """The job ends while a poller that saw it running still holds it: the callback's
+    "due now" survives that poller's "next poll in an interval"."""
+    entry = Entry("alice", "racing", 1)
+    router.polls.add(entry)
+    claim = router.polls.claim(10, 60_000_000)  # a poller holds it (it is being polled)
+    assert claim.entries == [entry]
+    assert post(signer.url(receiver, entry))[0] == 204  # the job ended meanwhile
+    router.polls.later([entry], claim.now_us + 1_000_000)  # that poll saw it running
+    assert router.redis.zscore(router.keys.polls, entry.member) == 0  # still due at once
