@@ -17,19 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from redis import Redis
 from rq import Queue
 
+from bench.measure import children_cpu, redis_cpu, wait
 from router.core import Router
 from router.pool import AccountSpec
 from router.redis_server import purge
@@ -56,25 +55,6 @@ class Row:
     @property
     def cpu_ms_per_task(self) -> float:
         return 1000 * self.cpu_seconds / self.tasks
-
-
-def children_cpu() -> float:
-    """CPU seconds of every child process waited for so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def redis_cpu(redis: Redis) -> float:
-    info = redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def rq_alone(redis: Redis, tasks: int, workers: int, simple: bool) -> Row:

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 
 from redis import Redis
 
+from bench.measure import proc_cpu, redis_cpu, self_cpu
 from bench.route_throughput import SMALL_POOL, dispatch_latency, routed_rate
 from router.core import Router
 from router.pool import AccountSpec
@@ -45,7 +45,6 @@ from router.redis_server import purge
 from router.settings import Settings
 
 URL = os.environ.get("BYOA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-TICK = os.sysconf("SC_CLK_TCK")
 OWNER = "owner0"
 ACCOUNTS = 200
 """One owner's accounts, 100 fast and 100 relax slots each: 20,000 tasks placed at once
@@ -89,23 +88,6 @@ class Row:
             "redis_cpu_ms_per_request": 1000 * self.redis_cpu_s / max(1, self.requests),
             "generator_cores": self.generator_cpu_s / self.seconds,
         }
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def redis_cpu(redis: Redis) -> float:
-    info = redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def free_port() -> int:

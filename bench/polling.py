@@ -61,6 +61,7 @@ from typing import Any
 from pydantic import SecretStr
 from redis import Redis
 
+from bench.measure import proc_cpu, redis_cpu, wait
 from router.core import Router
 from router.polls import Claim
 from router.pool import AccountSpec
@@ -150,26 +151,6 @@ class RequestRow:
     @property
     def per_job_poll(self) -> float:
         return self.requests / max(self.job_polls, 1)
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system, every thread) of a running process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def redis_cpu(redis: Redis) -> float:
-    info = redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def forget(router: Router) -> None:
