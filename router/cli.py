@@ -406,6 +406,41 @@ def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     click.echo(render_accounts([v.model_dump(mode="json") for v in views]))
 
 
+@main.group()
+def owners() -> None:
+    """Manage owners' choices."""
+
+
+@owners.command("set")
+@click.argument("owner")
+@click.option(
+    "--upgrade-expiring/--no-upgrade-expiring",
+    "upgrade_expiring",
+    default=None,
+    help="Run relax tasks fast on fast hours that will surely expire unused (default: off).",
+)
+@click.pass_context
+def owners_set(ctx: click.Context, owner: str, upgrade_expiring: bool | None) -> None:
+    """Change an owner's choices."""
+    router = _router(ctx)
+    router.apply(router.pool.set_owner_options(owner, upgrade_expiring=upgrade_expiring))
+    click.echo(f"updated {owner}")
+
+
+@owners.command("show")
+@click.argument("owner")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def owners_show(ctx: click.Context, owner: str, as_json: bool) -> None:
+    """Print an owner's choices."""
+    options = _router(ctx).pool.owner_options(owner)
+    if as_json:
+        _echo_json(options.model_dump(mode="json"))
+        return
+    for k, v in options.model_dump(mode="json").items():
+        click.echo(f"{k:16} {v}")
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default: BYOA_API_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: BYOA_API_PORT, 8080).")

@@ -31,6 +31,7 @@ WEBHOOK = "hook"  # string per task: its webhook secret, read only by deliverers
 OUTBOX = "outbox"  # zset: webhook deliveries `<task>/<event>` by when due (µs)
 CURSOR = "cursor"  # hash: per slot, the account a round-robin strategy chose last
 SYNCED = "synced"  # string per account: held while one worker reads its backend's state
+OPTIONS = "options"  # hash: the owner's choices (`upgrade_expiring`: '1' opted in)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,10 @@ class Keys:
     def stats(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{STATS}"
 
+    def owner_options(self, owner: str) -> str:
+        """Hash: the owner's choices, e.g. `upgrade_expiring` (see `router.pool.OwnerOptions`)."""
+        return f"{self.owner_base(owner)}:{OPTIONS}"
+
     def webhook_secret(self, owner: str, task_id: str) -> str:
         return f"{self.owner_base(owner)}:{WEBHOOK}:{task_id}"
 
@@ -215,4 +220,5 @@ local K_TIMERS = O .. ':{TIMERS}'
 local K_STATS = O .. ':{STATS}'
 local K_OUTBOX = O .. ':{OUTBOX}'
 local K_CURSOR = O .. ':{CURSOR}'
+local K_OPTIONS = O .. ':{OPTIONS}'
 """

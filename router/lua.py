@@ -17,7 +17,15 @@ from pathlib import Path
 
 from router.keys import lua_key_helpers
 from router.models import Strategy
-from router.policy import SCORE_HOURS_SPAN, SCORE_LOAD_SCALE, US_PER_DAY, US_PER_HOUR
+from router.policy import (
+    SCORE_HOURS_SPAN,
+    SCORE_LOAD_SCALE,
+    UNDATED_SCORE,
+    UPGRADE_REASON,
+    URGENCY_BUCKET_US,
+    US_PER_DAY,
+    US_PER_HOUR,
+)
 
 COMMANDS = Path(__file__).with_name("commands")
 OWNER_SCRIPTS = ("submit", "start", "settle", "cancel", "account_write", "renew", "reap", "wake")
@@ -41,7 +49,7 @@ def _string(value: str) -> str:
 
 
 def generated(
-    strategy: Strategy = Strategy.LEAST_LOADED, clock_key: str | None = None
+    strategy: Strategy = Strategy.RENEWAL, clock_key: str | None = None
 ) -> dict[str, str]:
     """The generated includes: key helpers, constants, and this process's configuration
     (how accounts are chosen; a simulation's virtual clock key, read instead of TIME)."""
@@ -50,6 +58,8 @@ def generated(
         "generated/keys": lua_key_helpers(),
         "generated/constants": (
             f"local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}\n"
+            f"local URGENCY, UNDATED = {URGENCY_BUCKET_US}, {UNDATED_SCORE}\n"
+            f"local UPGRADE_REASON = {_string(UPGRADE_REASON)}\n"
             f"local BUCKETS = {{\n  {buckets},\n}}\n"
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"
         ),

@@ -43,9 +43,18 @@ class Strategy(StrEnum):
     """How a task's account is chosen: ours, or one of the open proxies' rules (which bind
     a task to an account on arrival), kept for comparison."""
 
+    RENEWAL = "renewal"
+    """Ours (the default): one line per owner and mode; a freed slot goes to its head. A
+    fast or turbo task goes to the free account whose fast hours would expire first (the
+    earliest latest start, `policy.latest_start_us`), Basic first among equally urgent
+    ones, then the least loaded; accounts without a renewal date come last, as in
+    `LEAST_LOADED`. Relax as `LEAST_LOADED`."""
     LEAST_LOADED = "least_loaded"
-    """Ours: one line per owner and mode; a freed slot goes to its head, a new task to the
-    free account with the lowest load, then the most fast time."""
+    """The owner lines of `RENEWAL`, but a new task goes to the free account with the lowest
+    load, then the most fast time (the router before renewal dates counted)."""
+    FILL_FIRST = "fill_first"
+    """trueai midjourney-proxy's AccountFill: the first account with a free slot, in a fixed
+    order (account id order here); if none has one, `BEST_WAIT_IDLE`'s choice."""
     RANDOM = "random"
     ROUND_ROBIN = "round_robin"
     WEIGHTED = "weighted"

@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot
+from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot, Strategy
 
 SCORE_LOAD_SCALE = 1_000_000
 """Load fractions are compared to one part in a million."""
 SCORE_HOURS_SPAN = 1_000_000_000
 """Available fast milliseconds break load ties; capped below this span (about 277 hours)."""
+URGENCY_BUCKET_US = 3_600_000_000
+"""`RENEWAL` treats latest starts within the same hour as equally urgent: load decides."""
+UNDATED_SCORE = 2**50
+"""`RENEWAL` scores of accounts without a renewal date start here, after every dated one
+(dated scores stay below 2^23 hours x 2 x SCORE_LOAD_SCALE); all stay below 2^53, which a
+Lua number (a double) holds exactly."""
+UPGRADE_REASON = "fast_hours_expiring"
+"""`upgrade_reason` of a relax task run fast on hours that would surely expire."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class AccountState:
     """Jobs started on UTC day `day` (days since the epoch)."""
     work_hours: tuple[int, int] | None = None
     """UTC hours [start, end) in which it may start jobs (may wrap midnight); None: always."""
+    renews_at_us: int | None = None
+    """The next renewal (µs): what fast time is left then is lost. None: no date known."""
 
     def inflight(self, slot: Slot) -> int:
         return self.fast_inflight if slot is Slot.FAST else self.relax_inflight
@@ -105,19 +115,91 @@ def can_take(a: AccountState, slot: Slot, now_us: int = 0) -> bool:
     return has_relax_time(a) and a.relax_inflight < a.relax_limit
 
 
-def account_score(a: AccountState, slot: Slot) -> int:
-    """Lower is chosen first: the least loaded account; for fast, then the most fast time left."""
+def available_ms(a: AccountState) -> int:
+    """Fast time not yet reserved, capped to the score's span."""
+    return min(max(a.fast_ms - a.fast_reserved_ms, 0), SCORE_HOURS_SPAN - 1)
+
+
+def latest_start_us(a: AccountState) -> int | None:
+    """The last instant from which running every fast slot until the renewal still uses the
+    account's available fast time (µs); None without a renewal date.
+
+    Least laxity first: unlike the burn rate (available / time left), it sees that an
+    account with few slots must start early, and it does not change as time passes (only
+    when the account's time does), so it can be an index score. Fast slots burn at most
+    1 ms of fast time per ms (turbo jobs burn twice as fast but run shorter).
+    """
+    if not a.renews_at_us:  # None, or 0 as the scripts store "no date"
+        return None
+    return a.renews_at_us - available_ms(a) * 1000 // max(a.fast_limit, 1)
+
+
+def surely_expires(a: AccountState, now_us: int) -> bool:
+    """Some of the account's fast time cannot be used before its renewal, even if every fast
+    slot ran until then: its latest start has passed."""
+    start = latest_start_us(a)
+    return start is not None and now_us > start
+
+
+def account_score(a: AccountState, slot: Slot, strategy: Strategy = Strategy.LEAST_LOADED) -> int:
+    """Lower is chosen first (ties: `tie_break`, then the id).
+
+    `LEAST_LOADED` (and relax under every strategy): the least loaded account; for fast,
+    then the most fast time left. `RENEWAL`, fast: the earliest latest start by the hour,
+    then Basic (its slots serve nothing else), then the least loaded; undated accounts after
+    every dated one, as `LEAST_LOADED` orders them.
+    """
     load = a.inflight(slot) * SCORE_LOAD_SCALE // max(a.limit(slot), 1)
     if slot is Slot.RELAX:
         return load
-    available = min(max(a.fast_ms - a.fast_reserved_ms, 0), SCORE_HOURS_SPAN - 1)
-    return load * SCORE_HOURS_SPAN + (SCORE_HOURS_SPAN - 1 - available)
+    today = load * SCORE_HOURS_SPAN + (SCORE_HOURS_SPAN - 1 - available_ms(a))
+    start = latest_start_us(a) if strategy is Strategy.RENEWAL else None
+    if start is None:
+        return today if strategy is not Strategy.RENEWAL else UNDATED_SCORE + today
+    urgency = max(start, 0) // URGENCY_BUCKET_US
+    plan = 0 if a.plan is Plan.BASIC else 1
+    return (urgency * 2 + plan) * SCORE_LOAD_SCALE + load
 
 
-def choose(accounts: Iterable[AccountState], slot: Slot, now_us: int = 0) -> AccountState | None:
-    """The account a task needing `slot` goes to now, or None if every eligible one is busy."""
+def tie_break(a: AccountState, slot: Slot) -> int:
+    """Between equal scores, the most fast time left first (`RENEWAL`'s dated scores
+    leave it out; it is already in every other fast score)."""
+    return 0 if slot is Slot.RELAX else SCORE_HOURS_SPAN - 1 - available_ms(a)
+
+
+def choose(
+    accounts: Iterable[AccountState],
+    slot: Slot,
+    now_us: int = 0,
+    strategy: Strategy = Strategy.LEAST_LOADED,
+) -> AccountState | None:
+    """The account a task needing `slot` goes to now, or None if every eligible one is busy.
+
+    `FILL_FIRST`: the first free account in id order. The other peers bind on arrival and
+    are not modelled here.
+    """
     free = [a for a in accounts if can_take(a, slot, now_us)]
-    return min(free, key=lambda a: (account_score(a, slot), a.id), default=None)
+    if strategy is Strategy.FILL_FIRST:
+        return min(free, key=lambda a: a.id, default=None)
+    return min(
+        free,
+        key=lambda a: (account_score(a, slot, strategy), tie_break(a, slot), a.id),
+        default=None,
+    )
+
+
+def upgrade_target(accounts: Iterable[AccountState], now_us: int) -> AccountState | None:
+    """Where an opted-in owner's relax task runs fast now, or None: a non-Basic account that
+    can take fast work now and whose fast time surely expires unused (the most surplus first).
+
+    Basic is left out: relax work never lands on Basic, even upgraded.
+    """
+    ready = [
+        a
+        for a in accounts
+        if a.plan is not Plan.BASIC and can_take(a, Slot.FAST, now_us) and surely_expires(a, now_us)
+    ]
+    return min(ready, key=lambda a: (latest_start_us(a) or 0, a.id), default=None)
 
 
 @dataclass(frozen=True)

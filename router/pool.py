@@ -288,7 +288,16 @@ class AccountView(BaseModel):
             day=self.raw_day,
             day_jobs=self.raw_day_jobs,
             work_hours=self.work_hours,
+            renews_at_us=self.renews_at_us,
         )
+
+
+class OwnerOptions(BaseModel):
+    """An owner's choices about how its work is placed."""
+
+    upgrade_expiring: bool = False
+    """Run relax tasks fast on an account whose fast time will surely expire unused before
+    its renewal (`policy.surely_expires`); off by default: relax never uses fast hours."""
 
 
 _MODES = ("fast", "turbo", "relax")
@@ -735,6 +744,23 @@ class Pool:
         for o, a in ids:
             pipe.hgetall(self.keys.account(o, a))
         return [AccountView.from_hash(text_hash(h)) for h in pipe.execute() if h]
+
+    def owner_options(self, owner: str) -> OwnerOptions:
+        """The owner's choices as stored (defaults where none is)."""
+        raw = text_hash(self.redis.hgetall(self.keys.owner_options(owner)))
+        return OwnerOptions(upgrade_expiring=raw.get("upgrade_expiring") == "1")
+
+    def set_owner_options(self, owner: str, *, upgrade_expiring: bool | None = None) -> Outcome:
+        """Change the owner's choices, then give its waiting work the slots that changes
+        (an opt-in may start relax tasks fast at once): pass the Outcome to `Router.apply`."""
+        if not ID_RE.fullmatch(owner):
+            raise AccountError("invalid_account", f"owner id {owner!r} is not valid")
+        if upgrade_expiring is not None:
+            self.redis.hset(
+                self.keys.owner_options(owner), "upgrade_expiring", "1" if upgrade_expiring else "0"
+            )
+        raw = self.scripts.owner_call(self.scripts.wake, owner, [])
+        return Scripts.decode(owner, raw)[1]
 
     def owners(self) -> list[str]:
         return sorted({text(v) for v in self.redis.hvals(self.keys.account_owners)})

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     sim_clock: bool = False
     """Simulation only: scripts and the simulated driver read the time from
     `<prefix>:clock` (µs) when it is set, so a day of traffic runs in virtual time."""
-    strategy: Strategy = Strategy.LEAST_LOADED
+    strategy: Strategy = Strategy.RENEWAL
     """How a task's account is chosen (see `Strategy`); every router of a pool must agree."""
     plans: dict[Plan, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     gpu_seconds: dict[TaskType, GpuSeconds] = Field(

@@ -69,6 +69,9 @@ class Task(BaseModel):
     """POSTs made for that delivery."""
     webhook_error: str | None = None
     """Why its last POST failed: `HTTP <status>` or the exception's name."""
+    upgrade_reason: str | None = None
+    """Why a relax task runs fast (`fast_hours_expiring`: its owner opted in to spend fast
+    hours that would surely expire unused); None for every other task."""
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Task:
@@ -106,6 +109,7 @@ class Task(BaseModel):
             webhook_status=h.get("webhook_status") or None,
             webhook_attempts=int(h["webhook_attempts"]) if h.get("webhook_attempts") else None,
             webhook_error=h.get("webhook_error") or None,
+            upgrade_reason=h.get("upgrade_reason") or None,
         )
 
     def public(self) -> dict[str, Any]:

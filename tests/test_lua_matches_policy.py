@@ -1,19 +1,33 @@
-"""The placement Lua keeps its indexes exactly as `router.policy` says, on generated pools."""
+"""The placement Lua keeps its indexes exactly as `router.policy` says, on generated pools,
+under each strategy the policy models, with renewal dates, on a virtual clock."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from redis import Redis
 
 from router import policy
 from router.core import Router
-from router.models import Mode, Plan, Setting, Slot
-from router.policy import AccountState
+from router.models import Mode, Plan, Setting, Slot, Strategy
+from router.policy import US_PER_DAY, US_PER_HOUR, AccountState
 from router.requests import NewTask
 from router.scripts import text
+from router.settings import Settings
 
+NOW = 1_790_000_000_123_456
+"""The virtual clock the scripts read in these tests (µs)."""
+
+renewals = st.one_of(
+    st.none(),
+    st.integers(NOW + 1, NOW + 6 * US_PER_HOUR),  # soon: hours may surely expire
+    st.integers(NOW + 1, NOW + 31 * US_PER_DAY),
+    st.sampled_from([NOW + US_PER_DAY, NOW + 2 * US_PER_DAY]),  # ties across accounts
+)
 accounts = st.builds(
     AccountState,
     id=st.sampled_from(["a0", "a1", "a2", "a3"]),
@@ -26,11 +40,25 @@ accounts = st.builds(
     fast_inflight=st.integers(0, 12),
     relax_inflight=st.integers(0, 3),
     enabled=st.booleans(),
+    renews_at_us=renewals,
 )
 pools = st.lists(accounts, max_size=4, unique_by=lambda a: a.id)
 SLOW = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+MODELLED = [Strategy.RENEWAL, Strategy.LEAST_LOADED, Strategy.FILL_FIRST]
+"""The strategies `policy.choose` models (the other peers bind on arrival at random etc.)."""
+
+
+@pytest.fixture(params=MODELLED, ids=[s.value for s in MODELLED])
+def router(
+    request: pytest.FixtureRequest, settings: Settings, redis_conn: Redis
+) -> Iterator[Router]:
+    """A router with this strategy whose scripts read the virtual clock, set to NOW."""
+    changed = settings.model_copy(update={"strategy": request.param, "sim_clock": True})
+    built = Router(changed, redis_conn)
+    redis_conn.set(built.keys.clock, NOW)
+    yield built
 
 
 def load(router: Router, owner: str, pool: list[AccountState]) -> None:
@@ -61,6 +89,7 @@ def load(router: Router, owner: str, pool: list[AccountState]) -> None:
                 "fast_inflight": a.fast_inflight,
                 "relax_inflight": a.relax_inflight,
                 "enabled": int(a.enabled),
+                "renews_at": a.renews_at_us or 0,
             },
         )
         router.pool._write(owner, "set", a.id, {})
@@ -88,15 +117,15 @@ def test_indexes_and_scores_match_policy(router: Router, pool: list[AccountState
         assert (a.id in members["relaxcap"]) == policy.has_relax_time(a)
         for slot in Slot:
             score = router.redis.zscore(f"{base}:free:{slot.value}", a.id)
-            assert (score is not None) == policy.can_take(a, slot), (a, slot)
+            assert (score is not None) == policy.can_take(a, slot, NOW), (a, slot)
             if score is not None:
-                assert int(score) == policy.account_score(a, slot)
+                assert int(score) == policy.account_score(a, slot, router.settings.strategy)
         stored = router.pool.get(a.id)
         assert stored is None or stored.setting == a.setting  # the flip happened
 
 
 @SLOW
-@given(pool=pools, mode=st.sampled_from(list(Mode)))
+@given(pool=pools, mode=st.sampled_from(list(Mode)), opted=st.booleans())
 # These two run first, in this order: the first leaves a fast task waiting as a relax
 # fallback; the second must still place its own task on the one free fast slot.
 @example(
@@ -104,15 +133,29 @@ def test_indexes_and_scores_match_policy(router: Router, pool: list[AccountState
         AccountState("a0", Plan.STANDARD, Setting.RELAX, fast_ms=1, relax_limit=1, relax_inflight=1)
     ],
     mode=Mode.FAST,
+    opted=False,
 )
 @example(
     pool=[AccountState("a1", Plan.STANDARD, Setting.FAST, fast_ms=1, fast_limit=1)],
     mode=Mode.FAST,
+    opted=False,
+)
+@example(  # the hours of a0 surely expire: an opted-in owner's relax task runs fast there
+    pool=[
+        AccountState(
+            "a0", Plan.STANDARD, Setting.FAST, fast_ms=10**8, renews_at_us=NOW + US_PER_HOUR
+        ),
+        AccountState("a1", Plan.STANDARD, Setting.FAST, fast_ms=10**8),
+    ],
+    mode=Mode.RELAX,
+    opted=True,
 )
 def test_submit_routes_as_policy_route_and_places_on_policy_choice(
-    router: Router, pool: list[AccountState], mode: Mode
+    router: Router, pool: list[AccountState], mode: Mode, opted: bool
 ) -> None:
     load(router, "o", pool)
+    if opted:
+        router.redis.hset(router.keys.owner_options("o"), "upgrade_expiring", "1")
     states = [flipped(a) for a in pool]
     expected = policy.route(mode, states)
     task = NewTask(uuid.uuid4().hex, "o", "imagine", mode.value, "", "x", "{}", 60_000)
@@ -125,11 +168,23 @@ def test_submit_routes_as_policy_route_and_places_on_policy_choice(
         assert record.error is not None and record.error.code == expected.error
         assert not outcome.placed
         return
-    assert record.effective_mode == expected.mode
     assert record.fallback_reason == expected.fallback
     assert expected.mode is not None
-    choice = policy.choose(states, Slot.RELAX if expected.mode is Mode.RELAX else Slot.FAST)
+    lines = router.settings.strategy in (Strategy.RENEWAL, Strategy.LEAST_LOADED)
+    upgrades = opted and mode is Mode.RELAX and lines  # a peer binds the task on arrival
+    target = policy.upgrade_target(states, NOW) if upgrades else None
+    if target is not None:
+        assert record.effective_mode == Mode.FAST
+        assert record.upgrade_reason == policy.UPGRADE_REASON
+        assert [(p.account_id, p.slot) for p in outcome.placed] == [(target.id, Slot.FAST)]
+        return
+    assert record.effective_mode == expected.mode
+    assert record.upgrade_reason is None
+    slot = Slot.RELAX if expected.mode is Mode.RELAX else Slot.FAST
+    choice = policy.choose(states, slot, NOW, router.settings.strategy)
     if choice is None:
-        assert not outcome.placed and record.account_id is None  # busy: it waits
+        assert not outcome.placed  # busy: it waits
+        if router.settings.strategy is not Strategy.FILL_FIRST:  # (which binds it on arrival)
+            assert record.account_id is None
     else:
         assert [p.account_id for p in outcome.placed] == [choice.id]

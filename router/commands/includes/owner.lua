@@ -53,6 +53,12 @@ local function incr(key, field, delta)
   local v = (tonumber(redis.call('HGET', key, field) or '0') or 0) + delta
   redis.call('HSET', key, field, istr(math.max(-MAX_INT, math.min(MAX_INT, v))))
 end
+-- Whole-number division rounded down, exact for operands below 2^53 (as Python's //).
+local function idiv(x, y)
+  local q = math.floor(x / y)
+  if q * y > x then q = q - 1 elseif (q + 1) * y <= x then q = q + 1 end
+  return q
+end
 local function slot_of(mode) if mode == 'relax' then return 'relax' end return 'fast' end
 local function member(set, id, yes)
   if yes then redis.call('SADD', set, id) else redis.call('SREM', set, id) end

@@ -2,6 +2,17 @@
 -- and the automatic flip to relax (rule 4).
 -- Needs: owner, health.
 
+-- `policy.account_score` for a fast slot under RENEWAL: the hour of the latest start,
+-- Basic first, then load; undated accounts after every dated one, by `today`'s score.
+local function renewal_score(a, plan, avail, fl, load, today)
+  local renews = tonumber(redis.call('HGET', a, 'renews_at') or '')
+  if not renews or renews == 0 then return UNDATED + today end
+  local start = math.max(renews - idiv(avail * 1000, fl), 0)
+  local rank = 1
+  if plan == 'basic' then rank = 0 end
+  return (idiv(start, URGENCY) * 2 + rank) * LOAD + load
+end
+
 -- Recompute an account's index memberships and scores; flip it to relax when a fast
 -- setting has no fast time left (rule 4). Returns true if it flipped. A resting account
 -- is in no free index, and its next change (end of rest, renewal) is in the timers.
@@ -47,13 +58,15 @@ local function refresh(id)
   end
   if rest == 0 and fastcap and fi < fl and fast_ms - reserved > 0 then
     local avail = math.min(fast_ms - reserved, SPAN - 1)
-    local score = math.floor(fi * LOAD / fl) * SPAN + (SPAN - 1 - avail)
+    local load = idiv(fi * LOAD, fl)
+    local score = load * SPAN + (SPAN - 1 - avail)
+    if STRATEGY == 'renewal' then score = renewal_score(a, plan, avail, fl, load, score) end
     redis.call('ZADD', k_free('fast'), istr(score), id)
   else
     redis.call('ZREM', k_free('fast'), id)
   end
   if rest == 0 and relaxcap and ri < rl then
-    redis.call('ZADD', k_free('relax'), istr(math.floor(ri * LOAD / rl)), id)
+    redis.call('ZADD', k_free('relax'), istr(idiv(ri * LOAD, rl)), id)
   else
     redis.call('ZREM', k_free('relax'), id)
   end

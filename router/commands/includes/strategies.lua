@@ -1,5 +1,5 @@
 -- The open proxies' account-choice strategies, kept for comparison (`bench/scheduling.py`):
--- a task is bound to an account on arrival. Ours (least_loaded) needs none of this.
+-- a task is bound to an account on arrival. Ours (renewal, least_loaded) needs none of this.
 -- Needs: owner.
 
 local function spread(tid)  -- a number in [0, 1) fixed by the task id: reproducible runs
@@ -31,6 +31,14 @@ local function choose(tid, slot, ids)
     end
     return ids[#ids]
   end
+  if STRATEGY == 'fill_first' then
+    -- trueai midjourney-proxy's AccountFillRule (src/Midjourney.Services/
+    -- DiscordRuleService.cs:115-205): accounts in creation order (here: id order), the
+    -- first with a free slot; if none has one, its default rule (best_wait_idle, below).
+    for _, id in ipairs(ids) do
+      if redis.call('ZSCORE', k_free(slot), id) then return id end
+    end
+  end
   local best, fewest  -- best_wait_idle: fewest queued + running on the account
   for _, id in ipairs(ids) do
     local n = redis.call('LLEN', k_pin(id, slot))
@@ -42,7 +50,7 @@ end
 
 -- Where a peer strategy binds a new task of the owner in `slot` (nil: the owner's line).
 local function bind(tid, slot)
-  if STRATEGY == 'least_loaded' then return nil end
+  if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then return nil end
   local set = K_RELAXCAP
   if slot == 'fast' then set = K_FASTCAP end
   return choose(tid, slot, redis.call('SMEMBERS', set))
