@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from router.api import mjapi, taskapi
+from router.api.batcher import Batcher
 from router.api.body import BodyLimit
 from router.api.envelope import ApiError, refused
 from router.api.metrics import ApiMetrics, MetricsMiddleware
@@ -63,8 +64,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.router = router
-    app.state.api_keys = ApiKeys(router.redis, router.scripts)
+    app.state.api_keys = api_keys = ApiKeys(router.redis, router.scripts)
     app.state.metrics = metrics = ApiMetrics()
+    app.state.batcher = Batcher(router, api_keys, metrics.batch_requests.observe)
     app.include_router(taskapi.routes)
     app.include_router(mjapi.routes)
     for prefix in mjapi.PREFIXES:  # the same routes, choosing an imagine's mode
@@ -74,7 +76,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, limit=settings.max_message_bytes, timeout=settings.api_timeout_seconds
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.routes)
+    app.add_middleware(
+        MetricsMiddleware, metrics=metrics, routes=app.routes, prefixes=mjapi.PREFIXES
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -169,9 +173,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
-        # h11 always (uvicorn would pick httptools if installed), with a deadline on each
-        # request head: a connection that never finishes one cannot hold a slot forever
+        # httptools, with a deadline on each request head: a connection that never
+        # finishes one cannot hold a slot forever; uvloop where installed
         http=head_timeout_protocol(settings.api_timeout_seconds),
+        loop="auto",
         timeout_keep_alive=max(1, round(settings.api_timeout_seconds)),
         timeout_graceful_shutdown=GRACE_SECONDS,
     )

@@ -6,10 +6,10 @@ the key is never logged, nor put in an answer. A key over its rate answers 429 w
 `Retry-After`. The task API takes keys in `x-api-key`; the midjourney-proxy API in
 `mj-api-secret` or `Authorization: Bearer`.
 
-The key is checked in the endpoint's one worker-thread hop, with the endpoint's own Redis
-work (`Key.run`): the dependency only takes the header, and refuses a missing key at
-once. A body is read before that hop, its refusal (413, 408) kept for after the check, so
-a refused key answers 401 or 429 whatever its body.
+The key is checked on the batcher's thread, with the endpoint's own Redis work and the
+keys of the requests batched with it (`Key.run`): the dependency only takes the header,
+and refuses a missing key at once. A body is read before that, its refusal (413, 408)
+kept for after the check, so a refused key answers 401 or 429 whatever its body.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from router.api.batcher import Batcher, Submission
 from router.api.envelope import ApiError
-from router.apikeys import ApiKey, ApiKeys, AuthFailure
+from router.apikeys import ApiKey, AuthFailure
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,20 +56,16 @@ _bearer = HTTPBearer(
 )
 
 
-def _check(request: Request, presented: str | None, where: str) -> ApiKey:
+def _verdict(request: Request, found: ApiKey | AuthFailure, wait: float, where: str) -> ApiKey:
     """The key's record, or ApiError 401 / 429; `where` names the header(s) in the 401."""
-    state = request.app.state
-    keys: ApiKeys = state.api_keys
-    found = keys.authenticate(presented)
     if isinstance(found, AuthFailure):
-        state.metrics.auth_failures.labels(reason=found.value).inc()
+        request.app.state.metrics.auth_failures.labels(reason=found.value).inc()
         raise ApiError(
             401,
             "unauthorized",
             f"a valid API key is needed in the {where} header",
             {"WWW-Authenticate": "ApiKey"},
         )
-    wait = keys.allow(found)
     if wait > 0:
         raise ApiError(
             429,
@@ -81,7 +77,7 @@ def _check(request: Request, presented: str | None, where: str) -> ApiKey:
 
 
 class Key:
-    """The key a request presents, checked (it reads Redis) in the endpoint's hop."""
+    """The key a request presents, checked (it reads Redis) with the endpoint's work."""
 
     def __init__(self, request: Request, presented: str | None, where: str) -> None:
         self.request = request
@@ -89,7 +85,7 @@ class Key:
         self.where = where
         self._refusal: ApiError | None = None
         if not presented:  # no Redis needed: 401 at once, before any body is read
-            self.check()
+            self.check(AuthFailure.MISSING, 0.0)
 
     async def body(self) -> bytes:
         """The request body; b"" if it is refused (413, 408), answered after the check."""
@@ -99,22 +95,26 @@ class Key:
             self._refusal = e
             return b""
 
-    def check(self) -> ApiKey:
+    def check(self, found: ApiKey | AuthFailure, wait: float) -> ApiKey:
         """The key's record, or ApiError 401 / 429; then the body's refusal, if any."""
-        found = _check(self.request, self.presented, self.where)
+        key = _verdict(self.request, found, wait, self.where)
         if self._refusal is not None:
             raise self._refusal
-        return found
+        return key
 
     async def run(
-        self, work: Callable[Concatenate[ApiKey, P], T], *args: P.args, **kwargs: P.kwargs
+        self,
+        work: Callable[Concatenate[ApiKey, P], T | Submission],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T:
-        """`work(key record, ...)` after the check, both in one worker thread."""
-
-        def checked() -> T:
-            return work(self.check(), *args, **kwargs)
-
-        return await run_in_threadpool(checked)
+        """`work(key record, ...)` after the check, both on the batcher's thread (a
+        `Submission` that `work` returns is routed with the batch's others)."""
+        batcher: Batcher = self.request.app.state.batcher
+        answer: T = await batcher.run(
+            self.presented, self.check, lambda key: work(key, *args, **kwargs)
+        )
+        return answer
 
 
 async def caller(request: Request, presented: Annotated[str | None, Depends(_header)]) -> Key:

@@ -54,9 +54,9 @@ class BodyLimit:
             nonlocal seen
             if declared is not None and declared > self.limit:
                 raise BodyTooLarge(self.limit)
-            left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), max(left, 0.001))
+                async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.timeout) from None
             if message["type"] == "http.request":

@@ -6,7 +6,7 @@ code, their latency, and refused keys. Routes are the path templates
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import BaseRoute, Match
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.apikeys import AuthFailure
 
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
@@ -41,6 +42,12 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.batch_requests = Histogram(
+            "byoa_api_batch_requests",
+            "Requests whose Redis work (key checks, reads, submissions) one batch did.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         for reason in AuthFailure:  # each from zero, so that increase() sees the first
             self.auth_failures.labels(reason=reason.value)
 
@@ -48,19 +55,35 @@ class ApiMetrics:
 class MetricsMiddleware:
     """Counts and times every HTTP request (outermost, so refusals count too)."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: Sequence[BaseRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ApiMetrics,
+        routes: Sequence[BaseRoute],
+        prefixes: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
         """The app's routes (the list itself: routes added later count too)."""
+        self.prefixes = tuple(prefixes)
+        """Path prefixes that mount the same routes again (`/mj-fast`...), kept in labels."""
 
     def template(self, scope: Scope) -> str:
-        """The path template of the route that answers `scope`, or `unmatched`."""
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                return str(getattr(route, "path", "unmatched"))
-        return "unmatched"
+        """The path template of the route that answered `scope` (FastAPI's router notes it
+        in the scope; else the app's routes are matched again), with its mount prefix;
+        `unmatched` if no route did."""
+        path = getattr(scope.get("route"), "path", None)
+        if not isinstance(path, str):
+            for route in self.routes:
+                match, _ = route.matches(scope)
+                if match is not Match.NONE:
+                    return str(getattr(route, "path", "unmatched"))
+            return "unmatched"
+        if not scope["path"].startswith(path.split("{", 1)[0]):
+            prefix = next((p for p in self.prefixes if scope["path"].startswith(p + "/")), "")
+            path = prefix + path
+        return path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from router.api import mjapi_models as mj
 from router.api.auth import MjCaller
+from router.api.batcher import Submission
 from router.api.body import parse_json
 from router.api.envelope import ApiError
 from router.apikeys import ApiKey
@@ -132,20 +133,22 @@ def _message(
     return message
 
 
-def submit(router: Router, message: dict[str, Any], task_id: str | None = None) -> JSONResponse:
-    """Validate and route one task as the client does; answer as the servers do."""
+def submit(
+    router: Router, message: dict[str, Any], task_id: str | None = None
+) -> JSONResponse | Submission:
+    """Validate one task as the client does, to be routed with its batch and answered as
+    the servers do (`_submitted`)."""
     checked = check_message(message, router.settings, task_id)
     if isinstance(checked, Rejection):
         return _invalid(checked.message, checked.code)
     if checked.webhook is not None:  # the notifyHook is told in this API's task JSON
         ttl = router.settings.task_ttl_seconds
         keep_body_format(router.redis, router.keys, checked.owner, checked.id, mj.HOOK_FORMAT, ttl)
-    _, clashes = router.submit_many([checked])
-    if clashes:
-        raise ApiError(409, clashes[0].code, clashes[0].message)
-    task = router.tasks.get(checked.id, checked.owner)
-    if task is None:  # expired at once: only with an absurdly short task TTL
-        raise ApiError(503, "unavailable", "the task was stored but cannot be read back")
+    return Submission(checked, _submitted)
+
+
+def _submitted(task: Task) -> JSONResponse:
+    """A stored submission's answer: refused, in the owner's line, or placed."""
     if task.error is not None:
         code = mj.NOT_FOUND if task.error.code in ROUTED_NOT_FOUND else mj.VALIDATION_ERROR
         return answer(code, task.error.message, None, {"errorCode": task.error.code})
@@ -176,7 +179,7 @@ def _parent(router: Router, owner: str, task_id: str) -> Task | JSONResponse:
 
 def _child(
     router: Router, owner: str, body: mj.Body, press: mj.Press, prompt: str = ""
-) -> JSONResponse:
+) -> JSONResponse | Submission:
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
         return parent
@@ -191,7 +194,9 @@ async def imagine(request: Request, key: MjCaller) -> JSONResponse:
     return await key.run(_imagine, request.app.state.router, raw, _mode(request))
 
 
-def _imagine(key: ApiKey, router: Router, raw: bytes, mode: Mode | None) -> JSONResponse:
+def _imagine(
+    key: ApiKey, router: Router, raw: bytes, mode: Mode | None
+) -> JSONResponse | Submission:
     body = _read(raw, mj.ImagineBody)
     if not body.prompt.strip():
         return _invalid("prompt is required")
@@ -209,7 +214,7 @@ async def action(request: Request, key: MjCaller) -> JSONResponse:
     return await key.run(_action, request.app.state.router, raw)
 
 
-def _action(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+def _action(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
     body = _read(raw, mj.ActionBody)
     pressed = mj.press(body.customId)
     if pressed is None:
@@ -252,7 +257,7 @@ async def modal(request: Request, key: MjCaller) -> JSONResponse:
     return await key.run(_confirm, request.app.state.router, raw)
 
 
-def _confirm(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+def _confirm(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
     body = _read(raw, mj.ModalBody)
     owner = key.owner
     if not ID_RE.fullmatch(body.taskId):
@@ -284,7 +289,7 @@ async def change(request: Request, key: MjCaller) -> JSONResponse:
     return await key.run(_change_body, request.app.state.router, raw)
 
 
-def _change_body(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+def _change_body(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
     body = _read(raw, mj.ChangeBody)
     return _change(router, key.owner, body, body.taskId, body.action, body.index)
 
@@ -297,7 +302,7 @@ async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
     return await key.run(_simple_change, request.app.state.router, raw)
 
 
-def _simple_change(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+def _simple_change(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
     body = _read(raw, mj.SimpleChangeBody)
     parsed = mj.simple_change(body.content)
     if parsed is None:
@@ -307,7 +312,7 @@ def _simple_change(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
 
 def _change(
     router: Router, owner: str, body: mj.Body, task_id: str, kind: str, index: int | None
-) -> JSONResponse:
+) -> JSONResponse | Submission:
     if not task_id:
         return _invalid("taskId is required")
     task_type = mj.CHANGES.get(kind)

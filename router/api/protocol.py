@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol with a deadline on each request head.
+"""uvicorn's httptools protocol with a deadline on each request head.
 
 uvicorn closes a keep-alive connection that sends nothing after a response, but it waits
 forever for the rest of a request head once any byte of one arrived, or for the first
@@ -8,6 +8,9 @@ from the end of each response, to deliver a complete head; then it is answered 4
 it started one) or just closed (also if it still trickles the body of a request already
 answered). Once a head is in, nothing here applies until its response is written: the
 body has its own deadline (`router.api.body`) and a response is never cut short.
+
+httptools (llhttp, Node's parser) rather than h11: it costs the process about half as
+much CPU a request.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-TIMEOUT_ANSWER = (b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")
 TIMEOUT_TEXT = b"the request head did not arrive in time\n"
+TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(TIMEOUT_TEXT), TIMEOUT_TEXT)
+)
 
 
-class HeadTimeoutProtocol(H11Protocol):
-    """H11Protocol closing a connection whose request head is late; see the module."""
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol closing a connection whose request head is late; see the module."""
 
     head_timeout: float = 10.0
     """Seconds; set by `head_timeout_protocol`."""
@@ -31,6 +38,8 @@ class HeadTimeoutProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_timer: asyncio.TimerHandle | None = None
+        self.head_started = False
+        """Part of a request head arrived, and not all of it yet."""
 
     # uvicorn's own signature, narrower than asyncio.Protocol's (an ignore there too)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -41,19 +50,23 @@ class HeadTimeoutProtocol(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def on_message_begin(self) -> None:
+        self.head_started = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.head_started = False
+        self._disarm()
+        super().on_headers_complete()
+
     def on_response_complete(self) -> None:
         if not self.transport.is_closing():
-            self._arm()  # before the base class handles a request pipelined behind it
+            self._arm()  # before the base class starts a request pipelined behind it
         super().on_response_complete()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._in_request():
-            self._disarm()
-
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+    def handle_websocket_upgrade(self) -> None:
         self._disarm()  # the connection is another protocol's from here
-        super().handle_websocket_upgrade(event)
+        super().handle_websocket_upgrade()
 
     def _in_request(self) -> bool:
         """A head arrived and its response is not all written yet."""
@@ -72,17 +85,8 @@ class HeadTimeoutProtocol(H11Protocol):
         self.head_timer = None
         if self.transport.is_closing() or self._in_request():
             return
-        started = bool(self.conn.trailing_data[0])  # part of a head is waiting
-        try:
-            if started and self.conn.their_state is self.conn.our_state is h11.IDLE:
-                headers = [*TIMEOUT_ANSWER, (b"content-length", str(len(TIMEOUT_TEXT)).encode())]
-                response = h11.Response(status_code=408, headers=headers, reason=b"Request Timeout")
-                self.transport.write(self.conn.send(response) or b"")
-                self.transport.write(self.conn.send(h11.Data(data=TIMEOUT_TEXT)) or b"")
-                self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
-            self.conn.send(h11.ConnectionClosed())
-        except h11.LocalProtocolError:
-            pass  # h11 allows no answer in this state: just close
+        if self.head_started:
+            self.transport.write(TIMEOUT_ANSWER)
         self.transport.close()
 
 

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from router.api.auth import Caller
+from router.api.batcher import Submission
 from router.api.body import parse_json
 from router.api.envelope import HOOK_FORMAT, MODEL, ApiError, Envelope, ok
 from router.apikeys import ApiKey
@@ -129,21 +130,16 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
     return message
 
 
-def submit(router: Router, request: TaskRequest, owner: str) -> JSONResponse:
-    """Validate and route one task as the client does (`Client.submit`)."""
+def submit(router: Router, request: TaskRequest, owner: str) -> Submission:
+    """Validate one task as the client does (`Client.submit`), to be routed and answered
+    with its batch."""
     checked = check_message(to_message(request, owner), router.settings)
     if isinstance(checked, Rejection):
         raise _invalid(checked.message, checked.code)
     if checked.webhook is not None:  # told in this API's body, not our task record
         ttl = router.settings.task_ttl_seconds
         keep_body_format(router.redis, router.keys, owner, checked.id, HOOK_FORMAT, ttl)
-    _, clashes = router.submit_many([checked])
-    if clashes:
-        raise ApiError(409, clashes[0].code, clashes[0].message)
-    task = router.tasks.get(checked.id, owner)
-    if task is None:  # expired at once: only with an absurdly short task TTL
-        raise ApiError(503, "unavailable", "the task was stored but cannot be read back")
-    return ok(task)
+    return Submission(checked, ok)
 
 
 @routes.post(
@@ -165,7 +161,7 @@ async def create_task(request: Request, key: Caller) -> JSONResponse:
     return await key.run(_create, request.app.state.router, raw)
 
 
-def _create(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
+def _create(key: ApiKey, router: Router, raw: bytes) -> Submission:
     data = parse_json(raw)
     try:
         body = TaskRequest.model_validate(data)

@@ -1,0 +1,208 @@
+"""Every request's Redis work, done by one thread in batches.
+
+A request hands its work to the batcher and awaits the answer; the batcher's thread takes
+everything waiting, checks all its keys in one round trip, runs each request's work, and
+routes every task those requests submit together in one `Router.submit_many` (claim ids,
+one SUBMIT per owner, one rq transaction), then reads them back in one round trip. So a
+process under load pays Redis round trips per batch, not per request, and two threads (the
+event loop and this one) share the interpreter instead of dozens taking turns.
+
+A work function returns its answer, or a `Submission`: the task to route and how to
+answer once it is stored. An exception answers its own request only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from router.api.envelope import ApiError
+from router.apikeys import ApiKey, ApiKeys, AuthFailure
+from router.core import Router
+from router.errors import REDIS_OUTAGES, PartialFailure
+from router.requests import NewTask, Rejection
+from router.scripts import text_hash
+from router.tasks import Task
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+"""Requests taken together at most: a batch's answers wait for its slowest part."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A task a request routes, and its answer once the task is stored."""
+
+    task: NewTask
+    answer: Callable[[Task], Response]
+
+
+@dataclass
+class Item:
+    """One request's work, waiting for the batcher's thread."""
+
+    presented: str | None
+    """The API key the request presented."""
+    check: Callable[[ApiKey | AuthFailure, float], ApiKey]
+    """The key's verdict: its record, or the ApiError (401, 429...) it answers."""
+    work: Callable[[ApiKey], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Runs requests' work on one thread, many requests a batch (see the module)."""
+
+    def __init__(
+        self,
+        router: Router,
+        api_keys: ApiKeys,
+        observe: Callable[[int], None] | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.router = router
+        self.api_keys = api_keys
+        self.observe = observe
+        """Told each batch's size (a metric)."""
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def run(
+        self,
+        presented: str | None,
+        check: Callable[[ApiKey | AuthFailure, float], ApiKey],
+        work: Callable[[ApiKey], Any],
+    ) -> Any:
+        """`work(key record)` once `check` passes the key; its answer, or its exception."""
+        loop = asyncio.get_running_loop()
+        item = Item(presented, check, work, loop, loop.create_future())
+        self._queue.put(item)
+        if self._thread is None:
+            self._start()
+        return await item.future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="byoa-api-redis")
+                self._thread.daemon = True  # uvicorn drains requests before the process ends
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < self.max_batch:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if self.observe is not None:
+                self.observe(len(items))
+            try:
+                self.batch(items)
+            except Exception as e:  # the batch's own failure (Redis) answers what is left
+                for item in items:
+                    if item.error is None and item.result is None:
+                        item.error = e
+            self._answer(items)
+
+    def batch(self, items: Sequence[Item]) -> None:
+        """Check the keys, run the work, route what it submits: results on the items."""
+        found = self.api_keys.authenticate_many([i.presented for i in items])
+        waits = self.api_keys.allow_many(found)
+        submissions: list[tuple[Item, Submission]] = []
+        for item, verdict, wait in zip(items, found, waits, strict=True):
+            try:
+                result = item.work(item.check(verdict, wait))
+            except Exception as e:
+                item.error = e
+                continue
+            if isinstance(result, Submission):
+                submissions.append((item, result))
+            else:
+                item.result = result
+        if submissions:
+            self._submit(submissions)
+
+    def _submit(self, submissions: Sequence[tuple[Item, Submission]]) -> None:
+        """Route the batch's tasks together, read them back together, answer each."""
+        router = self.router
+        tasks = [s.task for _, s in submissions]
+        refused: dict[tuple[str, str], Exception] = {}
+        try:
+            _, clashes = router.submit_many(tasks)
+        except REDIS_OUTAGES:
+            raise
+        except Exception as e:  # one task's failure: apply what ran, then each alone
+            clashes, refused = self._submit_each(tasks, e)
+        for c in clashes:
+            refused[(c.owner or "", c.task_id or "")] = ApiError(409, c.code, c.message)
+        pipe = router.redis.pipeline(transaction=False)
+        for task in tasks:
+            pipe.hgetall(router.keys.task(task.owner, task.id))
+        stored = pipe.execute()
+        for (item, submission), raw in zip(submissions, stored, strict=True):
+            try:
+                refusal = refused.get((submission.task.owner, submission.task.id))
+                if refusal is not None:
+                    raise refusal
+                if not raw:  # expired at once: only with an absurdly short task TTL
+                    raise ApiError(503, "unavailable", "the task was stored but cannot be read")
+                item.result = submission.answer(Task.from_hash(text_hash(raw)))
+            except Exception as e:
+                item.error = e
+
+    def _submit_each(
+        self, tasks: Sequence[NewTask], error: Exception
+    ) -> tuple[list[Rejection], dict[tuple[str, str], Exception]]:
+        """After a batch call failed: what ran is dispatched, then each task is submitted
+        alone (SUBMIT is idempotent by id), so one bad task fails only its own request."""
+        if isinstance(error, PartialFailure):
+            _, outcome = error.done
+            self.router.apply(outcome)
+        clashes: list[Rejection] = []
+        failed: dict[tuple[str, str], Exception] = {}
+        for task in tasks:
+            try:
+                clashes += self.router.submit_many([task])[1]
+            except REDIS_OUTAGES:
+                raise
+            except Exception as e:
+                log.warning("submitting task %s failed: %s", task.id, type(e).__name__)
+                failed[(task.owner, task.id)] = e
+        return clashes, failed
+
+    @staticmethod
+    def _answer(items: Sequence[Item]) -> None:
+        """Hand each item's result to its request, one call into each event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Item]] = defaultdict(list)
+        for item in items:
+            by_loop[item.loop].append(item)
+        for loop, mine in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these
+                loop.call_soon_threadsafe(_settle, mine)
+
+
+def _settle(items: Sequence[Item]) -> None:
+    for item in items:
+        if item.future.done():  # the request was cancelled (its client went away)
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
