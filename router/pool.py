@@ -759,7 +759,7 @@ class Pool:
             self.redis.hset(
                 self.keys.owner_options(owner), "upgrade_expiring", "1" if upgrade_expiring else "0"
             )
-        raw = self.scripts.owner_call(self.scripts.wake, owner, [])
+        raw = self.scripts.owner_call(self.scripts.wake, owner, ["all"])
         return Scripts.decode(owner, raw)[1]
 
     def owners(self) -> list[str]:

@@ -41,6 +41,7 @@ end
 -- An opted-in owner's relax tasks at the head of its relax line run fast on hours that
 -- will surely expire (`upgrade_reason`); never for an owner that did not opt in.
 local function upgrade_expiring()
+  if STRATEGY ~= 'renewal' and STRATEGY ~= 'least_loaded' then return end  -- peers bind
   if redis.call('HGET', K_OPTIONS, 'upgrade_expiring') ~= '1' then return end
   local line = k_line('relax')
   while true do

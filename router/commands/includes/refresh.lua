@@ -48,7 +48,18 @@ local function refresh(id)
   member(K_RELAXCAP, id, relaxcap)
   local rest = rest_until(a)
   local timer = rest
-  for _, at in ipairs({tonumber(redis.call('HGET', a, 'renews_at') or '0'), hours_end(a)}) do
+  local renews = tonumber(redis.call('HGET', a, 'renews_at') or '0')
+  -- For an opted-in owner (under ours: peers bind relax work on arrival), the instant its
+  -- fast time starts to surely expire: waiting relax work may run fast from then.
+  local expiring = 0
+  local lines = STRATEGY == 'renewal' or STRATEGY == 'least_loaded'
+  if lines and renews > 0 and fastcap and plan ~= 'basic'
+      and redis.call('HGET', K_OPTIONS, 'upgrade_expiring') == '1' then
+    local avail = math.min(math.max(fast_ms - reserved, 0), SPAN - 1)
+    local after = renews - idiv(avail * 1000, fl) + 1
+    if after > now() then expiring = after end
+  end
+  for _, at in ipairs({renews, hours_end(a), expiring}) do
     if at > 0 and (timer == 0 or at < timer) then timer = at end
   end
   if timer > 0 then
