@@ -1,0 +1,198 @@
+"""An owner's opt-in to run relax work fast on fast hours that will surely expire unused
+(DESIGN.md "Which allowed account first"): only then, only for that owner; without it, relax
+never consumes fast hours."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis import Redis
+
+from router.cli import main
+from router.client import Client
+from router.core import Router
+from router.models import Mode, Slot
+from router.policy import UPGRADE_REASON
+from router.pool import AccountSpec
+from router.settings import Settings
+
+Drain = Callable[[], None]
+DAY0 = datetime(2026, 6, 1, tzinfo=UTC)
+US = 1_000_000
+
+
+def _now(router: Router) -> datetime:
+    seconds, _ = router.redis.time()
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
+def _add(router: Router, account_id: str, owner: str, plan: str = "standard", **kw: Any) -> None:
+    router.apply(router.pool.add(AccountSpec(id=account_id, owner=owner, plan=plan, **kw)))
+
+
+def _expiring(router: Router, account_id: str, owner: str, **kw: Any) -> None:
+    """30 fast hours, 3 fast slots, renewing in an hour: 27 of the hours surely expire."""
+    spec = {"fast_hours": 30, "fast_limit": 3, "renews_at": _now(router) + timedelta(hours=1)}
+    _add(router, account_id, owner, **{**spec, **kw})
+
+
+def _opt_in(router: Router, owner: str, on: bool = True) -> None:
+    router.apply(router.pool.set_owner_options(owner, upgrade_expiring=on))
+
+
+def test_an_opted_in_owners_relax_task_runs_fast_on_hours_that_surely_expire(
+    router: Router, client: Client, drain: Drain
+) -> None:
+    _expiring(router, "a-std", "alice")
+    _opt_in(router, "alice")
+    assert router.pool.owner_options("alice").upgrade_expiring
+    before = router.pool.get("a-std")
+    task = client.submit("alice", "a cat", mode="relax")
+    assert (task.effective_mode, task.upgrade_reason) == ("fast", UPGRADE_REASON)
+    assert task.requested_mode == "relax" and task.fallback_reason is None
+    drain()
+    done = client.wait(task.id, timeout=10)
+    assert (done.status, done.effective_mode, done.account_id) == ("completed", "fast", "a-std")
+    assert done.upgrade_reason == UPGRADE_REASON
+    assert done.prompt == "a cat --fast"  # the account runs the mode the router chose
+    after = router.pool.get("a-std")
+    assert before is not None and after is not None
+    assert after.fast_hours_remaining < before.fast_hours_remaining
+
+
+def test_without_the_opt_in_relax_runs_relax_and_spends_no_fast_hours(
+    router: Router, client: Client, drain: Drain
+) -> None:
+    _expiring(router, "a-std", "alice")
+    _expiring(router, "b-std", "bob")
+    _opt_in(router, "bob")  # another owner's choice is not alice's
+    _opt_in(router, "carol", on=False)
+    before = router.pool.get("a-std")
+    tasks = [client.submit("alice", f"cat {i}", mode="relax") for i in range(4)]
+    drain()
+    for task in tasks:
+        done = client.wait(task.id, timeout=10)
+        assert (done.status, done.effective_mode, done.upgrade_reason) == (
+            "completed",
+            "relax",
+            None,
+        )
+    after = router.pool.get("a-std")
+    assert before is not None and after is not None
+    assert after.fast_hours_remaining == before.fast_hours_remaining
+
+
+def test_no_upgrade_while_the_hours_can_still_be_used_or_only_basic_has_them(
+    router: Router, client: Client
+) -> None:
+    renews = _now(router) + timedelta(days=10)
+    _add(router, "a-std", "alice", fast_hours=30, renews_at=renews)  # 30 h in 10 days: usable
+    _expiring(router, "b-basic", "alice", plan="basic", fast_hours=3.3, relax_limit=0)
+    _add(router, "c-std", "alice", fast_hours=3.3, renews_at=_now(router) + timedelta(hours=2))
+    _opt_in(router, "alice")
+    task = client.submit("alice", "a cat", mode="relax")
+    assert (task.effective_mode, task.upgrade_reason) == ("relax", None)
+    assert task.account_id in ("a-std", "c-std")  # relax never on Basic, upgraded or not
+
+
+def test_opting_in_starts_waiting_relax_work_fast_and_opting_out_stops_it(
+    router: Router, client: Client
+) -> None:
+    _expiring(router, "a-std", "alice", relax_limit=1)
+    first = client.submit("alice", "one", mode="relax")
+    second = client.submit("alice", "two", mode="relax")
+    assert first.account_id == "a-std" and second.account_id is None  # waits for relax
+    outcome = router.pool.set_owner_options("alice", upgrade_expiring=True)
+    router.apply(outcome)
+    assert [(p.task_id, p.slot) for p in outcome.placed] == [(second.id, Slot.FAST)]
+    moved = client.get(second.id)
+    assert moved is not None and moved.upgrade_reason == UPGRADE_REASON
+    _opt_in(router, "alice", on=False)
+    third = client.submit("alice", "three", mode="relax")
+    assert (third.effective_mode, third.account_id, third.upgrade_reason) == ("relax", None, None)
+
+
+def test_waiting_relax_work_is_upgraded_when_the_hours_start_to_surely_expire(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """6 h on 3 slots, renewing at 03:00: from 01:00 on, they cannot all be used. Nothing
+    happens at 01:00 but the clock: the owner's timer wakes it."""
+    router = Router(settings.model_copy(update={"sim_clock": True}), redis_conn)
+    start = int(DAY0.timestamp()) * US
+    redis_conn.set(router.keys.clock, start)
+    _add(
+        router,
+        "a-std",
+        "alice",
+        fast_hours=6,
+        fast_limit=3,
+        relax_limit=1,
+        renews_at=DAY0 + timedelta(hours=3),
+    )
+    _opt_in(router, "alice")
+    client = Client(router.settings, redis_conn)
+    first = client.submit("alice", "one", mode="relax")
+    second = client.submit("alice", "two", mode="relax")
+    assert (first.effective_mode, first.account_id) == ("relax", "a-std")
+    assert second.account_id is None
+    due = redis_conn.zscore(f"{router.keys.owner_base('alice')}:timers", "a-std")
+    assert due == start + 3600 * US + 1
+    redis_conn.set(router.keys.clock, start + 3600 * US)  # the latest start: not yet
+    assert not router.tasks.wake("alice").placed
+    redis_conn.set(router.keys.clock, start + 3600 * US + 1)
+    outcome = router.tasks.wake("alice")
+    assert [(p.task_id, p.slot) for p in outcome.placed] == [(second.id, Slot.FAST)]
+
+
+def test_the_cli_sets_and_shows_an_owners_choice(router: Router, env: dict[str, str]) -> None:
+    runner = CliRunner()
+    for flag, shown in (("--upgrade-expiring", True), ("--no-upgrade-expiring", False)):
+        result = runner.invoke(main, ["owners", "set", "alice", flag], env=env)
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(main, ["owners", "show", "alice", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert f'"upgrade_expiring": {str(shown).lower()}' in result.output
+        assert router.pool.owner_options("alice").upgrade_expiring is shown
+
+
+accounts = st.lists(
+    st.tuples(
+        st.sampled_from(["basic", "standard", "pro", "mega"]),
+        st.floats(0, 60),  # fast hours
+        st.integers(1, 12),  # fast slots
+        st.one_of(st.none(), st.integers(60, 40 * 86400)),  # seconds to the renewal
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(pool=accounts, n=st.integers(1, 6))
+def test_relax_never_consumes_fast_hours_for_an_owner_that_did_not_opt_in(
+    router: Router, pool: list[tuple[str, float, int, int | None]], n: int
+) -> None:
+    owner = f"o{uuid.uuid4().hex[:8]}"
+    now = _now(router)
+    for i, (plan, hours, fast_limit, seconds) in enumerate(pool):
+        relax = {"relax_limit": 0} if plan == "basic" else {}
+        renews = now + timedelta(seconds=seconds) if seconds is not None else None
+        _add(router, f"{owner}-{i}", owner, plan, fast_hours=hours, fast_limit=fast_limit,
+             renews_at=renews, **relax)  # fmt: skip
+    client = Client(router.settings, router.redis)
+    for i in range(n):
+        task = client.submit(owner, f"cat {i}", mode="relax")
+        assert task.effective_mode in (Mode.RELAX, None)
+        assert task.upgrade_reason is None
+    for view in router.pool.accounts(owner):
+        assert view.fast_hours_reserved == 0 and view.inflight["fast"] == 0
