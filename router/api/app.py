@@ -7,6 +7,7 @@ and its OpenAPI document at `/openapi.json` (browsable at `/docs`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 20
 """On SIGTERM, requests in hand get this long to finish (the deploy files' grace is longer)."""
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
+"""FastAPI's own OpenTelemetry hooks (newer releases) off: this process's metrics are its
+Prometheus `/metrics`, and the hooks cost each request a look at the global providers."""
 
 
 def connect(settings: Settings) -> Redis:
@@ -62,6 +70,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
         "unified task API's shape (GoAPI / PiAPI; authenticate with `x-api-key`) and the "
         "midjourney-proxy API's (`/mj/...`; `mj-api-secret` or `Authorization: Bearer`).",
         redoc_url=None,
+        **_NO_TELEMETRY,
     )
     app.state.router = router
     app.state.api_keys = api_keys = ApiKeys(router.redis, router.scripts)

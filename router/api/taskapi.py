@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.api.auth import Caller
 from router.api.batcher import Submission
@@ -65,8 +65,8 @@ class TaskRequest(BaseModel):
 
     model: str
     task_type: str
-    input: dict[str, Any] = {}
-    config: TaskConfig = TaskConfig()
+    input: dict[str, Any] = Field(default_factory=dict)
+    config: TaskConfig = Field(default_factory=TaskConfig)
 
 
 routes = APIRouter(tags=["tasks"])
