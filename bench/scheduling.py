@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  offline bound: {served:.2f} of {asked:.2f} fast hours", file=sys.stderr)
     figures = []
     for name in args.strategy or strategies():
-        figures.append(simulate(trace, name))
+        figures.append(simulate(trace, name, URL))
         print(f"  {name}: {figures[-1].seconds:.1f} s", file=sys.stderr)
     print(table(figures))
     if bound is not None:

@@ -31,8 +31,8 @@ MONTH_START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 MONTH_GPU_SECONDS = 300.0
 """GPU seconds of one month-trace task at the fast rate: a task stands for five one-minute
 jobs, so a month of fast hours is a few thousand tasks per owner, not tens of thousands."""
-BUSY_GPU_SECONDS = 240.0
-"""GPU seconds of one busy-trace image (its upscale a third): four one-minute jobs."""
+BUSY_GPU_SECONDS = 360.0
+"""GPU seconds of one busy-trace image (its upscale a third): six one-minute jobs."""
 WALL = {Mode.FAST: 0.8, Mode.TURBO: 0.35, Mode.RELAX: 3.0}
 """The simulated driver's wall time per GPU second (`SimSettings`' defaults)."""
 
