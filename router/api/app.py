@@ -22,7 +22,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from router.api import mjapi, taskapi
+from router.api import auth, mjapi, taskapi
 from router.api.batcher import Batcher
 from router.api.body import BodyLimit
 from router.api.envelope import ApiError, refused
@@ -152,7 +152,8 @@ def _add_handlers(app: FastAPI) -> None:
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, plus the request body the task endpoint reads itself (it parses
-    the body strictly, so it declares no body parameter for FastAPI to read)."""
+    the body strictly, so it declares no body parameter for FastAPI to read) and the key
+    headers the callers read themselves (`auth.caller`, `auth.mj_caller`)."""
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(
@@ -162,6 +163,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(body.pop("$defs", {}))
     schemas["TaskRequest"] = body
+    doc["components"]["securitySchemes"] = auth.SCHEMES
+    for path, operations in doc.get("paths", {}).items():
+        if path.startswith(("/api/", "/mj/")):
+            for operation in operations.values():
+                operation["security"] = auth.security(path)
     app.openapi_schema = doc
     return doc
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from router.api.batcher import Batcher, Submission
 from router.api.envelope import ApiError
@@ -117,19 +118,35 @@ class Key:
         return answer
 
 
-async def caller(request: Request, presented: Annotated[str | None, Depends(_header)]) -> Key:
-    """The task API's caller (checked by `Key.run`)."""
-    return Key(request, presented, TASK_API_HEADER)
+async def caller(request: Request) -> Key:
+    """The task API's caller (checked by `Key.run`). The header is read here rather than
+    by FastAPI's security dependencies, which cost every request a second level of
+    dependency solving; `SCHEMES` documents it in the OpenAPI document instead."""
+    return Key(request, request.headers.get(TASK_API_HEADER), TASK_API_HEADER)
 
 
-async def mj_caller(
-    request: Request,
-    secret: Annotated[str | None, Depends(_mj_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Key:
+async def mj_caller(request: Request) -> Key:
     """The midjourney-proxy API's caller: `mj-api-secret`, else `Authorization: Bearer`."""
-    presented = secret if secret else (bearer.credentials if bearer is not None else None)
+    presented = request.headers.get(MJ_API_HEADER)
+    if not presented:
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+        presented = credentials if scheme.lower() == "bearer" and credentials else None
     return Key(request, presented, f"{MJ_API_HEADER} or Authorization: Bearer")
+
+
+SCHEMES = {
+    "ApiKey": _header.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+    "MjApiSecret": _mj_header.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+    "Bearer": _bearer.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+}
+"""The OpenAPI security schemes of the two callers."""
+
+
+def security(path: str) -> list[dict[str, list[str]]]:
+    """An operation's OpenAPI security requirement, by its API."""
+    if path.startswith("/api/"):
+        return [{"ApiKey": []}]
+    return [{"MjApiSecret": []}, {"Bearer": []}]
 
 
 Caller = Annotated[Key, Depends(caller)]
