@@ -196,3 +196,29 @@ def test_relax_never_consumes_fast_hours_for_an_owner_that_did_not_opt_in(
         assert task.upgrade_reason is None
     for view in router.pool.accounts(owner):
         assert view.fast_hours_reserved == 0 and view.inflight["fast"] == 0
+
+
+def test_an_upgraded_task_that_loses_its_slot_is_relax_again_until_upgraded_anew(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """Its rq job lost before it started, the task is routed again from scratch: relax,
+    and fast again only if its owner still opts in and the hours still expire."""
+    router = Router(settings.model_copy(update={"sim_clock": True}), redis_conn)
+    start = int(DAY0.timestamp()) * US
+    redis_conn.set(router.keys.clock, start)
+    _add(router, "a-std", "alice", fast_hours=30, renews_at=DAY0 + timedelta(hours=1))
+    _opt_in(router, "alice")
+    client = Client(router.settings, redis_conn)
+    task = client.submit("alice", "one", mode="relax")
+    assert (task.effective_mode, task.upgrade_reason) == ("fast", UPGRADE_REASON)
+    _opt_in(router, "alice", on=False)
+    lease = int(router.settings.dispatch_lease_seconds * US)
+    redis_conn.set(router.keys.clock, start + lease + 1)
+    verdict, outcome = router.tasks.reap("alice", task.id, 1, "reclaim", 3)
+    assert verdict == "reclaimed"
+    assert [(p.task_id, p.slot) for p in outcome.placed] == [(task.id, Slot.RELAX)]
+    again = client.get(task.id)
+    assert again is not None
+    assert (again.effective_mode, again.upgrade_reason) == ("relax", None)
+    view = router.pool.get("a-std")
+    assert view is not None and view.fast_hours_reserved == 0 and view.inflight["fast"] == 0
