@@ -126,8 +126,9 @@ def latest_start_us(a: AccountState) -> int | None:
 
     Least laxity first: unlike the burn rate (available / time left), it sees that an
     account with few slots must start early, and it does not change as time passes (only
-    when the account's time does), so it can be an index score. Fast slots burn at most
-    1 ms of fast time per ms (turbo jobs burn twice as fast but run shorter).
+    when the account's time does), so it can be an index score. A slot is counted as
+    burning 1 ms of fast time per ms, as a fast job about does; turbo work (twice the fast
+    time, in less wall time) burns faster.
     """
     if not a.renews_at_us:  # None, or 0 as the scripts store "no date"
         return None
@@ -136,7 +137,8 @@ def latest_start_us(a: AccountState) -> int | None:
 
 def surely_expires(a: AccountState, now_us: int) -> bool:
     """Some of the account's fast time cannot be used before its renewal, even if every fast
-    slot ran until then: its latest start has passed."""
+    slot ran fast work until then (available ms x 1000 > fast_limit x µs left, give or take
+    a µs): its latest start has passed."""
     start = latest_start_us(a)
     return start is not None and now_us > start
 
