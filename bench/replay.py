@@ -66,8 +66,18 @@ class Run:
             self._watch(owner, t)
 
     def _watch(self, owner: str, t: int) -> None:
-        """Note when the owner has no account left that can run fast, and when it has again."""
-        can = self.router.redis.scard(self.router.keys.fastcap(owner)) > 0
+        """Note when the owner has no account left that can run fast, and when it has again;
+        wake the owner if one of its timers is due (as the reaper does, here after each
+        event of the owner rather than every second)."""
+        router = self.router
+        pipe = router.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(router.keys.timers(owner), "-inf", t, start=0, num=1)
+        pipe.scard(router.keys.fastcap(owner))
+        due, fastcap = pipe.execute()
+        if due:
+            self._carry_out(router.tasks.wake(owner))
+            fastcap = router.redis.scard(router.keys.fastcap(owner))
+        can = fastcap > 0
         spans = self.empty[owner]
         if not can and (not spans or spans[-1][1] != float("inf")):
             spans.append([t, float("inf")])
