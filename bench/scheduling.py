@@ -91,6 +91,8 @@ class Figures:
     bound: float
     forfeited_hours: float
     seconds: float
+    cpu_seconds: float = 0.0
+    """CPU time of this process in the run (Redis's own is not in it)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +111,7 @@ class Figures:
             "completed": self.completed,
             "failed": self.failed,
             "runtime_seconds": round(self.seconds, 1),
+            "runtime_cpu_seconds": round(self.cpu_seconds, 1),
         }
 
 
@@ -203,10 +206,12 @@ def simulate(trace: Trace, strategy: Strategy | str, url: str = URL) -> Figures:
         if upgrade:
             for owner in sorted({s.owner for s in trace.accounts}):
                 router.apply(router.pool.set_owner_options(owner, upgrade_expiring=True))  # type: ignore[attr-defined]
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         run = Run(router, trace)
         run.run()
-        return measure(run, name, time.perf_counter() - began)
+        figures = measure(run, name, time.perf_counter() - began)
+        figures.cpu_seconds = time.process_time() - cpu
+        return figures
     finally:
         purge(router.redis, settings.key_prefix)
 
@@ -279,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     for name in args.strategy or strategies():
         figures.append(simulate(trace, name, URL))
-        print(f"  {name}: {figures[-1].seconds:.1f} s", file=sys.stderr)
+        f = figures[-1]
+        print(f"  {name}: {f.seconds:.1f} s ({f.cpu_seconds:.1f} s CPU)", file=sys.stderr)
+        print(json.dumps({name: f.as_json()}), file=sys.stderr)
     print(table(figures))
     if bound is not None:
         print(f"\noffline bound on fast work served fast: {bound:.2%}")
