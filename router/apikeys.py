@@ -32,7 +32,9 @@ ID_HEX = 12
 MAX_KEY_LENGTH = 200
 """A presented key longer than this is refused before it is hashed."""
 MAX_NAME_LENGTH = 100
-MAX_RATE = 100_000.0
+MIN_RATE, MAX_RATE = 0.001, 100_000.0
+"""A key's rate limit, requests a second: the bucket's expiry (burst / rate) stays an
+integer count of milliseconds that Redis takes."""
 """Requests a second one key may be allowed: more is a typo."""
 _KEY = re.compile(rf"{KEY_PREFIX}([0-9a-f]{{{ID_HEX}}})_([A-Za-z0-9_-]{{20,}})")
 _KEY_ID = re.compile(rf"[0-9a-f]{{{ID_HEX}}}")
@@ -90,8 +92,8 @@ class ApiKeys:
             raise ByoaError(
                 "invalid_key", f"name must be printable and at most {MAX_NAME_LENGTH} characters"
             )
-        if rate is not None and not (0 < rate <= MAX_RATE and math.isfinite(rate)):
-            raise ByoaError("invalid_key", f"rate must be above 0 and at most {MAX_RATE:g}")
+        if rate is not None and not (MIN_RATE <= rate <= MAX_RATE and math.isfinite(rate)):
+            raise ByoaError("invalid_key", f"rate must be {MIN_RATE:g} to {MAX_RATE:g}")
         key_id = secrets.token_hex(ID_HEX // 2)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         now_us = int(datetime.now(UTC).timestamp() * 1e6)

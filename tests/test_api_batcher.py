@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.api import taskapi
 from router.api.app import create_app
@@ -21,6 +22,7 @@ from router.api.batcher import Batcher, Item
 from router.api.envelope import ApiError
 from router.apikeys import ApiKey, ApiKeys, AuthFailure
 from router.core import Router
+from router.errors import ByoaError
 from router.settings import Settings
 from tests.test_api import TASKS, imagine, metric
 
@@ -152,3 +154,72 @@ def test_a_redis_outage_answers_503_and_the_process_keeps_answering(router: Rout
             assert r.status_code == 503
             assert r.json()["error"]["code"] == "unavailable"
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_key_whose_rate_limit_fails_refuses_only_its_own_request(
+    router: Router, keys: dict[str, str]
+) -> None:
+    api_keys = ApiKeys(router.redis, router.scripts)
+    record, broken = api_keys.create("bob", "broken", 1.0)
+    router.redis.hset(router.keys.api_key(record.id), "rate", "1e-15")  # PEXPIRE refuses it
+    loop = asyncio.new_event_loop()
+    try:
+        items = [
+            _item(loop, broken.get_secret_value(), imagine(), router),
+            _item(loop, keys["alice"], imagine(prompt="fine"), router),
+        ]
+        Batcher(router, api_keys).batch(items)
+    finally:
+        loop.close()
+    assert items[0].error is not None and not isinstance(items[0].error, ApiError)
+    assert items[1].error is None and json.loads(items[1].result.body)["code"] == 200
+    with pytest.raises(ByoaError, match="rate must be"):
+        api_keys.create("bob", "tiny", 1e-15)
+
+
+def test_a_redis_outage_in_one_requests_work_ends_the_batch_at_once(
+    router: Router, keys: dict[str, str]
+) -> None:
+    """Its other requests answer 503 now, not each after its own timeout."""
+    ran: list[int] = []
+
+    def work(n: int) -> Callable[[ApiKey], Any]:
+        def run(key: ApiKey) -> Any:
+            ran.append(n)
+            raise RedisConnectionError("down")
+
+        return run
+
+    loop = asyncio.new_event_loop()
+    try:
+        items = [Item(keys["alice"], _check, work(n), loop, loop.create_future()) for n in (1, 2)]
+        with pytest.raises(RedisConnectionError):
+            Batcher(router, ApiKeys(router.redis, router.scripts)).batch(items)
+    finally:
+        loop.close()
+    assert ran == [1]
+
+
+def test_an_owner_whose_submit_fails_gets_errors_never_a_task_that_will_not_run(
+    router: Router, keys: dict[str, str]
+) -> None:
+    """SUBMIT failing half way may leave a task record: it is not retried into a 200."""
+    router.redis.set(router.keys.stats("bob"), "corrupt")  # a wrong type
+    loop = asyncio.new_event_loop()
+    try:
+        items = [
+            _item(loop, keys[owner], imagine(prompt=f"{owner} {n}"), router)
+            for n in range(5)
+            for owner in ("alice", "bob")
+        ]
+        Batcher(router, ApiKeys(router.redis, router.scripts)).batch(items)
+    finally:
+        loop.close()
+    for item in items:
+        if item.presented == keys["bob"]:
+            assert item.error is not None and item.result is None
+        else:
+            assert item.error is None
+            task_id = json.loads(item.result.body)["data"]["task_id"]
+            task = router.tasks.get(task_id, "alice")
+            assert task is not None  # placed, or in alice's line for her one account

@@ -30,13 +30,14 @@ from router.api.metrics import ApiMetrics, MetricsMiddleware
 from router.api.protocol import head_timeout_protocol
 from router.apikeys import ApiKeys
 from router.core import Router
-from router.errors import ByoaError
+from router.errors import REDIS_OUTAGES, ByoaError
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 20
 """On SIGTERM, requests in hand get this long to finish (the deploy files' grace is longer)."""
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+FAILED = "the server failed; see its log"
 _NO_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI).parameters
@@ -136,12 +137,15 @@ def _add_handlers(app: FastAPI) -> None:
         return shaped(request, ApiError(400, "invalid_request", where[:500]))
 
     async def redis_down(request: Request, e: Exception) -> JSONResponse:
+        if not isinstance(e, REDIS_OUTAGES):  # Redis answered, with an error: ours
+            log.error("redis refused a command: %s", type(e).__name__)
+            return shaped(request, ApiError(500, "internal_error", FAILED))
         log.warning("redis unavailable: %s", type(e).__name__)
         return shaped(request, ApiError(503, "unavailable", "the task store cannot be reached"))
 
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.error("unexpected %s while answering", type(e).__name__)
-        return shaped(request, ApiError(500, "internal_error", "the server failed; see its log"))
+        return shaped(request, ApiError(500, "internal_error", FAILED))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)

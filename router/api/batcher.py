@@ -27,8 +27,9 @@ from router.api.envelope import ApiError
 from router.apikeys import ApiKey, ApiKeys, AuthFailure
 from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
-from router.requests import NewTask, Rejection
-from router.scripts import text_hash
+from router.models import ErrorCode
+from router.requests import NewTask
+from router.scripts import text, text_hash
 from router.tasks import Task
 
 if TYPE_CHECKING:
@@ -115,20 +116,26 @@ class Batcher:
                 self.observe(len(items))
             try:
                 self.batch(items)
-            except Exception as e:  # the batch's own failure (Redis) answers what is left
+            except Exception as e:  # an outage, or reading back: answers what is left
                 for item in items:
                     if item.error is None and item.result is None:
                         item.error = e
             self._answer(items)
 
     def batch(self, items: Sequence[Item]) -> None:
-        """Check the keys, run the work, route what it submits: results on the items."""
-        found = self.api_keys.authenticate_many([i.presented for i in items])
-        waits = self.api_keys.allow_many(found)
+        """Check the keys, run the work, route what it submits: results on the items.
+
+        A Redis outage ends the batch at once (its other items answer 503 now rather than
+        each after its own timeout); any other error answers only the item it came from.
+        """
         submissions: list[tuple[Item, Submission]] = []
-        for item, verdict, wait in zip(items, found, waits, strict=True):
+        for item, (verdict, wait) in zip(items, self._keys(items), strict=True):
             try:
+                if isinstance(verdict, Exception):
+                    raise verdict
                 result = item.work(item.check(verdict, wait))
+            except REDIS_OUTAGES:
+                raise
             except Exception as e:
                 item.error = e
                 continue
@@ -139,53 +146,69 @@ class Batcher:
         if submissions:
             self._submit(submissions)
 
-    def _submit(self, submissions: Sequence[tuple[Item, Submission]]) -> None:
-        """Route the batch's tasks together, read them back together, answer each."""
-        router = self.router
-        tasks = [s.task for _, s in submissions]
-        refused: dict[tuple[str, str], Exception] = {}
+    def _keys(self, items: Sequence[Item]) -> list[tuple[ApiKey | AuthFailure | Exception, float]]:
+        """Each item's key verdict and rate-limit wait: the batch's in two round trips, or,
+        if that fails other than by an outage (a bad key record), each key's on its own."""
+        keys = self.api_keys
         try:
-            _, clashes = router.submit_many(tasks)
+            found = keys.authenticate_many([i.presented for i in items])
+            return list(zip(found, keys.allow_many(found), strict=True))
         except REDIS_OUTAGES:
             raise
-        except Exception as e:  # one task's failure: apply what ran, then each alone
-            clashes, refused = self._submit_each(tasks, e)
-        for c in clashes:
-            refused[(c.owner or "", c.task_id or "")] = ApiError(409, c.code, c.message)
+        except Exception:
+            pass
+        verdicts: list[tuple[ApiKey | AuthFailure | Exception, float]] = []
+        for item in items:
+            try:
+                verdict = keys.authenticate(item.presented)
+                verdicts.append((verdict, keys.allow_many([verdict])[0]))
+            except REDIS_OUTAGES:
+                raise
+            except Exception as e:
+                verdicts.append((e, 0.0))
+        return verdicts
+
+    def _submit(self, submissions: Sequence[tuple[Item, Submission]]) -> None:
+        """Route the batch's tasks together, read them back together, answer each.
+
+        If an owner's SUBMIT fails (not an outage), that owner's requests of the batch get
+        the error, never a retry: a script that failed half way may have left a task it
+        would then take for a duplicate. The other owners' tasks were routed; they answer
+        as usual.
+        """
+        router = self.router
+        tasks = [s.task for _, s in submissions]
+        failed: dict[str, Exception] = {}
+        try:
+            router.submit_many(tasks)
+        except REDIS_OUTAGES:
+            raise
+        except PartialFailure as e:
+            log.warning("submitting for %d owner(s) failed", len(e.failures))
+            failed = e.failures
+            router.apply(e.done[1])  # what the others' calls placed is dispatched now
+        except Exception as e:
+            log.warning("submitting failed: %s", type(e).__name__)
+            failed = {t.owner: e for t in tasks}
         pipe = router.redis.pipeline(transaction=False)
         for task in tasks:
             pipe.hgetall(router.keys.task(task.owner, task.id))
+            pipe.get(router.keys.task_owner(task.id))
         stored = pipe.execute()
-        for (item, submission), raw in zip(submissions, stored, strict=True):
+        for n, (item, submission) in enumerate(submissions):
+            task = submission.task
+            raw, owner = stored[2 * n], stored[2 * n + 1]
             try:
-                refusal = refused.get((submission.task.owner, submission.task.id))
-                if refusal is not None:
-                    raise refusal
+                if task.owner in failed:
+                    raise failed[task.owner]
+                if owner is not None and text(owner) != task.owner:
+                    message = f"task id {task.id} belongs to another owner"
+                    raise ApiError(409, ErrorCode.DUPLICATE_ID, message)
                 if not raw:  # expired at once: only with an absurdly short task TTL
                     raise ApiError(503, "unavailable", "the task was stored but cannot be read")
                 item.result = submission.answer(Task.from_hash(text_hash(raw)))
             except Exception as e:
                 item.error = e
-
-    def _submit_each(
-        self, tasks: Sequence[NewTask], error: Exception
-    ) -> tuple[list[Rejection], dict[tuple[str, str], Exception]]:
-        """After a batch call failed: what ran is dispatched, then each task is submitted
-        alone (SUBMIT is idempotent by id), so one bad task fails only its own request."""
-        if isinstance(error, PartialFailure):
-            _, outcome = error.done
-            self.router.apply(outcome)
-        clashes: list[Rejection] = []
-        failed: dict[tuple[str, str], Exception] = {}
-        for task in tasks:
-            try:
-                clashes += self.router.submit_many([task])[1]
-            except REDIS_OUTAGES:
-                raise
-            except Exception as e:
-                log.warning("submitting task %s failed: %s", task.id, type(e).__name__)
-                failed[(task.owner, task.id)] = e
-        return clashes, failed
 
     @staticmethod
     def _answer(items: Sequence[Item]) -> None:
