@@ -56,7 +56,7 @@ class Run:
             if kind == "arrive":
                 owner = self._arrive(data[0], settings)
             elif kind == "child":
-                owner = self._child(*data, settings=settings)
+                owner = self._child(data[0], data[1], settings)
             elif kind == "observe":
                 owner = self._observe(*data)
             elif kind == "renew":

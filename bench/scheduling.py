@@ -36,6 +36,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
 from bench.offline_bound import offline_bound
 from bench.replay import Run
 from bench.traces import US, Trace, make_busy, make_month, make_trace
@@ -191,7 +193,7 @@ def simulate(trace: Trace, strategy: Strategy | str, url: str = URL) -> Figures:
     if trace.jitter is not None:
         extra["sim"] = SimSettings(jitter=trace.jitter)
     settings = Settings(
-        redis_url=url,
+        redis_url=SecretStr(url),
         key_prefix=f"sched{uuid.uuid4().hex[:8]}",
         strategy=Strategy(name.removesuffix(UPGRADE)),
         sim_clock=True,
@@ -205,7 +207,7 @@ def simulate(trace: Trace, strategy: Strategy | str, url: str = URL) -> Figures:
             router.pool.add(spec)
         if upgrade:
             for owner in sorted({s.owner for s in trace.accounts}):
-                router.apply(router.pool.set_owner_options(owner, upgrade_expiring=True))  # type: ignore[attr-defined]
+                router.apply(router.pool.set_owner_options(owner, upgrade_expiring=True))
         began, cpu = time.perf_counter(), time.process_time()
         run = Run(router, trace)
         run.run()

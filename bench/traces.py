@@ -74,13 +74,18 @@ def _arrivals(
     rate: Callable[[float], float],
 ) -> list[float]:
     """Times (s) of a Poisson process of intensity `rate(t)` <= `peak`, by thinning."""
-    out, t = [], start
+    out: list[float] = []
+    t = start
     while True:
         t += rng.expovariate(peak)
         if t >= end:
             return out
         if rng.random() < rate(t) / peak:
             out.append(t)
+
+
+def _scaled(rate: float, shape: Callable[[float], float]) -> Callable[[float], float]:
+    return lambda t: rate * shape(t)
 
 
 def daily(t: float, depth: float) -> float:
@@ -167,7 +172,7 @@ def make_month(days: float = 36, owners: int = 4, load: float = 0.95, seed: int 
         peak = fast_per_s * (1.15 * 1.5 + 2) / (1 + burst_extra) * 1.01
         n = 0
         for mode_kind in ("fast", "relax"):
-            for t in _arrivals(rng, 0.0, horizon, peak, lambda t, r=fast_per_s: r * shape(t)):
+            for t in _arrivals(rng, 0.0, horizon, peak, _scaled(fast_per_s, shape)):
                 if mode_kind == "relax":
                     mode = Mode.RELAX
                 else:
@@ -222,7 +227,7 @@ def make_busy(hours: float = 24, owners: int = 2, load: float = 0.85, seed: int 
             (load * relax_slots / relax_wall, "relax"),
         ):
             peak = slot_rate * 1.8 / (1 + extra)
-            for t in _arrivals(rng, 0.0, horizon, peak, lambda t, r=slot_rate: r * shape(t)):
+            for t in _arrivals(rng, 0.0, horizon, peak, _scaled(slot_rate, shape)):
                 if kind == "relax":
                     mode = Mode.RELAX
                 else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,10 +15,11 @@ from bench.offline_bound import MaxFlow, offline_bound
 from bench.scheduling import simulate, strategies
 from bench.traces import make_month
 from router.models import Strategy
+from router.settings import Settings
 from tests.conftest import TEST_REDIS_URL
 
 HAS_RENEWAL = "RENEWAL" in Strategy.__members__
-SHORT = {"days": 6, "owners": 2, "load": 0.95, "seed": 1}
+SHORT: dict[str, Any] = {"days": 6, "owners": 2, "load": 0.95, "seed": 1}
 """Six days of two owners: three accounts renew in it."""
 
 
@@ -83,7 +85,7 @@ def test_json_line_shape(
     assert scheduling.main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     doc = json.loads(last)
-    assert doc["default"] == scheduling.Settings().strategy.value
+    assert doc["default"] == Settings().strategy.value
     assert set(doc["strategies"]) == set(picked)
     assert 0 <= doc["offline_fast_served_fraction"] <= 1
     keys = {
