@@ -46,9 +46,9 @@ from router.settings import Settings
 
 URL = os.environ.get("BYOA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 OWNER = "owner0"
-ACCOUNTS = 200
-"""One owner's accounts, 100 fast and 100 relax slots each: 20,000 tasks placed at once
-before any waits in line."""
+ACCOUNTS = 500
+"""One owner's accounts, 100 fast and 100 relax slots each: 50,000 tasks placed at once
+before any waits in line (a whole default run submits about 35,000)."""
 TASK_PATH = "/api/v1/task"
 MJ_PATH = "/mj/submit/imagine"
 MAX_CONNECTIONS = 256
