@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,10 +33,24 @@ JOB_FUNC = "workers.jobs.run_tasks"
 """One rq job carries a batch of placed tasks (see `Router.dispatch`)."""
 
 
+MAX_CONNECTIONS = 100
+"""Redis connections one process opens at most. redis-py's own pool raises
+MaxConnectionsError past its limit (100); this one makes a thread wait for a free
+connection instead, for up to POOL_WAIT_SECONDS: a burst of backend callbacks runs a
+thread each on a router's HTTP server."""
+POOL_WAIT_SECONDS = 10
+
+
 def connect(settings: Settings) -> Redis:
     """A Redis client for the settings' URL (redis://, rediss://, user and password)."""
     try:
-        return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url.get_secret_value(),
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            health_check_interval=30,
+        )
+        return Redis(connection_pool=pool)
     except ValueError:  # its text may quote the URL, password included
         raise ByoaError(
             "bad_redis_url",

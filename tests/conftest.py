@@ -17,7 +17,7 @@ from redis import Redis
 from rq import SimpleWorker
 
 from router.client import Client
-from router.core import Router
+from router.core import Router, connect
 from router.demo import stop_processes
 from router.pool import AccountSpec
 from router.redis_server import purge
@@ -45,7 +45,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "c
 
 @pytest.fixture(scope="session")
 def redis_conn() -> Redis:
-    conn = Redis.from_url(TEST_REDIS_URL)
+    conn = connect(Settings(redis_url=TEST_REDIS_URL))  # as every process makes its client
     try:
         conn.ping()
     except Exception as e:  # pragma: no cover - environment problem, said plainly
