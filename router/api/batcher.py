@@ -29,7 +29,7 @@ from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.models import ErrorCode
 from router.requests import NewTask
-from router.scripts import text, text_hash
+from router.scripts import text_hash
 from router.tasks import Task
 
 if TYPE_CHECKING:
@@ -193,18 +193,15 @@ class Batcher:
         pipe = router.redis.pipeline(transaction=False)
         for task in tasks:
             pipe.hgetall(router.keys.task(task.owner, task.id))
-            pipe.get(router.keys.task_owner(task.id))
-        stored = pipe.execute()
-        for n, (item, submission) in enumerate(submissions):
+        for (item, submission), raw in zip(submissions, pipe.execute(), strict=True):
             task = submission.task
-            raw, owner = stored[2 * n], stored[2 * n + 1]
             try:
                 if task.owner in failed:
                     raise failed[task.owner]
-                if owner is not None and text(owner) != task.owner:
-                    message = f"task id {task.id} belongs to another owner"
-                    raise ApiError(409, ErrorCode.DUPLICATE_ID, message)
-                if not raw:  # expired at once: only with an absurdly short task TTL
+                if not raw:  # its id is another owner's, or (absurdly short TTL) expired
+                    if router.tasks.owner_of(task.id) not in (None, task.owner):
+                        message = f"task id {task.id} belongs to another owner"
+                        raise ApiError(409, ErrorCode.DUPLICATE_ID, message)
                     raise ApiError(503, "unavailable", "the task was stored but cannot be read")
                 item.result = submission.answer(Task.from_hash(text_hash(raw)))
             except Exception as e:
