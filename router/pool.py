@@ -77,7 +77,11 @@ def _renewal_date(value: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     first, last = RENEWAL_YEARS
-    if not first <= value.astimezone(UTC).year <= last:
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:  # its offset takes it past year 1 or 9999: no datetime holds it
+        year = None
+    if year is None or not first <= year <= last:
         raise ValueError(f"renewal date must fall in the years {first} to {last}")
     return value
 
