@@ -759,6 +759,12 @@ class Pool:
         (an opt-in may start relax tasks fast at once): pass the Outcome to `Router.apply`."""
         if not ID_RE.fullmatch(owner):
             raise AccountError("invalid_account", f"owner id {owner!r} is not valid")
+        if upgrade_expiring is not None and not isinstance(upgrade_expiring, bool):
+            # never read a truthy string ("false", "0", "no") as consent to spend fast hours
+            raise AccountError(
+                "invalid_account",
+                f"upgrade_expiring must be True, False or None, not {upgrade_expiring!r}",
+            )
         if upgrade_expiring is not None:
             self.redis.hset(
                 self.keys.owner_options(owner), "upgrade_expiring", "1" if upgrade_expiring else "0"
