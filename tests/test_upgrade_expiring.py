@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -222,3 +223,92 @@ def test_an_upgraded_task_that_loses_its_slot_is_relax_again_until_upgraded_anew
     assert (again.effective_mode, again.upgrade_reason) == ("relax", None)
     view = router.pool.get("a-std")
     assert view is not None and view.fast_hours_reserved == 0 and view.inflight["fast"] == 0
+
+
+def _clocked(settings: Settings, redis_conn: Redis) -> tuple[Router, Client, int]:
+    router = Router(settings.model_copy(update={"sim_clock": True}), redis_conn)
+    start = int(DAY0.timestamp()) * US
+    redis_conn.set(router.keys.clock, start)
+    return router, Client(router.settings, redis_conn), start
+
+
+def _record(router: Router, owner: str, task_id: str) -> dict[str, str]:
+    raw = router.redis.hgetall(router.keys.task(owner, task_id))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+@pytest.mark.parametrize("change", ["opt_out", "renewal_moved", "plan_basic"])
+def test_an_upgraded_task_whose_reason_is_gone_before_it_starts_runs_relax(
+    settings: Settings, redis_conn: Redis, change: str
+) -> None:
+    """START checks an upgrade as it checks a fallback: the owner still opts in, the
+    account is not Basic and its hours still surely expire; else the task is relax again."""
+    router, client, _ = _clocked(settings, redis_conn)
+    _add(router, "a-std", "alice", fast_hours=30, fast_limit=3, renews_at=DAY0 + timedelta(hours=1))
+    _add(router, "b-std", "alice", fast_hours=30, fast_limit=3)  # relax room, undated
+    _opt_in(router, "alice")
+    task = client.submit("alice", "one", mode="relax")
+    assert (task.effective_mode, task.account_id) == ("fast", "a-std")
+    if change == "opt_out":
+        _opt_in(router, "alice", on=False)
+    elif change == "renewal_moved":
+        router.apply(router.pool.update("a-std", renews_at=DAY0 + timedelta(days=20)))
+    else:
+        router.apply(router.pool.update("a-std", plan="basic"))
+    attempt = int(_record(router, "alice", task.id)["attempt"])
+    ran, status, _ = router.tasks.start("alice", task.id, attempt, "token")
+    again = client.get(task.id)
+    assert not ran and again is not None
+    assert (again.effective_mode, again.upgrade_reason) == ("relax", None)
+    assert status in ("queued", "running") or again.status == "queued"
+    for view in router.pool.accounts("alice"):
+        assert view.fast_hours_reserved == 0 and view.inflight["fast"] == 0
+        assert view.plan != "basic" or view.inflight["relax"] == 0
+
+
+def test_an_upgraded_task_still_justified_starts_fast(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    router, client, _ = _clocked(settings, redis_conn)
+    _add(router, "a-std", "alice", fast_hours=30, fast_limit=3, renews_at=DAY0 + timedelta(hours=1))
+    _opt_in(router, "alice")
+    task = client.submit("alice", "one", mode="relax")
+    attempt = int(_record(router, "alice", task.id)["attempt"])
+    ran, status, _ = router.tasks.start("alice", task.id, attempt, "token")
+    assert (ran, status) == (True, "running")
+    assert _record(router, "alice", task.id)["upgrade_reason"] == UPGRADE_REASON
+
+
+def test_a_renewal_date_just_passed_is_renewed_before_hours_are_judged_expiring(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """30 h renewing in 20 days: nothing expires. A µs past the date, before any wake-up,
+    the stored date looks like hours about to expire; they are fresh hours, not upgraded."""
+    router, client, _ = _clocked(settings, redis_conn)
+    renews = DAY0 + timedelta(days=20)
+    _add(router, "a-std", "alice", fast_hours=30, fast_limit=3, renews_at=renews)
+    _opt_in(router, "alice")
+    redis_conn.set(router.keys.clock, int(renews.timestamp()) * US + 1)
+    task = client.submit("alice", "after the renewal", mode="relax")
+    assert (task.effective_mode, task.upgrade_reason) == ("relax", None)
+    view = router.pool.get("a-std")
+    assert view is not None and view.fast_hours_reserved == 0
+    assert view.renews_at_us is not None and view.renews_at_us > int(renews.timestamp()) * US
+
+
+def test_a_child_of_an_upgraded_task_is_relax_work(settings: Settings, redis_conn: Redis) -> None:
+    """It inherits the mode its owner asked for, relax: fast hours only by an upgrade."""
+    router, client, _ = _clocked(settings, redis_conn)
+    _add(router, "a-std", "alice", fast_hours=30, fast_limit=3, renews_at=DAY0 + timedelta(hours=1))
+    _opt_in(router, "alice")
+    parent = client.submit("alice", "parent", mode="relax")
+    attempt = int(_record(router, "alice", parent.id)["attempt"])
+    router.tasks.start("alice", parent.id, attempt, "token")
+    router.tasks.settle("alice", parent.id, attempt, "completed", gpu_ms=60_000,
+                        result={"image_urls": ["https://cdn.example/p.png"]})  # fmt: skip
+    _opt_in(router, "alice", on=False)
+    child = client.submit("alice", task_type="variation", parent_id=parent.id, input={"index": 1})
+    assert (child.requested_mode, child.effective_mode) == ("relax", "relax")
+    assert (child.account_id, child.upgrade_reason) == ("a-std", None)
+    view = router.pool.get("a-std")
+    assert view is not None and view.fast_hours_reserved == 0 and view.inflight["relax"] == 1

@@ -3,7 +3,9 @@
 -- longer serve the task's slot (disabled, set to relax, out of fast hours since it was
 -- placed), if the account must rest now by what it really started (the gap since its last
 -- start, its starts today, its working hours, a cooldown: it then rests until that ends),
--- or if the task fell back to relax and fast capacity came back before it started.
+-- if the task fell back to relax and fast capacity came back before it started, or if it is
+-- relax work run fast on expiring hours (`upgrade_reason`) and that no longer holds (its
+-- owner opted out, the account renewed, moved its date or became Basic).
 -- ARGV[7] task id, ARGV[8] attempt the worker was given, ARGV[9] this run's token (one per
 -- delivery of the attempt to a worker, the same when that worker asks again; '': none, as
 -- callers before tokens: every START of a running attempt answers 'run')
@@ -29,7 +31,7 @@ if f[2] ~= ARGV[8] or f[1] ~= 'queued' or not f[3] or f[3] == '' then
 end
 local acct, a = f[4], k_acct(f[4])
 local g = redis.call('HMGET', t, 'created_at', 'effective_mode', 'fallback_reason',
-  'requested_mode', 'parent_id')
+  'requested_mode', 'parent_id', 'upgrade_reason')
 local cap = K_RELAXCAP
 if f[3] == 'fast' then cap = K_FASTCAP end
 local again = redis.call('SISMEMBER', cap, acct) == 0
@@ -41,6 +43,9 @@ if not again then  -- rest rules hold when a job starts, not only when it was pl
       redis.call('HSET', a, 'paced_until', istr(untl))  -- placement rests it as long
     end
   end
+end
+if not again and g[6] and g[6] ~= '' and not upgrade_holds(tid, acct) then
+  again = true  -- upgraded relax work whose reason is gone (opted out, renewed, Basic): relax
 end
 if not again and g[3] and g[3] ~= '' and (g[4] == 'fast' or g[4] == 'turbo') then
   -- It fell back to relax; if fast capacity came back before it started, it runs fast.

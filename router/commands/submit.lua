@@ -36,7 +36,8 @@ for i = 0, n - 1 do
     if ARGV[b + 7] ~= '' then
       code, msg = ARGV[b + 7], ARGV[b + 8]
     elseif parent ~= '' then
-      local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id')
+      local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id',
+        'upgrade_reason')
       if not pf[1] then
         code, msg = 'parent_not_found', 'owner ' .. OWNER .. ' has no task ' .. parent
       elseif pf[1] ~= 'completed' then
@@ -44,6 +45,9 @@ for i = 0, n - 1 do
       else
         local acct = pf[3]
         req, mode = pf[2], pf[2]
+        -- The child of relax work run fast on expiring hours is relax work: it spends fast
+        -- hours only by an upgrade of its own, never by inheriting one (rule 3).
+        if pf[4] and pf[4] ~= '' then req, mode = 'relax', 'relax' end
         redis.call('HSET', t, 'account_id', acct)
         if redis.call('SISMEMBER', K_ENABLED, acct) == 0 then
           code = 'parent_account_unavailable'

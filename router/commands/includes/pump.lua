@@ -18,24 +18,47 @@ local function best_free(slot)
   return best
 end
 
+-- `policy.surely_expires` for a non-Basic account, after renewing it if its date has
+-- passed (a stale date would make fresh hours look expiring): the account's latest start
+-- if its fast time surely expires unused now, else nil. `own` is fast time (ms) reserved
+-- by the task being judged, counted as still available.
+local function expiring_since(id, own)
+  local a = k_acct(id)
+  local f = redis.call('HMGET', a, 'plan', 'renews_at')
+  local renews = tonumber(f[2] or '')
+  if not f[1] or f[1] == 'basic' or not renews or renews <= 0 then return nil end
+  if renews <= now() then
+    refresh(id)
+    renews = tonumber(redis.call('HGET', a, 'renews_at') or '')
+    if not renews or renews <= 0 then return nil end
+  end
+  local g = redis.call('HMGET', a, 'fast_ms', 'fast_reserved_ms', 'fast_limit')
+  local avail = math.max(tonumber(g[1]) - tonumber(g[2]) + (own or 0), 0)
+  local start = renews - idiv(math.min(avail, SPAN - 1) * 1000, math.max(tonumber(g[3]), 1))
+  if now() > start then return start end
+  return nil
+end
+
 -- `policy.upgrade_target`: a free, non-Basic fast account whose fast time surely expires
 -- unused (its latest start has passed), the most surplus first; nil if none.
 local function upgrade_target()
   local best, earliest
   for _, id in ipairs(redis.call('ZRANGE', k_free('fast'), 0, -1)) do
-    local f = redis.call('HMGET', k_acct(id), 'plan', 'fast_ms', 'fast_reserved_ms',
-      'fast_limit', 'renews_at')
-    local renews = tonumber(f[5] or '')
-    if f[1] ~= 'basic' and renews and renews > 0 then
-      local avail = math.min(math.max(tonumber(f[2]) - tonumber(f[3]), 0), SPAN - 1)
-      local start = renews - idiv(avail * 1000, math.max(tonumber(f[4]), 1))
-      if now() > start and (not earliest or start < earliest
-          or (start == earliest and id < best)) then
-        best, earliest = id, start
-      end
+    local start = expiring_since(id)
+    if start and redis.call('ZSCORE', k_free('fast'), id)  -- a renewal refreshed it
+        and (not earliest or start < earliest or (start == earliest and id < best)) then
+      best, earliest = id, start
     end
   end
   return best
+end
+
+-- An upgraded task may still start fast on `acct`: its owner is still opted in and the
+-- account's time still surely expires (START checks it, as it checks a fallback).
+local function upgrade_holds(tid, acct)
+  if redis.call('HGET', K_OPTIONS, 'upgrade_expiring') ~= '1' then return false end
+  local own = tonumber(redis.call('HGET', k_task(tid), 'reserved_ms') or '0') or 0
+  return expiring_since(acct, own) ~= nil
 end
 
 -- An opted-in owner's relax tasks at the head of its relax line run fast on hours that
@@ -58,9 +81,22 @@ local function upgrade_expiring()
   end
 end
 
--- Hand free slots to waiting tasks: the pinned children of `accts` (and of every account
--- whose pin line got a task in this call) first, then the owner's lines, each to the best
--- free account. No line blocks another.
+-- When a task entered the wait (its submission): the oldest waiting task goes first.
+local function entered(tid) return tonumber(redis.call('HGET', k_task(tid), 'created_at')) end
+
+-- Note in `heads` the oldest child waiting for `acct` in `slot`, {task, entered}, if the
+-- account has a free `slot`; else forget it.
+local function note_head(heads, acct, slot)
+  heads[acct] = nil
+  if redis.call('ZSCORE', k_free(slot), acct) then
+    local tid = next_waiting(k_pin(acct, slot))
+    if tid then heads[acct] = {tid, entered(tid)} end
+  end
+end
+
+-- Hand free slots to waiting tasks, the oldest first: the children pinned to `accts` (and
+-- to every account whose pin line got a task in this call) and the heads of the owner's
+-- lines, each line task to the best free account. No line blocks another.
 local function pump(accts)
   local seen, all = {}, {}
   local function add(acct)
@@ -75,35 +111,48 @@ local function pump(accts)
     for _, acct in ipairs(dirty) do add(acct) end  -- pins filled so far, in this pass too
     local acct = all[i]
     if not acct then break end
-    for _, slot in ipairs({'fast', 'relax'}) do
-      local pin = k_pin(acct, slot)
-      while redis.call('ZSCORE', k_free(slot), acct) do
-        local tid = next_waiting(pin)
-        if not tid then break end
-        redis.call('LPOP', pin)
-        place(tid, acct, slot)
-      end
-    end
     check_pins(acct)
     i = i + 1
   end
   for _, slot in ipairs({'fast', 'relax'}) do
     local line, free = k_line(slot), k_free(slot)
     if slot == 'relax' then upgrade_expiring() end
+    local heads, noted = {}, 0  -- accounts of `all` with a free slot and a child waiting
     while true do
-      local tid = next_waiting(line)
-      if not tid then break end
-      local best
-      if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
-        best = best_free(slot)
-      else
-        best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
+      for _, acct in ipairs(dirty) do add(acct) end
+      while noted < #all do
+        noted = noted + 1
+        note_head(heads, all[noted], slot)
       end
-      if not best then break end
-      redis.call('LPOP', line)
-      place(tid, best, slot)
+      local pacct, pat  -- the oldest child that may start now (ties: the account id)
+      for acct, head in pairs(heads) do
+        if not pat or head[2] < pat or (head[2] == pat and acct < pacct) then
+          pacct, pat = acct, head[2]
+        end
+      end
+      local tid = next_waiting(line)
+      local best
+      if tid and (not pat or entered(tid) < pat) then
+        if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
+          best = best_free(slot)
+        else
+          best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
+        end
+      end
+      if best then
+        redis.call('LPOP', line)
+        place(tid, best, slot)
+      elseif pacct then
+        best = pacct
+        redis.call('LPOP', k_pin(best, slot))
+        place(heads[best][1], best, slot)
+      else
+        break
+      end
+      if seen[best] then note_head(heads, best, slot) end
     end
   end
+  for _, acct in ipairs(all) do check_pins(acct) end
   trim_fallen()
 end
 
