@@ -54,7 +54,8 @@ class Strategy(StrEnum):
     load, then the most fast time (the router before renewal dates counted)."""
     FILL_FIRST = "fill_first"
     """trueai midjourney-proxy's AccountFill: the first account with a free slot, in a fixed
-    order (account id order here); if none has one, `BEST_WAIT_IDLE`'s choice."""
+    order (account id order here); if none has one, bound to `BEST_WAIT_IDLE`'s choice,
+    where it waits even if another account frees first (as the peers do)."""
     RANDOM = "random"
     ROUND_ROBIN = "round_robin"
     WEIGHTED = "weighted"

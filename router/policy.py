@@ -177,8 +177,8 @@ def choose(
 ) -> AccountState | None:
     """The account a task needing `slot` goes to now, or None if every eligible one is busy.
 
-    `FILL_FIRST`: the first free account in id order. The other peers bind on arrival and
-    are not modelled here.
+    `FILL_FIRST`: the first free account in id order (when none is free, the scripts bind
+    the task to an account on arrival, as the other peers do; that is not modelled here).
     """
     free = [a for a in accounts if can_take(a, slot, now_us)]
     if strategy is Strategy.FILL_FIRST:
