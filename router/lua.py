@@ -18,6 +18,7 @@ from pathlib import Path
 from router.keys import lua_key_helpers
 from router.models import Strategy
 from router.policy import (
+    CHILD_HEADSTART_US,
     SCORE_HOURS_SPAN,
     SCORE_LOAD_SCALE,
     UNDATED_SCORE,
@@ -59,6 +60,7 @@ def generated(
         "generated/constants": (
             f"local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}\n"
             f"local URGENCY, UNDATED = {URGENCY_BUCKET_US}, {UNDATED_SCORE}\n"
+            f"local HEADSTART = {CHILD_HEADSTART_US}\n"
             f"local UPGRADE_REASON = {_string(UPGRADE_REASON)}\n"
             f"local BUCKETS = {{\n  {buckets},\n}}\n"
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"

@@ -1,6 +1,6 @@
 """A freed slot goes to the oldest task waiting that may run there: a child pinned to the
-account or the head of its owner's line, whichever was submitted first (the tail of the
-wait is the shortest when no task overtakes an older one that could take the same slot)."""
+account (counted as submitted `CHILD_HEADSTART_US` earlier) or the head of its owner's
+line. Children go first, but never ahead of a line task that waited the head start longer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from redis import Redis
 
 from router.client import Client
 from router.core import Router
+from router.policy import CHILD_HEADSTART_US
 from router.pool import AccountSpec
 from router.settings import Settings
 from router.tasks import Task
@@ -29,9 +30,16 @@ def _run(router: Router, owner: str, task: Task) -> None:
                         result={"image_urls": [f"https://cdn.example/{task.id}.png"]})  # fmt: skip
 
 
-@pytest.mark.parametrize("child_first", [True, False])
+@pytest.mark.parametrize(
+    ("line_earlier_us", "child_wins"),
+    [
+        (-US, True),  # the child was submitted first
+        (60 * US, True),  # the line task a minute earlier: within the head start
+        (CHILD_HEADSTART_US + US, False),  # earlier by more than the head start
+    ],
+)
 def test_a_freed_slot_goes_to_the_oldest_waiting_task_pinned_or_in_line(
-    settings: Settings, redis_conn: Redis, child_first: bool
+    settings: Settings, redis_conn: Redis, line_earlier_us: int, child_wins: bool
 ) -> None:
     router = Router(settings.model_copy(update={"sim_clock": True}), redis_conn)
     clock = int(DAY0.timestamp()) * US
@@ -45,28 +53,20 @@ def test_a_freed_slot_goes_to_the_oldest_waiting_task_pinned_or_in_line(
     busy = client.submit("alice", "holds the slot", mode="relax")
     assert busy.account_id == "a"
 
-    def later() -> None:
-        nonlocal clock
-        clock += US
-        redis_conn.set(router.keys.clock, clock)
+    def at(us: int) -> None:
+        redis_conn.set(router.keys.clock, clock + us)
 
-    later()
-    if child_first:
-        first = client.submit("alice", task_type="upscale", parent_id=parent.id, input={"index": 1})
-        later()
-        second = client.submit("alice", "waits in line", mode="relax")
-    else:
-        first = client.submit("alice", "waits in line", mode="relax")
-        later()
-        second = client.submit(
-            "alice", task_type="upscale", parent_id=parent.id, input={"index": 1}
-        )
-    assert first.status == second.status == "queued"
+    at(CHILD_HEADSTART_US * 2 - line_earlier_us)
+    line = client.submit("alice", "waits in line", mode="relax")
+    at(CHILD_HEADSTART_US * 2)
+    child = client.submit("alice", task_type="upscale", parent_id=parent.id, input={"index": 1})
+    assert line.status == child.status == "queued"
+    first, second = (child, line) if child_wins else (line, child)
     _run(router, "alice", busy)
     got_first, got_second = client.get(first.id), client.get(second.id)
     assert got_first is not None and got_second is not None
     assert (got_first.account_id, got_first.attempt) == ("a", 1)
-    assert got_second.attempt == 0  # still waits: the slot went to the older task
+    assert got_second.attempt == 0  # still waits: the slot went to the other
     _run(router, "alice", got_first)
     got_second = client.get(second.id)
     assert got_second is not None and got_second.attempt == 1

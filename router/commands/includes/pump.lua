@@ -84,19 +84,20 @@ end
 -- When a task entered the wait (its submission): the oldest waiting task goes first.
 local function entered(tid) return tonumber(redis.call('HGET', k_task(tid), 'created_at')) end
 
--- Note in `heads` the oldest child waiting for `acct` in `slot`, {task, entered}, if the
--- account has a free `slot`; else forget it.
+-- Note in `heads` the oldest child waiting for `acct` in `slot`, {task, entered less the
+-- children's head start}, if the account has a free `slot`; else forget it.
 local function note_head(heads, acct, slot)
   heads[acct] = nil
   if redis.call('ZSCORE', k_free(slot), acct) then
     local tid = next_waiting(k_pin(acct, slot))
-    if tid then heads[acct] = {tid, entered(tid)} end
+    if tid then heads[acct] = {tid, entered(tid) - HEADSTART} end
   end
 end
 
--- Hand free slots to waiting tasks, the oldest first: the children pinned to `accts` (and
--- to every account whose pin line got a task in this call) and the heads of the owner's
--- lines, each line task to the best free account. No line blocks another.
+-- Hand free slots to waiting tasks, the oldest first (`policy.CHILD_HEADSTART_US`): the
+-- children pinned to `accts` (and to every account whose pin line got a task in this call)
+-- and the heads of the owner's lines, each line task to the best free account. No line
+-- blocks another.
 local function pump(accts)
   local seen, all = {}, {}
   local function add(acct)
