@@ -6,7 +6,7 @@ hashes, waiting lines, and per-owner stats hashes that the Lua scripts count int
 scraped process itself. No label carries a task id, a prompt or a secret.
 
 Stats hash fields (`<prefix>:{o:<owner>}:stats`): `submitted`, `routed:<slot>`,
-`finished:<status>:<mode>`, `failed:<code>`, `fallback:<reason>`,
+`finished:<status>:<mode>`, `failed:<code>`, `fallback:<reason>`, `upgrade:<reason>`,
 `mode_mismatch:<placed>:<ran>` (a backend ran a job in another mode), and histograms
 `wait|run:<mode>:<bucket>` (counts per bucket, not cumulative) with `...:sum` (seconds).
 """
@@ -203,6 +203,12 @@ class PoolCollector(Collector):
             "Fast/turbo tasks that ran relax as a fallback (counted when they start).",
             labels=["owner", "reason"],
         )
+        upgrades = c(
+            "byoa_upgrades",
+            "Relax tasks of opted-in owners run fast on expiring hours (counted when they "
+            "start).",
+            labels=["owner", "reason"],
+        )
         mismatches = c(
             "byoa_mode_mismatches",
             "Jobs a backend ran in another mode than the router placed them in (charged as "
@@ -227,7 +233,9 @@ class PoolCollector(Collector):
                     failed.add_metric([owner, rest], int(value))
                 elif kind == "fallback":
                     fallbacks.add_metric([owner, rest], int(value))
-        yield from (submitted, routed, finished, failed, fallbacks, mismatches)
+                elif kind == "upgrade":
+                    upgrades.add_metric([owner, rest], int(value))
+        yield from (submitted, routed, finished, failed, fallbacks, upgrades, mismatches)
         yield c("byoa_dead_letters", "Intake messages that could not become a task.", dead)
 
     def _histograms(self, stats: dict[str, dict[str, str]]) -> Iterator[Metric]:

@@ -10,7 +10,7 @@ from router.models import Slot
 
 
 def snapshot(router: Router) -> dict[str, Any]:
-    """Accounts, per-owner queue depths, intake, dead letters and rq backlog."""
+    """Accounts, per-owner queue depths and opt-ins, intake, dead letters and rq backlog."""
     keys, redis = router.keys, router.redis
     accounts = router.pool.accounts()
     owners = sorted({a.owner for a in accounts})
@@ -20,19 +20,21 @@ def snapshot(router: Router) -> dict[str, Any]:
         pipe.llen(keys.line(owner, Slot.RELAX))
         pipe.zcard(keys.inflight(owner))
         pipe.smembers(keys.pinned(owner))
-    replies = _chunks(pipe.execute(), 4)
+        pipe.hget(keys.owner_options(owner), "upgrade_expiring")
+    replies = _chunks(pipe.execute(), 5)
     queues = {
         owner: {
             "waiting_fast": fast,
             "waiting_relax": relax,
             "waiting_children": 0,
             "in_flight": inflight,
+            "upgrade_expiring": opted in (b"1", "1"),
         }
-        for owner, (fast, relax, inflight, _) in zip(owners, replies, strict=True)
+        for owner, (fast, relax, inflight, _, opted) in zip(owners, replies, strict=True)
     }
     pin_keys = [
         (owner, keys.pin(owner, acct.decode(), slot))
-        for owner, (*_, pinned) in zip(owners, replies, strict=True)
+        for owner, (*_, pinned, _) in zip(owners, replies, strict=True)
         for acct in pinned
         for slot in Slot
     ]
@@ -90,9 +92,16 @@ def render_accounts(accounts: Sequence[dict[str, Any]]) -> str:
 def render(snap: dict[str, Any]) -> str:
     """The snapshot as two tables: accounts, then queues per owner."""
     queues = table(
-        ["owner", "waiting fast", "waiting relax", "waiting children", "in flight"],
+        ["owner", "waiting fast", "waiting relax", "waiting children", "in flight", "upgrade"],
         [
-            [o, q["waiting_fast"], q["waiting_relax"], q["waiting_children"], q["in_flight"]]
+            [
+                o,
+                q["waiting_fast"],
+                q["waiting_relax"],
+                q["waiting_children"],
+                q["in_flight"],
+                "expiring" if q["upgrade_expiring"] else "off",
+            ]
             for o, q in snap["owners"].items()
         ],
     )

@@ -7,6 +7,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -93,6 +94,23 @@ def test_metrics_describe_accounts_queues_counters_and_histograms(
     assert value(m, "byoa_task_run_seconds_count", mode="relax") == 1
     assert value(m, "byoa_task_run_seconds_bucket", mode="fast", le="+Inf") == 3
     assert value(m, "byoa_dead_letters_total") == 0
+
+
+def test_relax_work_run_fast_on_expiring_hours_is_counted_once_it_starts(
+    router: Router, client: Client, endpoint: str, drain: Callable[[], None]
+) -> None:
+    seconds, _ = router.redis.time()
+    renews = datetime.fromtimestamp(int(seconds), tz=UTC) + timedelta(hours=1)
+    spec = AccountSpec(id="a-std", owner="alice", plan="standard", fast_hours=30, renews_at=renews)
+    router.apply(router.pool.add(spec))
+    router.apply(router.pool.set_owner_options("alice", upgrade_expiring=True))
+    task = client.submit("alice", "a cat", mode="relax")
+    assert task.upgrade_reason == "fast_hours_expiring"
+    m = samples(get(f"{endpoint}/metrics")[1])
+    assert value(m, "byoa_upgrades_total", owner="alice") == 0  # placed, not started
+    drain()
+    m = samples(get(f"{endpoint}/metrics")[1])
+    assert value(m, "byoa_upgrades_total", owner="alice", reason="fast_hours_expiring") == 1
 
 
 def test_failures_fallbacks_and_dead_letters_are_counted(

@@ -4,6 +4,7 @@ never consumes fast hours."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,7 @@ def test_waiting_relax_work_is_upgraded_when_the_hours_start_to_surely_expire(
 
 def test_the_cli_sets_and_shows_an_owners_choice(router: Router, env: dict[str, str]) -> None:
     runner = CliRunner()
+    _add(router, "a-std", "alice")
     for flag, shown in (("--upgrade-expiring", True), ("--no-upgrade-expiring", False)):
         result = runner.invoke(main, ["owners", "set", "alice", flag], env=env)
         assert result.exit_code == 0, result.output
@@ -160,6 +162,14 @@ def test_the_cli_sets_and_shows_an_owners_choice(router: Router, env: dict[str, 
         assert result.exit_code == 0, result.output
         assert f'"upgrade_expiring": {str(shown).lower()}' in result.output
         assert router.pool.owner_options("alice").upgrade_expiring is shown
+        result = runner.invoke(main, ["status", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["owners"]["alice"]["upgrade_expiring"] is shown
+        table = runner.invoke(main, ["status"], env=env).output
+        assert any(
+            line.split()[:1] == ["alice"] and line.split()[-1] == ("expiring" if shown else "off")
+            for line in table.splitlines()
+        )
 
 
 accounts = st.lists(

@@ -70,6 +70,9 @@ end
 if g[3] and g[3] ~= '' and redis.call('HSETNX', t, 'fallback_counted', '1') == 1 then
   count('fallback:' .. g[3])  -- a fallback counts once it runs: undone ones do not
 end
+if g[6] and g[6] ~= '' and redis.call('HSETNX', t, 'upgrade_counted', '1') == 1 then
+  count('upgrade:' .. g[6])  -- likewise an upgrade: relax work that runs fast
+end
 local paces = started(a)
 redis.call('HSET', t, 'status', 'running', 'started_at', istr(now()), 'started_by', ARGV[9])
 redis.call('HDEL', t, 'handle')  -- an earlier attempt's driver job is not this one's
