@@ -46,9 +46,9 @@ from router.settings import Settings
 
 URL = os.environ.get("BYOA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 OWNER = "owner0"
-ACCOUNTS = 500
-"""One owner's accounts, 100 fast and 100 relax slots each: 50,000 tasks placed at once
-before any waits in line (a whole default run submits about 35,000)."""
+ACCOUNTS = 1500
+"""One owner's accounts, 100 fast and 100 relax slots each: 150,000 tasks placed at once
+before any waits in line (a whole default run submitted about 120,000 on 2026-12-01)."""
 TASK_PATH = "/api/v1/task"
 MJ_PATH = "/mj/submit/imagine"
 MAX_CONNECTIONS = 256
@@ -120,7 +120,11 @@ def mj_api(key: str) -> Target:
         return {"prompt": f"a cat {i} --fast"}
 
     return Target(
-        "midjourney-proxy", MJ_PATH, f"mj-api-secret: {key}", body, lambda a: a["code"] == 1
+        "midjourney-proxy",
+        MJ_PATH,
+        f"mj-api-secret: {key}",
+        body,
+        lambda a: a["code"] in (1, 22),  # submitted, or waiting in line (both accepted)
     )
 
 
