@@ -29,8 +29,8 @@ from redis import Redis
 from rq import Queue
 
 from bench.measure import children_cpu, redis_cpu, wait
+from router.accounts import AccountSpec
 from router.core import Router
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
 

@@ -39,8 +39,8 @@ from redis import Redis
 
 from bench.measure import proc_cpu, redis_cpu, self_cpu
 from bench.route_throughput import SMALL_POOL, dispatch_latency, routed_rate
+from router.accounts import AccountSpec
 from router.core import Router
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
 

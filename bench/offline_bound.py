@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 from bench.traces import HOUR_US, US, WALL, Trace
+from router.accounts import epoch_us, next_renewal
 from router.models import Mode, TaskType
-from router.pool import epoch_us, next_renewal
 from router.settings import DEFAULT_PLANS
 
 INF = float("inf")

@@ -62,9 +62,9 @@ from pydantic import SecretStr
 from redis import Redis
 
 from bench.measure import proc_cpu, redis_cpu, wait
+from router.accounts import AccountSpec
 from router.core import Router
 from router.polls import Claim
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.requests import NewTask, check_message
 from router.settings import Settings

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.traces import US, Arrival, Trace
+from router.accounts import epoch_us, next_renewal
 from router.core import Router
 from router.models import TaskType
-from router.pool import epoch_us, next_renewal
 from router.requests import Rejection, check_message
 from router.scripts import Outcome, text
 from router.settings import Settings

@@ -28,10 +28,10 @@ from datetime import UTC
 from rq import Queue
 from rq.job import Job
 
+from router.accounts import AccountSpec
 from router.core import Router
 from router.daemon import IntakeDaemon
 from router.models import Slot
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
 

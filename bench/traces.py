@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from router.accounts import AccountSpec, epoch_us
 from router.models import Mode, Plan, TaskType
-from router.pool import AccountSpec, epoch_us
 
 US = 1_000_000
 HOUR_US = 3600 * US

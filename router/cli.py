@@ -14,11 +14,11 @@ import click
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
+from router.accounts import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.apikeys import ApiKeys
 from router.core import Router
 from router.errors import ByoaError
 from router.models import Mode, Plan, Setting, TaskType
-from router.pool import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot

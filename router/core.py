@@ -14,11 +14,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 
+from router.accounts import AccountView
 from router.errors import ByoaError
 from router.keys import Keys
 from router.models import ErrorCode
 from router.polls import Polls
-from router.pool import AccountView, Pool
+from router.pool import Pool
 from router.requests import NewTask, Rejection
 from router.scripts import Outcome, Placement, Scripts, text, text_hash
 from router.settings import Settings

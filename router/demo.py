@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
+from router.accounts import read_accounts_file
 from router.client import Client
 from router.core import Router
 from router.models import TaskType
-from router.pool import read_accounts_file
 from router.redis_server import ensure_redis, purge
 from router.settings import Settings
 from router.status import render, snapshot, table

@@ -150,7 +150,7 @@ class Keys:
         return f"{self.owner_base(owner)}:{STATS}"
 
     def owner_options(self, owner: str) -> str:
-        """Hash: the owner's choices, e.g. `upgrade_expiring` (see `router.pool.OwnerOptions`)."""
+        """Hash: the owner's choices (`router.accounts.OwnerOptions`), e.g. `upgrade_expiring`."""
         return f"{self.owner_base(owner)}:{OPTIONS}"
 
     def webhook_secret(self, owner: str, task_id: str) -> str:

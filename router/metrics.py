@@ -26,12 +26,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from router.accounts import AccountView
 from router.callbacks import RESULTS
 from router.core import Router
 from router.lua import DURATION_BUCKETS
 from router.models import Slot
 from router.policy import rest_until
-from router.pool import AccountView
 from router.scripts import text, text_hash
 
 ACCOUNT = ["account", "owner", "plan"]
@@ -205,8 +205,7 @@ class PoolCollector(Collector):
         )
         upgrades = c(
             "byoa_upgrades",
-            "Relax tasks of opted-in owners run fast on expiring hours (counted when they "
-            "start).",
+            "Relax tasks of opted-in owners run fast on expiring hours (counted when they start).",
             labels=["owner", "reason"],
         )
         mismatches = c(

@@ -20,7 +20,7 @@ from router.models import Mode, Plan, Strategy, TaskType
 CONFIG_ENV = "BYOA_CONFIG"
 """Environment variable naming the TOML settings file (optional)."""
 
-# Bounds on every number an operator gives (settings here, accounts in `router.pool`).
+# Bounds on every number an operator gives (settings here, accounts in `router.accounts`).
 # The scripts keep time in microseconds and GPU time in milliseconds as Redis integers
 # (64-bit) and Lua numbers (doubles, exact to 2**53, about 9e15): each bound keeps what is
 # derived from it, and sums of it, far inside both, and refuses what can only be a typo.

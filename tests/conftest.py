@@ -16,10 +16,10 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router, connect
 from router.demo import stop_processes
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.settings import Settings
 from router.tasks import Task

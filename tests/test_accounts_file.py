@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
+from router.accounts import MS_PER_HOUR, AccountView
 from router.cli import main
 from router.client import Client
 from router.core import Router
 from router.errors import AccountError
-from router.pool import MS_PER_HOUR, AccountView
 from router.reaper import Reaper
 from router.scripts import text
 from tests.conftest import wait_for

@@ -18,13 +18,13 @@ from pydantic import SecretStr, ValidationError
 from redis import Redis
 
 from router import callbacks
+from router.accounts import AccountSpec
 from router.callbacks import MAX_BODY, Callbacks, Hook
 from router.client import Client
 from router.core import Router
 from router.http import serve
 from router.models import Plan
 from router.polls import Entry
-from router.pool import AccountSpec
 from router.scripts import text
 from router.settings import Settings
 from tests.conftest import TEST_REDIS_URL, wait_for

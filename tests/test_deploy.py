@@ -32,10 +32,10 @@ import yaml
 from pydantic import BaseModel
 from redis import Redis
 
+from router.accounts import read_accounts_file
 from router.cli import main
 from router.core import Router
 from router.http import serve
-from router.pool import read_accounts_file
 from router.settings import CONFIG_ENV, Settings
 
 REPO = Path(__file__).resolve().parent.parent

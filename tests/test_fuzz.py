@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from router.accounts import AccountSpec, read_accounts_file
 from router.core import Router
 from router.daemon import IntakeDaemon
 from router.errors import AccountError
 from router.models import ID_RE
-from router.pool import AccountSpec, read_accounts_file
 from router.scripts import text
 from router.settings import Settings
 from router.status import snapshot

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from router.accounts import US_PER_MONTH, next_renewal
 from router.client import Client
 from router.core import Router
 from router.models import Plan, Setting, Slot
 from router.policy import US_PER_DAY, US_PER_HOUR, AccountState, can_take, rest_until
-from router.pool import US_PER_MONTH, next_renewal
 from router.reaper import Reaper
 from router.settings import Settings
 from tests.conftest import wait_for

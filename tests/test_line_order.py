@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from redis import Redis
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.policy import CHILD_HEADSTART_US
-from router.pool import AccountSpec
 from router.settings import Settings
 from router.tasks import Task
 

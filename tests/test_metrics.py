@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import SecretStr
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.http import serve
-from router.pool import AccountSpec
 from router.settings import Settings
 
 CANARY = "CANARY-metrics-token-77"

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from router.accounts import AccountSpec
 from router.apikeys import ApiKeys
 from router.core import Router
-from router.pool import AccountSpec
 from router.settings import Settings
 from tests.conftest import wait_for
 from tests.mjproxy_stub import StubProxy

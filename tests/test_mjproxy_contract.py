@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.models import Setting
-from router.pool import AccountSpec
 from router.settings import Settings
 from tests.conftest import wait_for
 from tests.mjproxy_stub import StubProxy

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 
+from router.accounts import AccountSpec
 from router.cli import main
 from router.client import Client
 from router.core import Router
 from router.demo import stop_processes
 from router.errors import AccountError
 from router.models import Mode, Setting
-from router.pool import AccountSpec
 from router.reaper import Reaper
 from router.settings import Settings
 from tests.conftest import wait_for

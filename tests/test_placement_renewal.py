@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
+from router.accounts import AccountSpec
 from router.core import Router
 from router.models import Strategy
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.requests import NewTask, check_message
 from router.settings import Settings

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from router.accounts import AccountSpec
 from router.core import Router
 from router.demo import stop_processes
-from router.pool import AccountSpec
 from router.settings import Settings
 from tests.conftest import terminal, wait_for
 from tests.servers import PrivateRedis

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+from router.accounts import AccountChange, AccountSpec
 from router.cli import main
 from router.core import Router
-from router.pool import AccountChange, AccountSpec
 
 PAST_DATETIME_RANGE = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+00:01"]
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.errors import AccountError
 from router.models import Setting
-from router.pool import AccountSpec
 from router.tasks import Task
 from workers.drivers.simulated import SimulatedDriver
 

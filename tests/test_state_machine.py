@@ -44,12 +44,13 @@ from hypothesis.stateful import (
 from pydantic import SecretStr
 from redis import Redis
 
+from router.accounts import AccountSpec
 from router.core import Router
 from router.errors import AccountError
 from router.keys import ENABLED, FASTCAP, FREE, RELAXCAP, Keys
 from router.models import CHILD_TYPES, Plan, Setting, Slot
 from router.policy import US_PER_DAY, US_PER_HOUR
-from router.pool import AccountSpec, Pool
+from router.pool import Pool
 from router.redis_server import purge
 from router.requests import NewTask, check_message
 from router.scripts import Outcome, Placement, text, text_hash

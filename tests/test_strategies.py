@@ -9,9 +9,9 @@ import pytest
 from redis import Redis
 
 from bench.scheduling import make_trace, simulate
+from router.accounts import AccountSpec
 from router.core import Router
 from router.models import Slot, Strategy
-from router.pool import AccountSpec
 from router.redis_server import purge
 from router.requests import NewTask, check_message
 from router.settings import Settings

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
+from router.accounts import AccountSpec
 from router.cli import main
 from router.client import Client
 from router.core import Router
 from router.models import Mode, Slot
 from router.policy import UPGRADE_REASON
-from router.pool import AccountSpec
 from router.settings import Settings
 
 Drain = Callable[[], None]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from router.accounts import MS_PER_HOUR, AccountView
 from router.core import Router
-from router.pool import MS_PER_HOUR, AccountView
 from router.scripts import Scripts
 from workers.drivers.base import BackendAccount, DriverError
 

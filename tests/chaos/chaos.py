@@ -26,11 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from router.accounts import AccountSpec
 from router.core import Router
 from router.demo import stop_processes
 from router.models import Mode, Slot, TaskType, slot_for
 from router.policy import fast_cost_ms
-from router.pool import AccountSpec
 from router.settings import Settings
 from tests.servers import PrivateRedis, kill_tree
 from workers.drivers.simulated import SimulatedDriver
