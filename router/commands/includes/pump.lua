@@ -112,6 +112,8 @@ local function pump(accts)
     for _, acct in ipairs(dirty) do add(acct) end  -- pins filled so far, in this pass too
     local acct = all[i]
     if not acct then break end
+    -- once, before serving: placing changes nothing it reads (enabled, fast and relax
+    -- capability: a reservation is not a balance)
     check_pins(acct)
     i = i + 1
   end
@@ -153,7 +155,6 @@ local function pump(accts)
       if seen[best] then note_head(heads, best, slot) end
     end
   end
-  for _, acct in ipairs(all) do check_pins(acct) end
   trim_fallen()
 end
 
