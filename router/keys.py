@@ -32,6 +32,7 @@ OUTBOX = "outbox"  # zset: webhook deliveries `<task>/<event>` by when due (µs)
 CURSOR = "cursor"  # hash: per slot, the account a round-robin strategy chose last
 SYNCED = "synced"  # string per account: held while one worker reads its backend's state
 OPTIONS = "options"  # hash: the owner's choices (`upgrade_expiring`: '1' opted in)
+EXPIRING = "expiring"  # zset, opted-in owners: accounts free for fast work, by when hours expire
 
 
 @dataclass(frozen=True)
@@ -221,4 +222,5 @@ local K_STATS = O .. ':{STATS}'
 local K_OUTBOX = O .. ':{OUTBOX}'
 local K_CURSOR = O .. ':{CURSOR}'
 local K_OPTIONS = O .. ':{OPTIONS}'
+local K_EXPIRING = O .. ':{EXPIRING}'
 """

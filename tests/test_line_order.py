@@ -4,7 +4,8 @@ line. Children go first, but never ahead of a line task that waited the head sta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis import Redis
@@ -13,6 +14,7 @@ from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.policy import CHILD_HEADSTART_US
+from router.requests import NewTask
 from router.settings import Settings
 from router.tasks import Task
 
@@ -70,3 +72,66 @@ def test_a_freed_slot_goes_to_the_oldest_waiting_task_pinned_or_in_line(
     _run(router, "alice", got_first)
     got_second = client.get(second.id)
     assert got_second is not None and got_second.attempt == 1
+
+
+def _clocked(settings: Settings, redis_conn: Redis) -> tuple[Router, Client]:
+    router = Router(settings.model_copy(update={"sim_clock": True}), redis_conn)
+    redis_conn.set(router.keys.clock, int(DAY0.timestamp()) * US)
+    return router, Client(router.settings, redis_conn)
+
+
+def test_a_line_task_leaves_a_freed_account_to_the_child_that_needs_it(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """Two accounts free in one call (their rest ends): the older line task takes the one
+    no child waits for, so the child pinned to the other starts too."""
+    router, client = _clocked(settings, redis_conn)
+    for account_id in ("a", "b"):
+        spec = AccountSpec(
+            id=account_id, owner="alice", plan="standard", relax_limit=1, work_hours=(0, 12)
+        )
+        router.apply(router.pool.add(spec))
+    parent = client.submit("alice", "parent", mode="relax")
+    assert parent.account_id == "a"
+    _run(router, "alice", parent)
+    day0 = int(DAY0.timestamp()) * US
+    redis_conn.set(router.keys.clock, day0 + 13 * 3600 * US)  # outside working hours
+    router.tasks.wake("alice")
+    line = client.submit("alice", "waits in line", mode="relax")
+    redis_conn.set(router.keys.clock, day0 + 13 * 3600 * US + CHILD_HEADSTART_US + US)
+    child = client.submit("alice", task_type="upscale", parent_id=parent.id, input={"index": 1})
+    assert line.status == child.status == "queued"
+    redis_conn.set(router.keys.clock, day0 + 24 * 3600 * US)  # both rests end at once
+    outcome = router.tasks.wake("alice")
+    assert sorted((p.task_id, p.account_id) for p in outcome.placed) == sorted(
+        [(line.id, "b"), (child.id, "a")]
+    )
+
+
+def test_children_fallen_back_on_an_account_due_to_renew_run_fast_once_it_has(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """The account ran out of fast hours and set itself to relax; its renewal date passed
+    before any wake. Children submitted then are renewed onto fast before their turn,
+    rather than waiting in its relax line beside free fast slots."""
+    router, client = _clocked(settings, redis_conn)
+    renews = DAY0 + timedelta(days=1)
+    spec = AccountSpec(id="x", owner="alice", plan="standard", fast_hours=0.02, fast_limit=3,
+                       relax_limit=1, renews_at=renews)  # fmt: skip
+    router.apply(router.pool.add(spec))
+    parent = client.submit("alice", "parent", mode="fast")
+    raw = router.redis.hget(router.keys.task("alice", parent.id), "attempt")
+    attempt = int(raw or 0)
+    router.tasks.start("alice", parent.id, attempt, "token")
+    router.tasks.settle("alice", parent.id, attempt, "completed", gpu_ms=200_000,
+                        result={"image_urls": ["https://cdn.example/p.png"]})  # fmt: skip
+    view = router.pool.get("x")
+    assert view is not None and view.setting == "relax"
+    redis_conn.set(router.keys.clock, int(renews.timestamp()) * US + US)
+    kids = [
+        NewTask(uuid.uuid4().hex, "alice", "upscale", "", parent.id, "", '{"index": 1}', 60_000)
+        for _ in range(3)
+    ]
+    _, outcome = router.tasks.submit_many(kids)
+    assert sorted(p.task_id for p in outcome.placed) == sorted(k.id for k in kids)
+    assert {p.slot for p in outcome.placed} == {"fast"}

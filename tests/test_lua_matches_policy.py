@@ -154,8 +154,8 @@ def test_submit_routes_as_policy_route_and_places_on_policy_choice(
     router: Router, pool: list[AccountState], mode: Mode, opted: bool
 ) -> None:
     load(router, "o", pool)
-    if opted:
-        router.redis.hset(router.keys.owner_options("o"), "upgrade_expiring", "1")
+    if opted:  # as the CLI does it: the choice stored, then the owner's accounts refreshed
+        router.apply(router.pool.set_owner_options("o", upgrade_expiring=True))
     states = [flipped(a) for a in pool]
     expected = policy.route(mode, states)
     task = NewTask(uuid.uuid4().hex, "o", "imagine", mode.value, "", "x", "{}", 60_000)

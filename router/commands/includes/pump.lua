@@ -40,17 +40,15 @@ local function expiring_since(id, own)
 end
 
 -- `policy.upgrade_target`: a free, non-Basic fast account whose fast time surely expires
--- unused (its latest start has passed), the most surplus first; nil if none.
+-- unused (its latest start has passed), the most surplus first; nil if none. The
+-- candidates are the accounts `refresh` lists in K_EXPIRING from that instant on.
 local function upgrade_target()
-  local best, earliest
-  for _, id in ipairs(redis.call('ZRANGE', k_free('fast'), 0, -1)) do
-    local start = expiring_since(id)
-    if start and redis.call('ZSCORE', k_free('fast'), id)  -- a renewal refreshed it
-        and (not earliest or start < earliest or (start == earliest and id < best)) then
-      best, earliest = id, start
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_EXPIRING, '-inf', istr(now()))) do
+    if expiring_since(id) and redis.call('ZSCORE', k_free('fast'), id) then
+      return id  -- by (latest start, id), as listed; a renewal rescored it (the check)
     end
   end
-  return best
+  return nil
 end
 
 -- An upgraded task may still start fast on `acct`: its owner is still opted in and the
@@ -94,6 +92,17 @@ local function note_head(heads, acct, slot)
   end
 end
 
+-- The free account for a line task when `best` has a child waiting for its slot: the
+-- first in the index's order that none waits for, if any (a child can run nowhere else).
+local function spare(slot, heads, best)
+  local n = 0
+  for _ in pairs(heads) do n = n + 1 end
+  for _, id in ipairs(redis.call('ZRANGE', k_free(slot), 0, n)) do
+    if not heads[id] then return id end
+  end
+  return best
+end
+
 -- Hand free slots to waiting tasks, the oldest first (`policy.CHILD_HEADSTART_US`): the
 -- children pinned to `accts` (and to every account whose pin line got a task in this call)
 -- and the heads of the owner's lines, each line task to the best free account. No line
@@ -113,7 +122,10 @@ local function pump(accts)
     local acct = all[i]
     if not acct then break end
     -- once, before serving: placing changes nothing it reads (enabled, fast and relax
-    -- capability: a reservation is not a balance)
+    -- capability: a reservation is not a balance), once a renewal due is made (a date that
+    -- passed before a wake would otherwise renew in `place`, after its children's turn)
+    local renews = tonumber(redis.call('HGET', k_acct(acct), 'renews_at') or '')
+    if renews and renews > 0 and renews <= now() then refresh(acct) end
     check_pins(acct)
     i = i + 1
   end
@@ -138,6 +150,7 @@ local function pump(accts)
       if tid and (not pat or entered(tid) < pat) then
         if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
           best = best_free(slot)
+          if best and heads[best] then best = spare(slot, heads, best) end
         else
           best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
         end

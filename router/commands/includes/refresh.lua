@@ -26,6 +26,7 @@ local function refresh(id)
     redis.call('ZREM', k_free('fast'), id)
     redis.call('ZREM', k_free('relax'), id)
     redis.call('ZREM', K_TIMERS, id)
+    redis.call('ZREM', K_EXPIRING, id)
     return false
   end
   local plan, setting = f[1], f[2]
@@ -51,12 +52,12 @@ local function refresh(id)
   local renews = tonumber(redis.call('HGET', a, 'renews_at') or '0')
   -- For an opted-in owner (under ours: peers bind relax work on arrival), the instant its
   -- fast time starts to surely expire: waiting relax work may run fast from then.
-  local expiring = 0
+  local expiring, after = 0, nil
   local lines = STRATEGY == 'renewal' or STRATEGY == 'least_loaded'
   if lines and renews > 0 and fastcap and plan ~= 'basic'
       and redis.call('HGET', K_OPTIONS, 'upgrade_expiring') == '1' then
     local avail = math.min(math.max(fast_ms - reserved, 0), SPAN - 1)
-    local after = renews - idiv(avail * 1000, fl) + 1
+    after = renews - idiv(avail * 1000, fl) + 1
     if after > now() then expiring = after end
   end
   for _, at in ipairs({renews, hours_end(a), expiring}) do
@@ -75,6 +76,14 @@ local function refresh(id)
     redis.call('ZADD', k_free('fast'), istr(score), id)
   else
     redis.call('ZREM', k_free('fast'), id)
+    after = nil
+  end
+  -- The upgrade candidates (`pump.upgrade_target`): free for fast work, from the instant
+  -- their hours surely expire, so finding none is one lookup however large the pool.
+  if after then
+    redis.call('ZADD', K_EXPIRING, istr(after), id)
+  else
+    redis.call('ZREM', K_EXPIRING, id)
   end
   if rest == 0 and relaxcap and ri < rl then
     redis.call('ZADD', k_free('relax'), istr(idiv(ri * LOAD, rl)), id)
