@@ -31,7 +31,7 @@ from router.callbacks import RESULTS
 from router.core import Router
 from router.lua import DURATION_BUCKETS
 from router.models import Slot
-from router.policy import rest_until
+from router.policy import UPGRADE_REASON, rest_until
 from router.scripts import text, text_hash
 
 ACCOUNT = ["account", "owner", "plan"]
@@ -216,6 +216,8 @@ class PoolCollector(Collector):
         )
         for owner, h in stats.items():
             submitted.add_metric([owner], int(h.get("submitted", 0)))
+            # from zero, so that a dashboard's rate() has a series before the first upgrade
+            upgrades.add_metric([owner, UPGRADE_REASON], int(h.get(f"upgrade:{UPGRADE_REASON}", 0)))
             for placed in MODES:  # every pair from zero, so that increase() sees the first
                 for ran in MODES:
                     if placed != ran:
@@ -232,7 +234,7 @@ class PoolCollector(Collector):
                     failed.add_metric([owner, rest], int(value))
                 elif kind == "fallback":
                     fallbacks.add_metric([owner, rest], int(value))
-                elif kind == "upgrade":
+                elif kind == "upgrade" and rest != UPGRADE_REASON:
                     upgrades.add_metric([owner, rest], int(value))
         yield from (submitted, routed, finished, failed, fallbacks, upgrades, mismatches)
         yield c("byoa_dead_letters", "Intake messages that could not become a task.", dead)
