@@ -17,9 +17,9 @@ SCORE_HOURS_SPAN = 1_000_000_000
 """Available fast milliseconds break load ties; capped below this span (about 277 hours)."""
 URGENCY_BUCKET_US = 3_600_000_000
 """`RENEWAL` treats latest starts within the same hour as equally urgent: load decides."""
-CHILD_HEADSTART_US = 1_800_000_000
+CHILD_HEADSTART_US = 2_400_000_000
 """A freed slot goes to the oldest task that may run there, a child pinned to the account
-counting as submitted this much (30 min) earlier: an upscale, which its user waits for
+counting as submitted this much (40 min) earlier: an upscale, which its user waits for
 and which no other account may run, goes ahead of line tasks only up to this much older
 than it. Children first without a bound lengthens the tail of the line's wait on a busy
 pool; oldest first without a head start lengthens the children's (docs/benchmarks.md)."""
