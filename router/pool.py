@@ -461,8 +461,12 @@ class Pool:
                 f"upgrade_expiring must be True, False or None, not {upgrade_expiring!r}",
             )
         if upgrade_expiring is not None:
+            # with the mark that the scripts' index of expiring hours is to be rebuilt: if
+            # the wake below never runs, the next call that looks for an upgrade does it
+            on = "1" if upgrade_expiring else "0"
             self.redis.hset(
-                self.keys.owner_options(owner), "upgrade_expiring", "1" if upgrade_expiring else "0"
+                self.keys.owner_options(owner),
+                items=["upgrade_expiring", on, "expiring_indexed", "0"],
             )
         raw = self.scripts.owner_call(self.scripts.wake, owner, ["all"])
         return Scripts.decode(owner, raw)[1]

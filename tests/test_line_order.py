@@ -22,13 +22,13 @@ US = 1_000_000
 DAY0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def _run(router: Router, owner: str, task: Task) -> None:
+def _run(router: Router, owner: str, task: Task, gpu_ms: int = 60_000) -> None:
     """Start and complete a placed task, as a worker would; its slot frees."""
     raw = router.redis.hget(router.keys.task(owner, task.id), "attempt")
     attempt = int(raw or 0)
     ran, _, _ = router.tasks.start(owner, task.id, attempt, "token")
     assert ran
-    router.tasks.settle(owner, task.id, attempt, "completed", gpu_ms=60_000,
+    router.tasks.settle(owner, task.id, attempt, "completed", gpu_ms=gpu_ms,
                         result={"image_urls": [f"https://cdn.example/{task.id}.png"]})  # fmt: skip
 
 
@@ -135,3 +135,46 @@ def test_children_fallen_back_on_an_account_due_to_renew_run_fast_once_it_has(
     _, outcome = router.tasks.submit_many(kids)
     assert sorted(p.task_id for p in outcome.placed) == sorted(k.id for k in kids)
     assert {p.slot for p in outcome.placed} == {"fast"}
+
+
+def test_a_fallback_returns_to_fast_when_a_renewal_in_the_same_call_brings_hours_back(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """The owner's only account ran out and its relax slot is taken: a fast task waits as a
+    relax fallback. Its renewal date passes with no wake; a child's SUBMIT renews it. The
+    fallback, older than anything else, then runs fast at once (rule 7)."""
+    router, client = _clocked(settings, redis_conn)
+    renews = DAY0 + timedelta(hours=2)
+    spec = AccountSpec(id="x", owner="alice", plan="standard", fast_hours=0.02, fast_limit=2,
+                       relax_limit=1, renews_at=renews)  # fmt: skip
+    router.apply(router.pool.add(spec))
+    parent = client.submit("alice", "parent", mode="fast")
+    _run(router, "alice", parent, gpu_ms=200_000)  # more than it has: it flips to relax
+    busy = client.submit("alice", "holds the relax slot", mode="relax")
+    assert busy.account_id == "x"
+    fallen = client.submit("alice", "a fast task", mode="fast")
+    assert (fallen.effective_mode, fallen.fallback_reason) == ("relax", "fast_hours_exhausted")
+    redis_conn.set(router.keys.clock, int(renews.timestamp()) * US + US)
+    child = NewTask(uuid.uuid4().hex, "alice", "upscale", "", parent.id, "", '{"index": 1}', 60_000)
+    _, outcome = router.tasks.submit_many([child])
+    assert (fallen.id, "fast") in {(p.task_id, p.slot) for p in outcome.placed}
+    again = client.get(fallen.id)
+    assert again is not None and (again.effective_mode, again.fallback_reason) == ("fast", None)
+
+
+def test_an_opt_in_written_without_its_index_is_indexed_at_the_next_look(
+    settings: Settings, redis_conn: Redis
+) -> None:
+    """An opt-in stored by an earlier release (or whose wake never ran) has no index of
+    expiring accounts: the first call that looks for an upgrade builds it."""
+    router, client = _clocked(settings, redis_conn)
+    spec = AccountSpec(id="e", owner="alice", plan="standard", fast_hours=30, fast_limit=3,
+                       renews_at=DAY0 + timedelta(hours=1))  # fmt: skip
+    router.apply(router.pool.add(spec))
+    redis_conn.hset(router.keys.owner_options("alice"), "upgrade_expiring", "1")
+    task = client.submit("alice", "a cat", mode="relax")
+    assert (task.effective_mode, task.account_id, task.upgrade_reason) == (
+        "fast",
+        "e",
+        "fast_hours_expiring",
+    )

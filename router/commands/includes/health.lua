@@ -72,6 +72,8 @@ local function hours_end(a)
   return nxt
 end
 
+local renewals = 0  -- renewals made in this call (`pump` then takes fallbacks back)
+
 -- A renewal date passed: the plan's fast hours are back, an automatic flip is undone.
 local function renew_if_due(id, a)
   local f = redis.call('HMGET', a, 'renews_at', 'plan_fast_ms', 'setting', 'flip_reason')
@@ -79,6 +81,7 @@ local function renew_if_due(id, a)
   if at == 0 or at > now() then return end
   while at <= now() do at = at + US_MONTH end
   redis.call('HSET', a, 'renews_at', istr(at), 'fast_ms', f[2] or '0')
+  renewals = renewals + 1
   if f[3] == 'relax' and f[4] == 'fast_hours_exhausted' then
     redis.call('HSET', a, 'setting', 'fast', 'flip_reason', '')
     switches[#switches + 1] = id

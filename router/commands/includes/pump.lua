@@ -64,6 +64,12 @@ end
 local function upgrade_expiring()
   if STRATEGY ~= 'renewal' and STRATEGY ~= 'least_loaded' then return end  -- peers bind
   if redis.call('HGET', K_OPTIONS, 'upgrade_expiring') ~= '1' then return end
+  if redis.call('HGET', K_OPTIONS, 'expiring_indexed') ~= '1' then
+    -- K_EXPIRING is kept by `refresh` only while the owner opts in: build it once after
+    -- the opt-in is written (`Pool.set_owner_options` clears this mark with it)
+    for _, id in ipairs(redis.call('SMEMBERS', K_ACCOUNTS)) do refresh(id) end
+    redis.call('HSET', K_OPTIONS, 'expiring_indexed', '1')
+  end
   local line = k_line('relax')
   while true do
     local tid = next_waiting(line)
@@ -108,6 +114,7 @@ end
 -- and the heads of the owner's lines, each line task to the best free account. No line
 -- blocks another.
 local function pump(accts)
+  local pumped_renewals = renewals
   local seen, all = {}, {}
   local function add(acct)
     if acct and not seen[acct] then
@@ -129,44 +136,54 @@ local function pump(accts)
     check_pins(acct)
     i = i + 1
   end
-  for _, slot in ipairs({'fast', 'relax'}) do
-    local line, free = k_line(slot), k_free(slot)
-    if slot == 'relax' then upgrade_expiring() end
-    local heads, noted = {}, 0  -- accounts of `all` with a free slot and a child waiting
-    while true do
-      for _, acct in ipairs(dirty) do add(acct) end
-      while noted < #all do
-        noted = noted + 1
-        note_head(heads, all[noted], slot)
-      end
-      local pacct, pat  -- the oldest child that may start now (ties: the account id)
-      for acct, head in pairs(heads) do
-        if not pat or head[2] < pat or (head[2] == pat and acct < pacct) then
-          pacct, pat = acct, head[2]
-        end
-      end
-      local tid = next_waiting(line)
-      local best
-      if tid and (not pat or entered(tid) < pat) then
-        if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
-          best = best_free(slot)
-          if best and heads[best] then best = spare(slot, heads, best) end
-        else
-          best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
-        end
-      end
-      if best then
-        redis.call('LPOP', line)
-        place(tid, best, slot)
-      elseif pacct then
-        best = pacct
-        redis.call('LPOP', k_pin(best, slot))
-        place(heads[best][1], best, slot)
-      else
-        break
-      end
-      if seen[best] then note_head(heads, best, slot) end
+  -- A renewal in this call (before serving, or in `place`) can bring fast hours back to
+  -- an owner whose fast work fell back: those fallbacks go back to the fast line first.
+  local done = pumped_renewals
+  for _ = 1, 3 do
+    if renewals > done then
+      done = renewals
+      reconcile()
     end
+    for _, slot in ipairs({'fast', 'relax'}) do
+      local line, free = k_line(slot), k_free(slot)
+      if slot == 'relax' then upgrade_expiring() end
+      local heads, noted = {}, 0  -- accounts of `all` with a free slot and a child waiting
+      while true do
+        for _, acct in ipairs(dirty) do add(acct) end
+        while noted < #all do
+          noted = noted + 1
+          note_head(heads, all[noted], slot)
+        end
+        local pacct, pat  -- the oldest child that may start now (ties: the account id)
+        for acct, head in pairs(heads) do
+          if not pat or head[2] < pat or (head[2] == pat and acct < pacct) then
+            pacct, pat = acct, head[2]
+          end
+        end
+        local tid = next_waiting(line)
+        local best
+        if tid and (not pat or entered(tid) < pat) then
+          if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
+            best = best_free(slot)
+            if best and heads[best] then best = spare(slot, heads, best) end
+          else
+            best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
+          end
+        end
+        if best then
+          redis.call('LPOP', line)
+          place(tid, best, slot)
+        elseif pacct then
+          best = pacct
+          redis.call('LPOP', k_pin(best, slot))
+          place(heads[best][1], best, slot)
+        else
+          break
+        end
+        if seen[best] then note_head(heads, best, slot) end
+      end
+    end
+    if renewals == done then break end
   end
   trim_fallen()
 end
