@@ -108,6 +108,23 @@ def test_a_line_task_leaves_a_freed_account_to_the_child_that_needs_it(
     )
 
 
+def _exhausted(router: Router, client: Client, renews: datetime, fast_limit: int) -> Task:
+    """Account x (1 relax slot) renewing at `renews` spends all its fast hours on a parent
+    task and sets itself to relax; the parent, completed."""
+    spec = AccountSpec(id="x", owner="alice", plan="standard", fast_hours=0.02,
+                       fast_limit=fast_limit, relax_limit=1, renews_at=renews)  # fmt: skip
+    router.apply(router.pool.add(spec))
+    parent = client.submit("alice", "parent", mode="fast")
+    _run(router, "alice", parent, gpu_ms=200_000)  # more than it has
+    view = router.pool.get("x")
+    assert view is not None and view.setting == "relax"
+    return parent
+
+
+def _child(parent: Task) -> NewTask:
+    return NewTask(uuid.uuid4().hex, "alice", "upscale", "", parent.id, "", '{"index": 1}', 60_000)
+
+
 def test_children_fallen_back_on_an_account_due_to_renew_run_fast_once_it_has(
     settings: Settings, redis_conn: Redis
 ) -> None:
@@ -116,18 +133,9 @@ def test_children_fallen_back_on_an_account_due_to_renew_run_fast_once_it_has(
     rather than waiting in its relax line beside free fast slots."""
     router, client = _clocked(settings, redis_conn)
     renews = DAY0 + timedelta(days=1)
-    spec = AccountSpec(id="x", owner="alice", plan="standard", fast_hours=0.02, fast_limit=3,
-                       relax_limit=1, renews_at=renews)  # fmt: skip
-    router.apply(router.pool.add(spec))
-    parent = client.submit("alice", "parent", mode="fast")
-    _run(router, "alice", parent, gpu_ms=200_000)  # more than it has: it flips to relax
-    view = router.pool.get("x")
-    assert view is not None and view.setting == "relax"
+    parent = _exhausted(router, client, renews, fast_limit=3)
     redis_conn.set(router.keys.clock, int(renews.timestamp()) * US + US)
-    kids = [
-        NewTask(uuid.uuid4().hex, "alice", "upscale", "", parent.id, "", '{"index": 1}', 60_000)
-        for _ in range(3)
-    ]
+    kids = [_child(parent) for _ in range(3)]
     _, outcome = router.tasks.submit_many(kids)
     assert sorted(p.task_id for p in outcome.placed) == sorted(k.id for k in kids)
     assert {p.slot for p in outcome.placed} == {"fast"}
@@ -141,18 +149,13 @@ def test_a_fallback_returns_to_fast_when_a_renewal_in_the_same_call_brings_hours
     fallback, older than anything else, then runs fast at once (rule 7)."""
     router, client = _clocked(settings, redis_conn)
     renews = DAY0 + timedelta(hours=2)
-    spec = AccountSpec(id="x", owner="alice", plan="standard", fast_hours=0.02, fast_limit=2,
-                       relax_limit=1, renews_at=renews)  # fmt: skip
-    router.apply(router.pool.add(spec))
-    parent = client.submit("alice", "parent", mode="fast")
-    _run(router, "alice", parent, gpu_ms=200_000)  # more than it has: it flips to relax
+    parent = _exhausted(router, client, renews, fast_limit=2)
     busy = client.submit("alice", "holds the relax slot", mode="relax")
     assert busy.account_id == "x"
     fallen = client.submit("alice", "a fast task", mode="fast")
     assert (fallen.effective_mode, fallen.fallback_reason) == ("relax", "fast_hours_exhausted")
     redis_conn.set(router.keys.clock, int(renews.timestamp()) * US + US)
-    child = NewTask(uuid.uuid4().hex, "alice", "upscale", "", parent.id, "", '{"index": 1}', 60_000)
-    _, outcome = router.tasks.submit_many([child])
+    _, outcome = router.tasks.submit_many([_child(parent)])
     assert (fallen.id, "fast") in {(p.task_id, p.slot) for p in outcome.placed}
     again = client.get(fallen.id)
     assert again is not None and (again.effective_mode, again.fallback_reason) == ("fast", None)

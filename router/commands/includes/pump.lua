@@ -33,8 +33,8 @@ local function expiring_since(id, own)
     if not renews or renews <= 0 then return nil end
   end
   local g = redis.call('HMGET', a, 'fast_ms', 'fast_reserved_ms', 'fast_limit')
-  local avail = math.max(tonumber(g[1]) - tonumber(g[2]) + (own or 0), 0)
-  local start = renews - idiv(math.min(avail, SPAN - 1) * 1000, math.max(tonumber(g[3]), 1))
+  local avail = tonumber(g[1]) - tonumber(g[2]) + (own or 0)
+  local start = latest_start(renews, avail, tonumber(g[3]))
   if now() > start then return start end
   return nil
 end

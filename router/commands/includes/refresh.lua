@@ -2,12 +2,18 @@
 -- and the automatic flip to relax (rule 4).
 -- Needs: owner, health.
 
+-- `policy.latest_start_us`: the last instant from which every fast slot running until
+-- `renews` still uses `avail` ms of fast time (avail capped as the scores cap it).
+local function latest_start(renews, avail, fl)
+  return renews - idiv(math.min(math.max(avail, 0), SPAN - 1) * 1000, math.max(fl, 1))
+end
+
 -- `policy.account_score` for a fast slot under RENEWAL: the hour of the latest start,
 -- Basic first, then load; undated accounts after every dated one, by `today`'s score.
 local function renewal_score(a, plan, avail, fl, load, today)
   local renews = tonumber(redis.call('HGET', a, 'renews_at') or '')
   if not renews or renews == 0 then return UNDATED + today end
-  local start = math.max(renews - idiv(avail * 1000, fl), 0)
+  local start = math.max(latest_start(renews, avail, fl), 0)
   local rank = 1
   if plan == 'basic' then rank = 0 end
   return (idiv(start, URGENCY) * 2 + rank) * LOAD + load
@@ -56,8 +62,7 @@ local function refresh(id)
   local lines = STRATEGY == 'renewal' or STRATEGY == 'least_loaded'
   if lines and renews > 0 and fastcap and plan ~= 'basic'
       and redis.call('HGET', K_OPTIONS, 'upgrade_expiring') == '1' then
-    local avail = math.min(math.max(fast_ms - reserved, 0), SPAN - 1)
-    after = renews - idiv(avail * 1000, fl) + 1
+    after = latest_start(renews, fast_ms - reserved, fl) + 1
     if after > now() then expiring = after end
   end
   for _, at in ipairs({renews, hours_end(a), expiring}) do
