@@ -104,7 +104,7 @@ CHANGES = (
 `accounts reset`, the accounts file loaded again, fast hours set (one of HOURS: a top-up,
 or none left), a plan change by `Pool.update` (`accounts set --plan`) or by the accounts
 file."""
-CLOCK_STEPS = ("seconds", "midnight", "work_start_h", "work_end_h", "renewal")
+CLOCK_STEPS = ("seconds", "midnight", "work_start_h", "work_end_h", "renewal", "expiring")
 
 
 ACCOUNT_FIELDS = (
@@ -298,6 +298,8 @@ class ScriptsMachine(RuleBasedStateMachine):
         self.last_start: dict[str, int] = {}
         """Account -> the virtual time of its last job start."""
         self.day_starts: Counter[tuple[str, int]] = Counter()
+        self.opted: dict[str, bool] = {}
+        """Owner -> whether it opted in to spend hours that surely expire on relax work."""
         self.grandfathered: dict[str, set[tuple[str, str]]] = {}
         """Account -> (task, attempt) holding its slots when its plan changed."""
         self.placed: list[Placement] = []
@@ -509,6 +511,31 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.started(tid, before, acct_id, acct)
         return f"start {tid} attempt {attempt} on {acct_id}: {ok} {status}"
 
+    def check_upgrade(
+        self, tid: str, t: dict[str, str], acct_id: str, acct: dict[str, str], now: int
+    ) -> None:
+        """Relax work starts fast only as an upgrade its owner opted in to, on a non-Basic
+        account whose fast time surely expires (counting the task's own reservation)."""
+        STATS.actions["(upgraded starts)"] += 1
+        owner = self.task_owner[tid]
+        why = []
+        if not t.get("upgrade_reason"):
+            why.append("without an upgrade reason")
+        if not self.opted.get(owner):
+            why.append(f"though {owner} did not opt in")
+        if acct.get("plan") == "basic":
+            why.append("on Basic")
+        renews = int(acct.get("renews_at") or 0)
+        if renews > now:  # a date already passed is renewed at START first: judged there
+            avail = int(acct["fast_ms"]) - int(acct["fast_reserved_ms"]) + int(t["reserved_ms"])
+            if now <= renews - max(avail, 0) * 1000 // max(int(acct["fast_limit"]), 1):
+                why.append("on hours that do not surely expire")
+        elif not renews:
+            why.append("on an account without a renewal date")
+        if why:
+            self.saw("upgrades_only_where_allowed", f"relax {tid} starts fast on {acct_id} "
+                     + ", ".join(why))  # fmt: skip
+
     def started(self, tid: str, t: dict[str, str], acct_id: str, acct: dict[str, str]) -> None:
         """A job starts on the account: rules 1-3 and the account's rest rules (#10)."""
         now = self.now()
@@ -516,6 +543,8 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.saw("starts_follow_rules", f"{tid} starts fast on {acct_id} set to relax")
         if t["effective_mode"] == "relax" and acct.get("plan") == "basic":
             self.saw("starts_follow_rules", f"relax {tid} starts on Basic {acct_id}")
+        if t["requested_mode"] == "relax" and slot_of(t["effective_mode"]) == "fast":
+            self.check_upgrade(tid, t, acct_id, acct, now)
         why = resting(acct, now)
         gap = int(acct.get("min_gap_ms") or 0) * 1000
         last = self.last_start.get(acct_id)
@@ -637,6 +666,13 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.saw("plan_change_applied_or_refused", f"{account}: plan {plan} accepted, ignored")
         return "done"
 
+    @rule(owner=st.sampled_from(sorted(OWNERS)), on=st.booleans())
+    def owner_choice(self, owner: str, on: bool) -> None:
+        """`byoa owners set O --upgrade-expiring|--no-upgrade-expiring`."""
+        self.took(self.pool.set_owner_options(owner, upgrade_expiring=on))
+        self.opted[owner] = on
+        self.settled_step("opt-in" if on else "opt-out", f"owner {owner} upgrade_expiring={on}")
+
     @rule(data=st.data(), account=st.sampled_from(ACCOUNTS), change=st.sampled_from(CHANGES))
     def operator(self, data: st.DataObject, account: str, change: str) -> None:
         done = self.operate(data, account, change)
@@ -660,17 +696,26 @@ class ScriptsMachine(RuleBasedStateMachine):
     @rule(data=st.data(), to=st.sampled_from(CLOCK_STEPS), wake=st.booleans())
     def clock(self, data: st.DataObject, to: str, wake: bool) -> None:
         """Time passes: some seconds (0: none), or to just before, at or after the next UTC
-        midnight or an account's working-hours edge, or to an account's renewal date; then
+        midnight or an account's working-hours edge, or to an account's renewal date or the
+        instant its fast hours start to surely expire (an opted-in owner's upgrades); then
         the reaper's wake may run (it does within a second; always after a renewal date)."""
         assert self.snap is not None
         now, what = self.now(), to
         if to == "seconds":
             then = now + data.draw(st.sampled_from([0, 1, 31, 121, 601, 3600]), label="s") * US
         else:
-            field = {"renewal": "renews_at", "midnight": ""}.get(to, to)
+            field = {"renewal": "renews_at", "expiring": "renews_at", "midnight": ""}.get(to, to)
             having = sorted(a for a, h in self.snap.accounts.items() if field and h.get(field))
             account = data.draw(st.sampled_from(having), label="account") if having else ""
-            if to == "renewal":
+            if to == "expiring":  # the instant its fast time starts to surely expire
+                h = self.snap.accounts[account] if account else {}
+                avail = int(h.get("fast_ms") or 0) - int(h.get("fast_reserved_ms") or 0)
+                start = int(h.get("renews_at") or 0) - max(avail, 0) * 1000 // max(
+                    int(h.get("fast_limit") or 1), 1
+                )
+                then = max(now, start + 1) if account else now
+                what = f"{account}'s hours start to surely expire" if account else "no renewal"
+            elif to == "renewal":
                 then = max(now, int(self.snap.accounts[account]["renews_at"]) if account else 0)
                 what = f"{account}'s renewal" if account else "no renewal (none is set)"
                 wake = True
@@ -1008,6 +1053,10 @@ class ScriptsMachine(RuleBasedStateMachine):
     @invariant()
     def starts_respect_rest(self) -> None:
         self.require("starts_respect_rest", [], "10")
+
+    @invariant()
+    def upgrades_only_where_allowed(self) -> None:
+        self.require("upgrades_only_where_allowed", [])
 
     @invariant()
     def relax_never_consumes_fast_hours(self) -> None:
