@@ -409,15 +409,21 @@ class ScriptsMachine(RuleBasedStateMachine):
     @initialize(
         declared=st.tuples(*(decls() for _ in ACCOUNTS)),
         start_minutes=st.integers(0, 48 * 60),
+        opted=st.sets(st.sampled_from(sorted(OWNERS))),
     )
-    def load_accounts(self, declared: tuple[Decl, ...], start_minutes: int) -> None:
+    def load_accounts(
+        self, declared: tuple[Decl, ...], start_minutes: int, opted: set[str]
+    ) -> None:
         self.start_us = T0 + start_minutes * 60 * US
         self.redis.set(self.keys.clock, self.start_us)
         for acct, decl in zip(ACCOUNTS, declared, strict=True):
             spec = decl.spec(acct, self.start_us)
             self.files[acct] = spec
             self.took(self.pool.upsert(spec))
-        self.settled_step("load", f"accounts loaded at {self.start_us}")
+        for owner in sorted(opted):  # owners that opted in before any work arrives
+            self.took(self.pool.set_owner_options(owner, upgrade_expiring=True))
+            self.opted[owner] = True
+        self.settled_step("load", f"accounts loaded at {self.start_us}, opted in: {opted}")
 
     # Tasks.
     @rule(
@@ -666,7 +672,7 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.saw("plan_change_applied_or_refused", f"{account}: plan {plan} accepted, ignored")
         return "done"
 
-    @rule(owner=st.sampled_from(sorted(OWNERS)), on=st.booleans())
+    @rule(owner=st.sampled_from(sorted(OWNERS)), on=st.sampled_from([True, True, False]))
     def owner_choice(self, owner: str, on: bool) -> None:
         """`byoa owners set O --upgrade-expiring|--no-upgrade-expiring`."""
         self.took(self.pool.set_owner_options(owner, upgrade_expiring=on))
