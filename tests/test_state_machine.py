@@ -672,6 +672,17 @@ class ScriptsMachine(RuleBasedStateMachine):
             self.saw("plan_change_applied_or_refused", f"{account}: plan {plan} accepted, ignored")
         return "done"
 
+    @precondition(lambda self: any(self.opted.values()))
+    @rule(data=st.data())
+    def relax_work_on_expiring_hours(self, data: st.DataObject) -> None:
+        """An opted-in owner's relax task arrives once some account's hours surely expire
+        (the clock moved there if that is later): the case an upgrade is for."""
+        owner = data.draw(st.sampled_from(sorted(o for o, on in self.opted.items() if on)))
+        first = self.redis.zrange(f"{self.keys.owner_base(owner)}:expiring", 0, 0, withscores=True)
+        if first:
+            self.set_clock(max(self.now(), int(first[0][1])))
+        self.submit(data, owner, "imagine", "relax", "")
+
     @rule(owner=st.sampled_from(sorted(OWNERS)), on=st.sampled_from([True, True, False]))
     def owner_choice(self, owner: str, on: bool) -> None:
         """`byoa owners set O --upgrade-expiring|--no-upgrade-expiring`."""
