@@ -77,7 +77,7 @@ class Client:
         A task still in the intake list (not yet read by a router) is waited for too.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.router.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self.router.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.router.keys.done_channel(task_id))
         try:
             while True:
