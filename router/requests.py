@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from router import webhooks
 from router.models import CHILD_TYPES, ID_RE, ErrorCode, Ident, Mode, TaskType
 from router.modes import resolve_mode, strip_flags
 from router.settings import Settings
@@ -300,7 +301,7 @@ def parse_message(
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         return Rejection(ErrorCode.INVALID_JSON, f"not valid JSON: {type(e).__name__}: {e}")
     if too_deep:
-        return _rejection(ErrorCode.INVALID_JSON, too_deep, data)
+        return _rejection(ErrorCode.INVALID_JSON, too_deep, data, settings)
     if duplicates:
         key = duplicates[0][0]
         twice = {k for k, obj in duplicates if obj is data}
@@ -308,10 +309,10 @@ def parse_message(
             f"the key {json.dumps(key[:40])} appears twice in one object: which value counts"
             " would be a guess"
         )
-        return _rejection(ErrorCode.INVALID_JSON, message, data, twice)
+        return _rejection(ErrorCode.INVALID_JSON, message, data, settings, twice)
     problem = json_problem(data)
     if problem:
-        return _rejection(ErrorCode.INVALID_JSON, problem, data)
+        return _rejection(ErrorCode.INVALID_JSON, problem, data, settings)
     return _checked(data, settings, default_id)
 
 
@@ -351,7 +352,7 @@ def check_message(
     """A decoded message (from JSON or the client) as a routable task, or why not."""
     problem = json_problem(data)
     if problem:
-        return _rejection(ErrorCode.INVALID_TASK, problem, data)
+        return _rejection(ErrorCode.INVALID_TASK, problem, data, settings)
     return _checked(data, settings, default_id)
 
 
@@ -360,17 +361,21 @@ def _checked(data: Any, settings: Settings, default_id: str | None) -> NewTask |
     if not isinstance(data, dict):
         return Rejection(ErrorCode.INVALID_TASK, "a task message must be a JSON object")
     try:
-        msg = TaskMessage.model_validate(data)
+        msg = TaskMessage.model_validate(data, context=webhooks.context(settings))
     except ValidationError as e:
         code = ErrorCode.INVALID_TASK
         if any(x["loc"] == ("task_type",) for x in e.errors()):
             code = ErrorCode.UNKNOWN_TASK_TYPE
-        return _rejection(code, _describe(e), data)
+        return _rejection(code, _describe(e), data, settings)
     return from_message(msg, settings, default_id)
 
 
 def _rejection(
-    code: ErrorCode, message: str, data: Any, ambiguous: Set[str] = frozenset()
+    code: ErrorCode,
+    message: str,
+    data: Any,
+    settings: Settings,
+    ambiguous: Set[str] = frozenset(),
 ) -> Rejection:
     """A rejection with the message's id, owner and webhook where they are usable (then it is
     stored as a failed task and its webhook told); `ambiguous`: top-level keys given twice."""
@@ -379,15 +384,19 @@ def _rejection(
     task_id, owner = data.get("id"), data.get("owner")
     if not all(isinstance(x, str) and ID_RE.fullmatch(x) for x in (task_id, owner)):
         return Rejection(code, message)
-    hook = None if "webhook" in ambiguous else _valid_webhook(data.get("webhook"))
+    hook = None if "webhook" in ambiguous else _valid_webhook(data.get("webhook"), settings)
     return Rejection(code, message, str(task_id), str(owner), hook)
 
 
-def _valid_webhook(value: Any) -> Webhook | None:
+def _valid_webhook(value: Any, settings: Settings) -> Webhook | None:
     """The message's webhook if it is valid on its own (to report another error to it)."""
     if json_problem(value) is not None:
         return None
     try:
-        return None if value is None else Webhook.model_validate(value)
+        return (
+            None
+            if value is None
+            else Webhook.model_validate(value, context=webhooks.context(settings))
+        )
     except ValidationError:
         return None

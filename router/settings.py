@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -10,11 +11,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from router.addresses import parse_networks
 from router.models import Mode, Plan, Strategy, TaskType
 
 CONFIG_ENV = "BYOA_CONFIG"
@@ -212,13 +215,35 @@ class Settings(BaseSettings):
     changes give it a signed URL under it, and a callback makes the job's next poll due at
     once. None: no callbacks, polling only."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    """A webhook POST that has not connected, or not answered, within this fails."""
+    """Most time one webhook POST may take, all of it: resolving the name, connecting,
+    sending, and the whole answer. Past it the attempt fails (`timeout`) and is retried
+    after its backoff; a warm shutdown waits for POSTs under way at most this long."""
     webhook_retries: int = Field(default=5, ge=0, le=20)
     """How often a failed webhook POST is tried again before it is recorded failed."""
     webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=600)
     """Wait before the first webhook retry; it doubles for each next one."""
     webhook_threads: int = Field(default=8, gt=0, le=256)
     """Webhook POSTs one worker process makes at once."""
+    webhook_owner_threads: int = Field(default=2, gt=0, le=256)
+    """Of those, most one owner's deliveries may hold at once: an owner whose endpoints are
+    slow waits for its own threads, never another owner's."""
+    webhook_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
+    """Networks outside public address space that webhooks may reach, comma-separated CIDRs
+    (`10.0.0.0/8,127.0.0.0/8`). Empty (the default): a webhook goes to public addresses
+    only, checked at submit for an address in the URL and at delivery for every address its
+    name resolves to (`router.addresses`)."""
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        """Comma-separated in the environment; a list or a string in the TOML file."""
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return parse_networks(value)
+        return value
 
     @field_validator("callback_url")
     @classmethod

@@ -12,15 +12,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    StrictBool,
+    ValidationInfo,
+)
 from redis import Redis
 
+from router.addresses import Network, endpoint_refusal
 from router.keys import Keys
 from router.scripts import Scripts, text
+from router.settings import Settings
 
 MAX_ENDPOINT_LENGTH = 2048
 MAX_SECRET_LENGTH = 256
@@ -32,21 +43,42 @@ def _visible_ascii(value: str) -> bool:
     return all(33 <= ord(c) <= 126 for c in value)
 
 
-def check_endpoint(value: str) -> str:
-    """An http(s) URL with a host and no user or password; errors never quote it."""
+def endpoint_problem(value: str, allowed: Sequence[Network] = ()) -> str | None:
+    """Why `value` cannot be a webhook endpoint, or None: it must be an http(s) URL with a
+    host and no user or password, whose host, if it is an address (or a loopback name), is
+    public or in `allowed` (the operator's `webhook_allowed_networks`). Never quotes it."""
     if len(value) > MAX_ENDPOINT_LENGTH:
-        raise ValueError(f"endpoint is longer than {MAX_ENDPOINT_LENGTH} characters")
+        return f"endpoint is longer than {MAX_ENDPOINT_LENGTH} characters"
     if not _visible_ascii(value):
-        raise ValueError("endpoint must be ASCII without spaces (percent-encode the rest)")
+        return "endpoint must be ASCII without spaces (percent-encode the rest)"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ValueError("endpoint is not a valid URL") from None
+        return "endpoint is not a valid URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("endpoint must be an http:// or https:// URL with a host")
+        return "endpoint must be an http:// or https:// URL with a host"
     if parts.username is not None or parts.password is not None:
-        raise ValueError("endpoint must not carry a user or password; use the secret")
+        return "endpoint must not carry a user or password; use the secret"
+    refusal = endpoint_refusal(parts.hostname, allowed)
+    return f"endpoint is refused: {refusal}" if refusal else None
+
+
+ALLOWED_NETWORKS = "webhook_allowed_networks"
+"""The validation context's key for the networks beyond public space an endpoint may name
+(`Settings.webhook_allowed_networks`); absent, public addresses only."""
+
+
+def context(settings: Settings) -> dict[str, Any]:
+    """The validation context of a message's webhook under these settings."""
+    return {ALLOWED_NETWORKS: settings.webhook_allowed_networks}
+
+
+def check_endpoint(value: str, info: ValidationInfo) -> str:
+    """`endpoint_problem` as a validator, the networks from the validation context."""
+    problem = endpoint_problem(value, (info.context or {}).get(ALLOWED_NETWORKS, ()))
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -198,9 +230,13 @@ class Outbox:
         """Owners that ever submitted a task with a webhook."""
         return sorted(text(o) for o in self.redis.smembers(self.keys.webhook_owners))
 
-    def claim(self, limit: int, hold_us: int) -> OutboxClaim:
-        """Take up to `limit` due deliveries for `hold_us`, owners taking turns."""
-        owners = self.owners()
+    def claim(
+        self, limit: int, hold_us: int, room: Callable[[str], int] | None = None
+    ) -> OutboxClaim:
+        """Take up to `limit` due deliveries for `hold_us`, owners taking turns, and at most
+        `room(o)` of owner `o` (None: no bound of its own). An owner without room is passed
+        over: its next delivery waits for one of its own to end."""
+        owners = [o for o in self.owners() if room is None or room(o) > 0]
         if not owners:
             return OutboxClaim(0, None, [])
         pipe = self.redis.pipeline(transaction=False)
@@ -222,14 +258,17 @@ class Outbox:
             if len(taken) >= limit:
                 next_due = now  # more are due: come back at once
                 break
+            most = limit - len(taken)
+            if room is not None:
+                most = min(most, room(owner))
             keys = [self.keys.outbox(owner)]
-            raw = self.scripts.claim_due(keys=keys, args=[limit - len(taken), hold_us])
+            raw = self.scripts.claim_due(keys=keys, args=[most, hold_us])
             _, head, *members = (text(x) for x in raw)
             for m in members:
                 task_id, event = m.rsplit("/", 1)
                 taken.append(Delivery(owner, task_id, event))
             rest = int(float(head))
-            if rest >= 0:
+            if rest >= 0 and len(members) < most:
                 next_due = rest if next_due is None else min(next_due, rest)
         return OutboxClaim(now, next_due, taken)
 

@@ -17,6 +17,7 @@ from redis import Redis
 from rq import SimpleWorker
 
 from router.accounts import AccountSpec
+from router.addresses import parse_networks
 from router.client import Client
 from router.core import Router, connect
 from router.demo import stop_processes
@@ -41,6 +42,16 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "c
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+LOOPBACK = "127.0.0.0/8,::1/128"
+"""The networks of the tests' own webhook receivers, which a webhook may reach only when
+the operator allows them (`webhook_allowed_networks`)."""
+
+
+def allow_loopback_webhooks(settings: Settings) -> Settings:
+    """`settings` with webhooks to this host's receivers allowed."""
+    return settings.model_copy(update={"webhook_allowed_networks": parse_networks(LOOPBACK)})
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +94,7 @@ def env(settings: Settings) -> dict[str, str]:
         "BYOA_MAX_PROMPT_LENGTH": str(settings.max_prompt_length),
         "BYOA_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
         "BYOA_METRICS_ENABLED": "false",  # tests that scrape choose a free port
+        "BYOA_WEBHOOK_ALLOWED_NETWORKS": ",".join(map(str, settings.webhook_allowed_networks)),
     }
 
 

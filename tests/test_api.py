@@ -15,10 +15,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from router.apikeys import ApiKeys
 from router.core import Router
-from tests.conftest import wait_for
+from router.settings import Settings
+from tests.conftest import allow_loopback_webhooks, wait_for
 from tests.test_webhooks import Endpoint
 
 TASKS = "/api/v1/task"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Webhooks to these tests' receivers (on this host) allowed."""
+    return allow_loopback_webhooks(settings)
 
 
 @pytest.fixture

@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from router.apikeys import ApiKeys
 from router.core import Router
-from tests.conftest import wait_for
+from router.settings import Settings
+from tests.conftest import allow_loopback_webhooks, wait_for
 from tests.test_webhooks import Endpoint, Hit
 
 IMAGINE = "/mj/submit/imagine"
@@ -65,6 +67,12 @@ def go_decodes(value: Any, fields: dict[str, tuple[type, ...]]) -> None:
     if fields is TASK_FIELDS and isinstance(properties, dict):
         for name in ("finalPrompt", "finalZhPrompt"):  # dto.Properties, :98-101
             assert isinstance(properties.get(name), GO_STRING), (name, properties)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Webhooks to these tests' receivers (on this host) allowed."""
+    return allow_loopback_webhooks(settings)
 
 
 @pytest.fixture
@@ -476,7 +484,7 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
         | buttons.map(lambda d: json.dumps(d).encode())
     )
 
-    @settings(
+    @hypothesis_settings(
         max_examples=200,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -24,7 +24,7 @@ from router.requests import Rejection, TaskMessage, check_message
 from router.scripts import text
 from router.settings import Settings
 from router.tasks import Task
-from tests.conftest import wait_for
+from tests.conftest import allow_loopback_webhooks, wait_for
 from tests.servers import free_port, kill_tree
 
 SECRET = "whsec-CANARY-5b7e1f"
@@ -35,9 +35,10 @@ Spawn = Callable[..., Any]
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Short webhook timeouts and backoffs (in this process: the `drain` fixture)."""
+    """Short webhook timeouts and backoffs (in this process: the `drain` fixture), and the
+    receivers of these tests (on this host) allowed."""
     fast = {"webhook_timeout_seconds": 2.0, "webhook_retries": 3, "webhook_backoff_seconds": 0.05}
-    return settings.model_copy(update=fast)
+    return allow_loopback_webhooks(settings).model_copy(update=fast)
 
 
 @pytest.fixture

@@ -54,11 +54,11 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
         if pool is not None:  # a warm shutdown: the submissions in hand are finished
             pool.close()
         stop.set()
+        hooks.join(timeout=30)
+        deliverer.close(router.settings.webhook_timeout_seconds)  # at most one POST's deadline
         thread.join(timeout=30)
         syncing.join(timeout=30)
         poller.threads.shutdown()
-        hooks.join(timeout=30)
-        deliverer.threads.shutdown(cancel_futures=True)  # POSTs under way end (timeout)
 
 
 def drain(
@@ -87,7 +87,7 @@ def drain(
                 time.sleep(wait)  # the next poll or delivery is not due yet
     finally:
         poller.threads.shutdown()
-        deliverer.threads.shutdown()
+        deliverer.close(router.settings.webhook_timeout_seconds)
 
 
 def _rq_loop(router: Router, name: str | None) -> None:

@@ -4,19 +4,18 @@ A task submitted through one of the HTTP APIs gets the body that API's clients e
 
 Deliveries are claimed from the owners' outboxes for a while (`router.webhooks.Outbox`),
 so one whose deliverer dies comes due again for another: delivery is at least once. It is
-off the routing path: a slow endpoint holds one of this process's delivery threads, no
-task and no slot.
+off the routing path: a slow endpoint holds one of this process's delivery threads (and
+one of its owner's few), for one deadline at most, no task and no slot. A webhook reaches
+public addresses only, and the networks the operator allows (`workers.webhook_post`).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import Counter
 from typing import Any
 
 from pydantic import SecretStr
@@ -29,12 +28,11 @@ from router.tasks import Task
 from router.webhooks import Delivery, Outbox, OutboxClaim, body_format_key
 from workers.drivers.base import frames
 from workers.jobs import keep_running, retrying
+from workers.webhook_post import REFUSED, Poster
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "byoa-router"
-MAX_ANSWER_BYTES = 65536
-"""How much of an endpoint's answer is read (and dropped)."""
 
 
 def render(task: Task, event: str, body_format: str | None) -> Any:
@@ -48,25 +46,23 @@ def render(task: Task, event: str, body_format: str | None) -> Any:
     return task.public()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery, not followed: the secret header would go along."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class Deliverer:
-    """Claims due deliveries and POSTs them from a pool of threads."""
+    """Claims due deliveries and POSTs each on a thread of its own, at most
+    `webhook_threads` at once and `webhook_owner_threads` of one owner's, so an owner whose
+    endpoints are slow holds its own threads only. Each POST has one deadline for all of
+    it (`workers.webhook_post`), so a claim (held twice that) never lapses under a POST
+    still running: nothing is POSTed twice at once."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self.settings = router.settings
         self.outbox = Outbox(router.redis, router.keys, router.scripts)
-        self.threads = ThreadPoolExecutor(
-            self.settings.webhook_threads, thread_name_prefix="byoa-webhook"
-        )
-        self._free = threading.Semaphore(self.settings.webhook_threads)
-        self._opener = urllib.request.build_opener(_NoRedirects)
+        self.poster = Poster(self.settings.webhook_allowed_networks)
+        self._busy: Counter[str] = Counter()
+        self._changed = threading.Condition()
+        self._ended = 0
+        """Deliveries ended so far: a dispatcher waiting for a free thread is woken."""
+        self._threads: set[threading.Thread] = set()
 
     @property
     def hold_us(self) -> int:
@@ -79,30 +75,45 @@ class Deliverer:
         keep_running(self.dispatch, stop, "webhook deliverer", idle)
 
     def dispatch(self) -> float:
-        """Hand due deliveries to free threads; returns how long to wait before looking again."""
-        if not self._free.acquire(timeout=0.2):
-            return 0.0  # every thread is busy
-        n = 1
-        while n < self.settings.webhook_threads and self._free.acquire(blocking=False):
-            n += 1
-        try:
-            claim = self.outbox.claim(n, self.hold_us)
-        except BaseException:
-            for _ in range(n):
-                self._free.release()
-            raise
-        for _ in range(n - len(claim.deliveries)):
-            self._free.release()
-        for d in claim.deliveries:
-            self.threads.submit(self._deliver_then_free, d)
-        return 0.0 if len(claim.deliveries) == n else self._wait(claim)
+        """Start due deliveries on free threads; returns 0 (it waits itself, until the next
+        delivery is due or a thread frees, whichever comes first)."""
+        s = self.settings
+        with self._changed:
+            ended, free = self._ended, s.webhook_threads - sum(self._busy.values())
+            busy = dict(self._busy)
+        wait = 0.2
+
+        def room(owner: str) -> int:
+            return s.webhook_owner_threads - busy.get(owner, 0)
+
+        if free > 0:
+            claim = self.outbox.claim(free, self.hold_us, room)
+            for d in claim.deliveries:
+                self._start(d)
+            if len(claim.deliveries) == free:
+                return 0.0
+            wait = self._wait(claim)
+        with self._changed:
+            if self._ended == ended:
+                self._changed.wait(wait)
+        return 0.0
 
     def deliver_due(self) -> float:
         """Deliver what is due now and wait for it (for a burst worker); returns how long
         until more may be due."""
         claim = self.outbox.claim(self.settings.webhook_threads, self.hold_us)
-        list(self.threads.map(self._deliver_safely, claim.deliveries))
+        for thread in [self._start(d) for d in claim.deliveries]:
+            thread.join()
         return 0.0 if claim.deliveries else self._wait(claim)
+
+    def close(self, grace: float) -> None:
+        """A warm shutdown: POSTs under way get `grace` seconds (at most their own deadline),
+        then their connections are shut. What they did not record stays claimed, and comes
+        due again for another worker after the claim's hold."""
+        end = time.monotonic() + grace
+        for thread in list(self._threads):
+            thread.join(max(0.0, end - time.monotonic()))
+        self.poster.deadlines.abort_all()
 
     def _wait(self, claim: OutboxClaim) -> float:
         interval = self.settings.poll_interval_seconds
@@ -110,11 +121,27 @@ class Deliverer:
             return interval
         return min(interval, max(0.001, (claim.next_due_us - claim.now_us) / 1e6))
 
+    def _start(self, d: Delivery) -> threading.Thread:
+        with self._changed:
+            self._busy[d.owner] += 1
+        thread = threading.Thread(
+            target=self._deliver_then_free, args=(d,), name="byoa-webhook", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+        return thread
+
     def _deliver_then_free(self, d: Delivery) -> None:
         try:
             self._deliver_safely(d)
         finally:
-            self._free.release()
+            with self._changed:
+                self._busy[d.owner] -= 1
+                if self._busy[d.owner] <= 0:
+                    del self._busy[d.owner]
+                self._ended += 1
+                self._changed.notify_all()
+            self._threads.discard(threading.current_thread())
 
     def _deliver_safely(self, d: Delivery) -> None:
         try:
@@ -136,7 +163,7 @@ class Deliverer:
             return "stale"
         body = render(task, d.event, body_format)
         error = self.post(task.webhook_endpoint, d.event, body, secret)
-        attempts = s.webhook_retries + 1
+        attempts = 1 if error == REFUSED else s.webhook_retries + 1  # refused: for good
         backoff_us = round(s.webhook_backoff_seconds * 1e6)
         verdict = retrying(lambda: self.outbox.record(d, error, attempts, backoff_us))
         if error:
@@ -162,7 +189,7 @@ class Deliverer:
         )
 
     def post(self, url: str, event: str, body: Any, secret: SecretStr | None) -> str:
-        """'' if the endpoint answered 2xx, else `HTTP <status>` or the exception's name."""
+        """'' if the endpoint answered 2xx in time, else why not (`Poster.post`)."""
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -171,17 +198,4 @@ class Deliverer:
         if secret is not None:
             headers["x-webhook-secret"] = secret.get_secret_value()
         data = json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        try:
-            with self._opener.open(request, timeout=self.settings.webhook_timeout_seconds) as r:
-                r.read(MAX_ANSWER_BYTES)
-                status = int(r.status)
-        except urllib.error.HTTPError as e:
-            e.close()
-            return f"HTTP {e.code}"
-        except urllib.error.URLError as e:
-            reason = e.reason
-            return type(reason).__name__ if isinstance(reason, BaseException) else "URLError"
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            return type(e).__name__
-        return "" if 200 <= status < 300 else f"HTTP {status}"
+        return self.poster.post(url, headers, data, self.settings.webhook_timeout_seconds)

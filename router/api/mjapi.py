@@ -42,7 +42,7 @@ from router.models import ID_RE, ErrorCode, Mode, TaskStatus, TaskType
 from router.requests import Rejection, _describe, check_message, new_task_id
 from router.scripts import text, text_hash
 from router.tasks import Task
-from router.webhooks import keep_body_format
+from router.webhooks import endpoint_problem, keep_body_format
 
 PREFIXES = {"/mj-fast": Mode.FAST, "/mj-relax": Mode.RELAX, "/mj-turbo": Mode.TURBO}
 """Path prefixes that choose an imagine's mode (the routes are the same under each)."""
@@ -138,6 +138,11 @@ def submit(
 ) -> JSONResponse | Submission:
     """Validate one task as the client does, to be routed with its batch and answered as
     the servers do (`_submitted`)."""
+    hook = message.get("webhook")
+    if hook is not None:
+        problem = endpoint_problem(hook["endpoint"], router.settings.webhook_allowed_networks)
+        if problem:
+            return _invalid(f"notifyHook: {problem}")
     checked = check_message(message, router.settings, task_id)
     if isinstance(checked, Rejection):
         return _invalid(checked.message, checked.code)

@@ -34,7 +34,7 @@ from router.apikeys import ApiKey
 from router.core import Router
 from router.models import ID_RE, ErrorCode, TaskType
 from router.requests import Rejection, _describe, check_message
-from router.webhooks import keep_body_format
+from router.webhooks import endpoint_problem, keep_body_format
 
 PATH = "/api/v1/task"
 ASPECT_RATIO = re.compile(r"[1-9][0-9]{0,3}:[1-9][0-9]{0,3}")
@@ -133,6 +133,12 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
 def submit(router: Router, request: TaskRequest, owner: str) -> Submission:
     """Validate one task as the client does (`Client.submit`), to be routed and answered
     with its batch."""
+    hook = request.config.webhook_config
+    if hook is not None and hook.endpoint:
+        allowed = router.settings.webhook_allowed_networks
+        problem = endpoint_problem(hook.endpoint, allowed)
+        if problem:
+            raise _invalid(f"config.webhook_config.endpoint: {problem}")
     checked = check_message(to_message(request, owner), router.settings)
     if isinstance(checked, Rejection):
         raise _invalid(checked.message, checked.code)
