@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +27,7 @@ from router.daemon import IntakeDaemon
 from router.errors import TaskRejected
 from router.settings import Settings
 from tests.conftest import LOOPBACK, allow_loopback_webhooks, wait_for
+from tests.test_redis_security import make_certs
 from tests.test_webhooks import SECRET, Endpoint
 from workers.webhook_post import REFUSED, TIMEOUT, Poster
 
@@ -294,7 +299,8 @@ class Trickler:
     """A loopback server that reads each request, then sends its answer a byte at a time,
     every `every` seconds, never finishing: a per-read timeout never fires on it."""
 
-    def __init__(self, every: float = 0.1) -> None:
+    def __init__(self, every: float = 0.1, head: bytes = b"HTTP/1.1 200 OK\r\nX-Slow: ") -> None:
+        self.head = head
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -318,7 +324,7 @@ class Trickler:
         with conn:
             conn.recv(65536)
             try:
-                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000:
+                for byte in self.head + b"a" * 100_000:
                     if self.stop.wait(self.every):
                         return
                     conn.sendall(bytes([byte]))
@@ -356,3 +362,58 @@ def test_a_lookup_that_never_answers_times_the_post_out() -> None:
         assert _post(poster, "http://slow-dns.example/", 0.5) == TIMEOUT
     finally:
         never.set()
+
+
+class TlsReceiver:
+    """An HTTPS receiver on 127.0.0.1 with a certificate of a test CA (`ca`)."""
+
+    def __init__(self, workdir: Path, hold: threading.Event | None = None) -> None:
+        make_certs(workdir)
+        self.ca = ssl.create_default_context(cafile=str(workdir / "ca.crt"))
+        self.hits: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                receiver.hits.append(self.headers["host"])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(workdir / "server.crt", workdir / "server.key")
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path) -> Iterator[TlsReceiver]:
+    receiver = TlsReceiver(tmp_path)
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def test_https_is_posted_over_tls_checked_against_the_url_host(tls_receiver: TlsReceiver) -> None:
+    networks = parse_networks(LOOPBACK)
+    trusting = Poster(networks, tls=tls_receiver.ca)
+    assert _post(trusting, f"{tls_receiver.url}/h") == ""
+    assert tls_receiver.hits == [f"127.0.0.1:{tls_receiver.server.server_port}"]
+    assert _post(Poster(networks), f"{tls_receiver.url}/h") == "SSLCertVerificationError"
+    assert len(tls_receiver.hits) == 1  # an unknown CA's certificate: nothing sent
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_at_the_deadline() -> None:
+    """The server's first TLS record announces 16,128 bytes and trickles them: the
+    handshake waits for the whole record, and only the deadline ends it."""
+    slow = Trickler(every=0.05, head=b"\x16\x03\x03\x3f\x00")
+    try:
+        url = f"https://127.0.0.1:{slow.port}/"
+        assert _post(Poster(parse_networks(LOOPBACK)), url, 1.0) == TIMEOUT
+    finally:
+        slow.close()

@@ -121,19 +121,22 @@ class _Connection(http.client.HTTPConnection):
 
 
 class Poster:
-    """Makes guarded POSTs (`post`); `resolve` and `connect` are the name lookup and the
-    TCP connect, replaceable to check decisions without a packet leaving the host."""
+    """Makes guarded POSTs (`post`); `resolve`, `connect` and `tls` (the name lookup, the
+    TCP connect, the TLS context) can be replaced to check decisions without a packet
+    leaving the host."""
 
     def __init__(
         self,
         networks: Sequence[Network],
         resolve: Resolve = resolve,
         connect: Connect = connect,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.networks = list(networks)
         self.resolve, self.connect = resolve, connect
         self.deadlines = Deadlines()
-        self._tls = ssl.create_default_context()
+        self._tls = tls or ssl.create_default_context()
+        """The system's trusted CAs, certificates checked against the URL's host."""
 
     def post(self, url: str, headers: dict[str, str], data: bytes, timeout: float) -> str:
         """'' if the endpoint answered 2xx within `timeout` seconds, else why not: `HTTP
@@ -169,7 +172,8 @@ class Poster:
             answer.read(MAX_ANSWER_BYTES)
             status = answer.status
         except (OSError, http.client.HTTPException, ValueError) as e:
-            return type(e).__name__ if self.deadlines.release(watch) else TIMEOUT
+            cut = not self.deadlines.release(watch) or isinstance(e, TimeoutError)
+            return TIMEOUT if cut else type(e).__name__
         finally:
             in_time = self.deadlines.release(watch)
             sock.close()
