@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from router.client import Client
 from router.core import Router
-from router.models import TaskStatus
+from router.models import Plan, TaskStatus
 from router.tasks import Task
 
 AddAccount = Callable[..., None]
@@ -93,3 +93,30 @@ def test_placements_that_never_started_give_back_their_place_in_the_daily_cap(
         client.cancel(placed.id)
     real = client.submit("alice", "real", mode="relax")
     assert real.account_id == "a-std"  # cancelled placements used none of the cap
+
+
+def test_a_lowered_concurrency_limit_holds_at_start_and_the_rest_wait_in_line(
+    client: Client, router: Router, add_account: AddAccount, drain: Callable[[], None]
+) -> None:
+    """Eight placed on a Pro account (12 fast at once), then the plan becomes Standard (3):
+    of eight workers starting them (as their rq jobs would), three run; the others go back
+    to the line, not failed, and run as slots free."""
+    add_account("a-pro", "alice", "pro")
+    tasks = [client.submit("alice", f"t{i}", mode="fast") for i in range(8)]
+    assert all(t.account_id == "a-pro" for t in tasks)
+    router.apply(router.pool.update("a-pro", plan=Plan.STANDARD))
+    started = [router.tasks.start("alice", t.id, t.attempt)[0] for t in tasks]
+    assert started.count(True) == 3
+    for task, ran in zip(tasks, started, strict=True):
+        now = record(client, task)
+        assert now.status is (TaskStatus.RUNNING if ran else TaskStatus.QUEUED), now
+    account = router.pool.get("a-pro")
+    assert account is not None and account.fast_limit == 3
+    assert account.inflight == {"fast": 3, "relax": 0}
+    for task, ran in zip(tasks, started, strict=True):
+        if ran:  # the three end; their slots go to the line
+            router.apply(router.tasks.settle("alice", task.id, task.attempt, "completed", 1)[1])
+    waiting = [record(client, t) for t, ran in zip(tasks, started, strict=True) if not ran]
+    assert sum(t.account_id == "a-pro" for t in waiting) == 3  # placed again, three at once
+    drain()
+    assert all(record(client, t).status is TaskStatus.COMPLETED for t in tasks)

@@ -302,6 +302,9 @@ class ScriptsMachine(RuleBasedStateMachine):
         """Owner -> whether it opted in to spend hours that surely expire on relax work."""
         self.grandfathered: dict[str, set[tuple[str, str]]] = {}
         """Account -> (task, attempt) holding its slots when its plan changed."""
+        self.ran_before: dict[str, set[tuple[str, str]]] = {}
+        """Account -> (task, attempt) running on it when its plan changed: the only jobs
+        that may run beyond its new limits (a job that started is not stopped)."""
         self.placed: list[Placement] = []
         self.found: dict[str, list[str]] = {}
         """Check name -> what a rule saw break during this step (checked by invariants)."""
@@ -620,10 +623,16 @@ class ScriptsMachine(RuleBasedStateMachine):
         if change.endswith("plan"):
             change += f"={data.draw(st.sampled_from(list(Plan)), label='plan').value}"
         if "plan=" in change or change == "resync":  # the plan may change: jobs finish
-            self.grandfathered.setdefault(account, set()).update(
-                (t, h["attempt"])
+            holding = [
+                (t, h)
                 for t, h in (self.snap.tasks.items() if self.snap else ())
                 if h.get("slot") and h.get("account_id") == account
+            ]
+            self.grandfathered.setdefault(account, set()).update(
+                (t, h["attempt"]) for t, h in holding
+            )
+            self.ran_before.setdefault(account, set()).update(
+                (t, h["attempt"]) for t, h in holding if h["status"] == "running"
             )
         try:
             if change in ("relax", "fast"):
@@ -789,6 +798,19 @@ class ScriptsMachine(RuleBasedStateMachine):
                 )
                 if n < 0 or n - kept > limit:
                     problems.append(f"{a}: {n} {slot} in flight, limit {limit}")
+                # Jobs placed before a limit was lowered may wait; only those already
+                # running when it changed may run beyond it.
+                ran = self.ran_before.get(a, set())
+                running = [
+                    t
+                    for t, th in self.holders(snap)
+                    if th.get("account_id") == a
+                    and th["slot"] == slot
+                    and th["status"] == "running"
+                    and (t, th["attempt"]) not in ran
+                ]
+                if len(running) > limit:
+                    problems.append(f"{a}: {len(running)} {slot} running, limit {limit}")
         self.require("accounts_within_limits", problems)
 
     @invariant()

@@ -1,11 +1,13 @@
 -- START: a worker begins a placed task, unless it was cancelled or re-placed meanwhile.
 -- The task is routed again instead (rules 1-5 as they are now) if its account can no
 -- longer serve the task's slot (disabled, set to relax, out of fast hours since it was
--- placed), if the account must rest now by what it really started (the gap since its last
--- start, its starts today, its working hours, a cooldown: it then rests until that ends),
--- if the task fell back to relax and fast capacity came back before it started, or if it is
--- relax work run fast on expiring hours (`upgrade_reason`) and that no longer holds (its
--- owner opted out, the account renewed, moved its date or became Basic).
+-- placed), if the account holds more of the slot's tasks than its limit now allows (the
+-- limit was lowered, as by a plan change: those over it wait in line), if the account must
+-- rest now by what it really started (the gap since its last start, its starts today, its
+-- working hours, a cooldown: it then rests until that ends), if the task fell back to
+-- relax and fast capacity came back before it started, or if it is relax work run fast on
+-- expiring hours (`upgrade_reason`) and that no longer holds (its owner opted out, the
+-- account renewed, moved its date or became Basic).
 -- ARGV[7] task id, ARGV[8] attempt the worker was given, ARGV[9] this run's token (one per
 -- delivery of the attempt to a worker, the same when that worker asks again; '': none, as
 -- callers before tokens: every START of a running attempt answers 'run')
@@ -35,6 +37,10 @@ local g = redis.call('HMGET', t, 'created_at', 'effective_mode', 'fallback_reaso
 local cap = K_RELAXCAP
 if f[3] == 'fast' then cap = K_FASTCAP end
 local again = redis.call('SISMEMBER', cap, acct) == 0
+if not again then  -- limits lowered since it was placed hold at start: those over them wait
+  local n = redis.call('HMGET', a, f[3] .. '_inflight', f[3] .. '_limit')
+  again = tonumber(n[1]) > tonumber(n[2])
+end
 if not again then  -- rest rules hold when a job starts, not only when it was placed
   local untl = start_rest(a)
   if untl > 0 then
