@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from router.keys import lua_key_helpers
-from router.models import Strategy
+from router.models import Plan, Strategy
 from router.policy import (
     CHILD_HEADSTART_US,
     SCORE_HOURS_SPAN,
@@ -27,6 +27,7 @@ from router.policy import (
     US_PER_DAY,
     US_PER_HOUR,
 )
+from router.settings import DEFAULT_PLANS, PlanLimits
 
 COMMANDS = Path(__file__).with_name("commands")
 OWNER_SCRIPTS = ("submit", "start", "settle", "cancel", "account_write", "renew", "reap", "wake")
@@ -50,11 +51,15 @@ def _string(value: str) -> str:
 
 
 def generated(
-    strategy: Strategy = Strategy.RENEWAL, clock_key: str | None = None
+    strategy: Strategy = Strategy.RENEWAL,
+    clock_key: str | None = None,
+    plans: Mapping[Plan, PlanLimits] = DEFAULT_PLANS,
 ) -> dict[str, str]:
     """The generated includes: key helpers, constants, and this process's configuration
-    (how accounts are chosen; a simulation's virtual clock key, read instead of TIME)."""
+    (how accounts are chosen; a simulation's virtual clock key, read instead of TIME; which
+    plans give relax time, from the configured plan table)."""
     buckets = ", ".join(_string(str(b)) for b in DURATION_BUCKETS)
+    relax = ", ".join(f"[{_string(p.value)}] = {str(plans[p].relax).lower()}" for p in Plan)
     return {
         "generated/keys": lua_key_helpers(),
         "generated/constants": (
@@ -70,6 +75,8 @@ def generated(
             "  -- a simulation's virtual clock key, else the Redis clock\n"
             f"local STRATEGY = {_string(Strategy(strategy).value)}"
             "  -- how a task's account is chosen\n"
+            "-- The plans that give relax time (rule 2), from the configured plan table.\n"
+            f"local RELAX_PLANS = {{{relax}}}\n"
         ),
     }
 

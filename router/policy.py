@@ -58,6 +58,14 @@ class AccountState:
     """UTC hours [start, end) in which it may start jobs (may wrap midnight); None: always."""
     renews_at_us: int | None = None
     """The next renewal (µs): what fast time is left then is lost. None: no date known."""
+    plan_relax: bool | None = None
+    """Whether the plan gives relax time (`Settings.plans[plan].relax`); None: the default
+    plans' answer (every plan but Basic)."""
+
+    @property
+    def relax_plan(self) -> bool:
+        """The plan gives relax time: relax work may run here (rule 2)."""
+        return self.plan is not Plan.BASIC if self.plan_relax is None else self.plan_relax
 
     def inflight(self, slot: Slot) -> int:
         return self.fast_inflight if slot is Slot.FAST else self.relax_inflight
@@ -77,8 +85,8 @@ def has_fast_hours(a: AccountState) -> bool:
 
 
 def has_relax_time(a: AccountState) -> bool:
-    """Rule 2: relax work may run here; never on Basic, which has no relax time."""
-    return a.enabled and a.plan is not Plan.BASIC and a.relax_limit > 0
+    """Rule 2: relax work may run here; never on a plan without relax time (Basic)."""
+    return a.enabled and a.relax_plan and a.relax_limit > 0
 
 
 US_PER_HOUR = 3_600_000_000
@@ -165,7 +173,7 @@ def account_score(a: AccountState, slot: Slot, strategy: Strategy = Strategy.LEA
     if start is None:
         return today if strategy is not Strategy.RENEWAL else UNDATED_SCORE + today
     urgency = max(start, 0) // URGENCY_BUCKET_US
-    plan = 0 if a.plan is Plan.BASIC else 1
+    plan = 1 if a.relax_plan else 0  # a plan without relax (Basic): its slots serve only fast
     return (urgency * 2 + plan) * SCORE_LOAD_SCALE + load
 
 
@@ -205,7 +213,7 @@ def upgrade_target(accounts: Iterable[AccountState], now_us: int) -> AccountStat
     ready = [
         a
         for a in accounts
-        if a.plan is not Plan.BASIC and can_take(a, Slot.FAST, now_us) and surely_expires(a, now_us)
+        if a.relax_plan and can_take(a, Slot.FAST, now_us) and surely_expires(a, now_us)
     ]
     return min(ready, key=lambda a: (latest_start_us(a) or 0, a.id), default=None)
 

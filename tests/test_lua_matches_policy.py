@@ -105,6 +105,36 @@ def flipped(a: AccountState) -> AccountState:
 @SLOW
 @given(pool=pools)
 def test_indexes_and_scores_match_policy(router: Router, pool: list[AccountState]) -> None:
+    check_indexes(router, pool)
+
+
+TURNED_PLANS = {"basic": {"relax": True, "relax_limit": 2}, "standard": {"relax": False}}
+"""A plan table unlike the default: Basic with relax time, Standard without."""
+
+
+@pytest.fixture
+def turned(settings: Settings, redis_conn: Redis) -> Iterator[Router]:
+    """A router (renewal strategy, virtual clock) whose configured plans are TURNED_PLANS."""
+    plans = Settings(plans=TURNED_PLANS).plans  # merged with the defaults, as from a file
+    changed = settings.model_copy(update={"plans": plans, "sim_clock": True})
+    built = Router(changed, redis_conn)
+    redis_conn.set(built.keys.clock, NOW)
+    yield built
+
+
+@SLOW
+@given(pool=pools)
+def test_indexes_follow_the_configured_plan_table_not_the_plan_names(
+    turned: Router, pool: list[AccountState]
+) -> None:
+    relax = {p: turned.settings.plans[p].relax for p in Plan}
+    assert relax[Plan.BASIC] and not relax[Plan.STANDARD]
+    check_indexes(
+        turned, [AccountState(**{**a.__dict__, "plan_relax": relax[a.plan]}) for a in pool]
+    )
+
+
+def check_indexes(router: Router, pool: list[AccountState]) -> None:
     load(router, "o", pool)
     base = router.keys.owner_base("o")
     members = {

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
 from router.errors import TaskRejected
 from router.models import Setting
+from router.settings import Settings
 from workers.drivers.simulated import SimulatedDriver
 
 AddAccount = Callable[..., None]
@@ -367,3 +369,25 @@ def test_bad_client_input_raises_a_stable_code(client: Client) -> None:
         with pytest.raises(TaskRejected) as info:
             client.submit("alice", **kwargs)
         assert info.value.code == code
+
+
+def test_relax_time_is_what_the_configured_plan_table_says(
+    router: Router, client: Client, add_account: AddAccount
+) -> None:
+    """Plans live in config: an operator who takes Standard's relax time away and gives
+    Basic some sees relax work start on Basic and never on Standard, in the scripts
+    themselves, even on an account written under the old table."""
+    add_account("a-std", "alice", "standard")  # relax time, by the default table
+    plans = {"basic": {"relax": True, "relax_limit": 2}, "standard": {"relax": False}}
+    settings = router.settings.model_copy(update={"plans": Settings(plans=plans).plans})
+    turned = Router(settings, router.redis)
+    stale = Client(settings, router.redis).submit("alice", "a cat", mode="relax")
+    assert stale.account_id == "a-std"  # placed by the index the old table wrote
+    assert turned.tasks.start("alice", stale.id, stale.attempt)[0] is False  # never started
+    failed = client.get(stale.id)
+    assert failed is not None and failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "no_relax_account"
+    turned.apply(turned.pool.add(AccountSpec(id="a-basic", owner="alice", plan="basic")))
+    task = Client(settings, router.redis).submit("alice", "a dog", mode="relax")
+    assert (task.account_id, task.effective_mode) == ("a-basic", "relax")
+    assert turned.tasks.start("alice", task.id, task.attempt)[0] is True

@@ -18,15 +18,15 @@ local function best_free(slot)
   return best
 end
 
--- `policy.surely_expires` for a non-Basic account, after renewing it if its date has
--- passed (a stale date would make fresh hours look expiring): the account's latest start
--- if its fast time surely expires unused now, else nil. `own` is fast time (ms) reserved
--- by the task being judged, counted as still available.
+-- `policy.surely_expires` for an account whose plan gives relax time, after renewing it
+-- if its date has passed (a stale date would make fresh hours look expiring): the
+-- account's latest start if its fast time surely expires unused now, else nil. `own` is
+-- fast time (ms) reserved by the task being judged, counted as still available.
 local function expiring_since(id, own)
   local a = k_acct(id)
   local f = redis.call('HMGET', a, 'plan', 'renews_at')
   local renews = tonumber(f[2] or '')
-  if not f[1] or f[1] == 'basic' or not renews or renews <= 0 then return nil end
+  if not f[1] or not RELAX_PLANS[f[1]] or not renews or renews <= 0 then return nil end
   if renews <= now() then
     refresh(id)
     renews = tonumber(redis.call('HGET', a, 'renews_at') or '')

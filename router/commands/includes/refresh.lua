@@ -9,13 +9,14 @@ local function latest_start(renews, avail, fl)
 end
 
 -- `policy.account_score` for a fast slot under RENEWAL: the hour of the latest start,
--- Basic first, then load; undated accounts after every dated one, by `today`'s score.
+-- plans without relax (Basic) first, then load; undated accounts after every dated one,
+-- by `today`'s score.
 local function renewal_score(a, plan, avail, fl, load, today)
   local renews = tonumber(redis.call('HGET', a, 'renews_at') or '')
   if not renews or renews == 0 then return UNDATED + today end
   local start = math.max(latest_start(renews, avail, fl), 0)
   local rank = 1
-  if plan == 'basic' then rank = 0 end
+  if not RELAX_PLANS[plan] then rank = 0 end
   return (idiv(start, URGENCY) * 2 + rank) * LOAD + load
 end
 
@@ -49,7 +50,7 @@ local function refresh(id)
     switches[#switches + 1] = 'relax'
   end
   local fastcap = enabled and setting == 'fast' and fast_ms > 0 and fl > 0
-  local relaxcap = enabled and plan ~= 'basic' and rl > 0
+  local relaxcap = enabled and RELAX_PLANS[plan] and rl > 0
   member(K_ENABLED, id, enabled)
   member(K_FASTCAP, id, fastcap)
   member(K_RELAXCAP, id, relaxcap)
@@ -60,7 +61,7 @@ local function refresh(id)
   -- fast time starts to surely expire: waiting relax work may run fast from then.
   local expiring, after = 0, nil
   local lines = STRATEGY == 'renewal' or STRATEGY == 'least_loaded'
-  if lines and renews > 0 and fastcap and plan ~= 'basic'
+  if lines and renews > 0 and fastcap and RELAX_PLANS[plan]
       and redis.call('HGET', K_OPTIONS, 'upgrade_expiring') == '1' then
     after = latest_start(renews, fast_ms - reserved, fl) + 1
     if after > now() then expiring = after end
