@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from redis import Redis
-from rq import SimpleWorker
 
 from router.accounts import AccountSpec
 from router.addresses import parse_networks
@@ -165,7 +164,7 @@ def drain(router: Router) -> Callable[[], None]:
     def run() -> None:
         # As a worker process starting now would: settings read once, from the environment
         # (a test may have changed it after the router fixture).
-        drain_worker(Router(Settings(), router.redis), SimpleWorker)
+        drain_worker(Router(Settings(), router.redis))
         jobs.use_settings(router.settings)  # jobs the test runs itself: its settings again
 
     return run

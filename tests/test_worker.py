@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from router.models import Mode, Plan, Slot
 from tests.conftest import terminal, wait_for
 from workers.drivers.base import AccountRef, DriverError, DriverJob
 from workers.drivers.simulated import SimulatedDriver, draw
+from workers.process import Worker
 
 AddAccount = Callable[..., None]
 Drain = Callable[[], None]
@@ -223,3 +225,19 @@ def test_a_settings_file_edited_under_a_running_worker_changes_none_of_its_jobs(
     task = client.submit("alice", "a cat", mode="fast")
     (done,) = wait_for(terminal(router, [task.id]), what="the task to end")
     assert (done.status, done.attempt) == ("completed", 1)
+
+
+def test_a_worker_stops_reading_its_command_channel_at_once(router: Router) -> None:
+    """rq reads a worker's command channel in 60 s waits and redis-py's stop() waits for
+    the read in hand: a burst's end or a warm shutdown stalled up to a minute. The worker
+    here reads in short waits, so stopping its reader ends within one."""
+    worker = Worker([router.queue], connection=router.redis)
+    worker.subscribe()
+    reader = worker.pubsub_thread
+    assert reader is not None
+    wait_for(reader.is_alive, 5, "the command reader to run")
+    stopping = threading.Thread(target=reader.stop)
+    stopping.start()
+    stopping.join(10)  # rq's own reader: 60 s
+    assert not stopping.is_alive() and not reader.is_alive()
+    worker.pubsub.close()

@@ -24,6 +24,26 @@ from workers.webhooks import Deliverer
 
 log = logging.getLogger(__name__)
 
+COMMAND_WAIT_SECONDS = 1.0
+"""How long the thread reading a worker's command channel waits for a message at a time."""
+
+
+class Worker(SimpleWorker):
+    """rq's SimpleWorker (jobs run in this process), whose command channel (`rq` commands:
+    stop a job, shut down) is read in waits of COMMAND_WAIT_SECONDS, not rq's 60 s:
+    redis-py's `PubSubWorkerThread.stop()` waits for the read in hand, so a worker's
+    teardown (a burst's end, a warm shutdown) could otherwise stall a minute."""
+
+    def subscribe(self) -> None:
+        """As rq's, with the short wait."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq: None
+            sleep_time=COMMAND_WAIT_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
+
 
 def run_worker(router: Router, burst: bool = False, name: str | None = None) -> None:
     """Work until SIGTERM/SIGINT (rq's warm shutdown); with `burst`, until nothing is left
@@ -61,9 +81,7 @@ def run_worker(router: Router, burst: bool = False, name: str | None = None) -> 
         poller.threads.shutdown()
 
 
-def drain(
-    router: Router, worker_class: type[BaseWorker] = SimpleWorker, name: str | None = None
-) -> None:
+def drain(router: Router, worker_class: type[BaseWorker] = Worker, name: str | None = None) -> None:
     """Submit, poll and deliver webhooks until the queue, the schedule of polls and the
     webhook outboxes are all empty."""
     use_settings(router.settings)
@@ -102,7 +120,7 @@ def _rq_loop(router: Router, name: str | None) -> None:
     backoff = 0.5
     for attempt in itertools.count():
         try:
-            worker = SimpleWorker(
+            worker = Worker(
                 [router.queue], connection=router.redis, name=_name(router, name, attempt)
             )
             worker.work(logging_level=level)
