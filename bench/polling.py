@@ -64,11 +64,11 @@ from redis import Redis
 from bench.measure import proc_cpu, redis_cpu, wait
 from router.accounts import AccountSpec
 from router.core import Router
+from router.driver import DriverError, DriverResult
 from router.polls import Claim
 from router.redis_server import purge
 from router.requests import NewTask, check_message
 from router.settings import Settings
-from workers.drivers.base import DriverError, DriverResult
 from workers.drivers.mjproxy import MjProxyDriver
 from workers.jobs import run_task, submissions, use_settings
 from workers.poller import Poller

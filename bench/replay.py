@@ -13,11 +13,11 @@ from typing import Any
 from bench.traces import US, Arrival, Trace
 from router.accounts import epoch_us, next_renewal
 from router.core import Router
+from router.driver import OutOfFastHours
 from router.models import TaskType
 from router.requests import Rejection, check_message
 from router.scripts import Outcome, text
 from router.settings import Settings
-from workers.drivers.base import OutOfFastHours
 from workers.jobs import driver_job
 
 

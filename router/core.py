@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 from redis import BlockingConnectionPool, Redis
@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 
 from router.accounts import AccountView
+from router.driver import AccountRef, Driver, make_driver
 from router.errors import ByoaError
 from router.keys import Keys
 from router.models import ErrorCode
@@ -24,9 +25,6 @@ from router.requests import NewTask, Rejection
 from router.scripts import Outcome, Placement, Scripts, text, text_hash
 from router.settings import Settings
 from router.tasks import Submitted, Task, TaskStore
-
-if TYPE_CHECKING:
-    from workers.drivers.base import AccountRef, Driver
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +73,6 @@ class Router:
 
     @cached_property
     def driver(self) -> Driver:
-        from workers.drivers import make_driver
-
         return make_driver(self.settings, self.redis)
 
     def account_ref(self, owner: str, account_id: str) -> AccountRef | None:
@@ -94,8 +90,6 @@ class Router:
     @staticmethod
     def account_from(raw: dict[Any, Any], creds: bytes | None) -> AccountRef | None:
         """The AccountRef those reads give (None: no such account)."""
-        from workers.drivers.base import AccountRef
-
         if not raw:
             return None
         view = AccountView.from_hash(text_hash(raw))

@@ -23,10 +23,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from router.core import Router
+from router.driver import said
 from router.models import ErrorCode, Mode
 from router.polls import Entry
 from router.scripts import text
-from workers.drivers.base import said
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,20 @@ can quote a credential, never leaves a driver, nor reaches a worker's log."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import threading
 from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+import router
 from router.core import Router
-from router.models import Mode, Plan, Setting
-from workers.drivers.base import (
+from router.driver import (
+    ENTRY_POINTS,
     AccountRef,
     Driver,
     DriverError,
@@ -21,6 +25,7 @@ from workers.drivers.base import (
     TransientError,
     said,
 )
+from router.models import Mode, Plan, Setting
 from workers.jobs import classify, keep_running
 
 CANARY = "canary-31f0c9a2"
@@ -128,3 +133,21 @@ def test_a_driver_that_cannot_switch_an_accounts_mode_stops_no_router(
     assert outcome.switches == [("alice", "a-pro", Setting.RELAX)]
     router.apply(outcome)  # does not raise
     assert "DriverError" in caplog.text and CANARY not in caplog.text
+
+
+def test_the_router_owns_the_interface_and_imports_no_driver_by_name() -> None:
+    """Drivers sit beneath `router.driver`, loaded by the `driver` setting's entry point:
+    no module of the router names one."""
+    router_dir = Path(router.__file__).parent
+    named = []
+    for path in sorted(router_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            named += [f"{path.name}: {m}" for m in modules if m.startswith("workers.drivers")]
+    assert named == []
+    installed = {e.name for e in entry_points(group=ENTRY_POINTS)}
+    assert installed >= {"simulated", "mjproxy"}

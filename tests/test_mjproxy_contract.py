@@ -373,8 +373,7 @@ def test_a_fast_job_count_that_is_not_a_whole_number_is_not_recorded(
 def test_a_bare_404_on_home_does_not_make_a_trueai_proxy_a_novicezk(
     router: Router, proxies: Callable[..., StubProxy]
 ) -> None:
-    from workers.drivers import make_driver
-    from workers.drivers.base import TransientError
+    from router.driver import TransientError, make_driver
     from workers.drivers.mjproxy import MjProxyDriver
     from workers.drivers.mjproxy_http import Backend
 

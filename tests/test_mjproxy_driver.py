@@ -19,14 +19,7 @@ from router.cli import main
 from router.client import Client
 from router.core import Router
 from router.demo import stop_processes
-from router.errors import AccountError
-from router.models import Mode, Setting
-from router.reaper import Reaper
-from router.settings import Settings
-from tests.conftest import wait_for
-from tests.mjproxy_stub import StubProxy
-from workers.drivers import make_driver
-from workers.drivers.base import (
+from router.driver import (
     AccountNeedsAttention,
     AccountRef,
     CancelUnsupported,
@@ -39,7 +32,14 @@ from workers.drivers.base import (
     SubmitOutcomeUnknown,
     TransientError,
     UnknownJob,
+    make_driver,
 )
+from router.errors import AccountError
+from router.models import Mode, Setting
+from router.reaper import Reaper
+from router.settings import Settings
+from tests.conftest import wait_for
+from tests.mjproxy_stub import StubProxy
 from workers.drivers.mjproxy import MjProxyDriver
 from workers.jobs import driver_job
 

@@ -12,6 +12,7 @@ from rq.job import Job, JobStatus
 from router.client import Client
 from router.core import Router
 from router.daemon import IntakeDaemon
+from router.driver import DriverJob
 from router.models import Mode
 from router.reaper import Reaper
 from router.requests import NewTask
@@ -19,7 +20,6 @@ from router.scripts import text
 from router.settings import Settings
 from tests.conftest import terminal, wait_for
 from tests.servers import kill_tree
-from workers.drivers.base import DriverJob
 from workers.drivers.simulated import SimulatedDriver
 
 AddAccount = Callable[..., None]

@@ -13,9 +13,9 @@ import pytest
 
 from router.client import Client
 from router.core import Router
+from router.driver import AccountRef, DriverError, DriverJob
 from router.models import Mode, Plan, Slot
 from tests.conftest import terminal, wait_for
-from workers.drivers.base import AccountRef, DriverError, DriverJob
 from workers.drivers.simulated import SimulatedDriver, draw
 from workers.process import Worker
 

@@ -10,8 +10,8 @@ import logging
 
 from router.accounts import MS_PER_HOUR, AccountView
 from router.core import Router
+from router.driver import BackendAccount, DriverError
 from router.scripts import Scripts
-from workers.drivers.base import BackendAccount, DriverError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class BackendSync:
             return None
         try:
             state = self.router.driver.account_state(ref)
-        except DriverError as e:  # the driver's own words (workers.drivers.base)
+        except DriverError as e:  # the driver's own words (router.driver)
             log.info("reading the state of account %s from its backend: %s", view.id, e)
             return None
         if state is not None:

@@ -20,12 +20,7 @@ from rq.utils import now
 
 from router import callbacks
 from router.core import Router
-from router.models import ErrorCode, Mode
-from router.polls import Entry
-from router.scripts import Scripts, text_hash
-from router.settings import Settings
-from router.tasks import Task
-from workers.drivers.base import (
+from router.driver import (
     AccountNeedsAttention,
     AccountRef,
     DriverError,
@@ -37,6 +32,11 @@ from workers.drivers.base import (
     TransientError,
     frames,
 )
+from router.models import ErrorCode, Mode
+from router.polls import Entry
+from router.scripts import Scripts, text_hash
+from router.settings import Settings
+from router.tasks import Task
 from workers.submissions import Submissions
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def submit_started(
         log.warning("task %s/%s was taken back while submitting; cancelling", owner, task_id)
         try:
             router.driver.cancel(handle)
-        except DriverError as e:  # the driver's own words (see workers.drivers.base)
+        except DriverError as e:  # the driver's own words (see router.driver)
             log.warning("cancelling the job of %s/%s failed: %s", owner, task_id, e)
         return "lost"
     retrying(lambda: router.polls.add(Entry(owner, task_id, attempt)))
@@ -276,7 +276,7 @@ def classify(e: Exception, what: str) -> tuple[str, tuple[str, str] | None]:
     """The SETTLE outcome and error for a driver failure (see `router/commands/settle.lua`).
 
     A DriverError's message is the driver's own (drivers never pass on a foreign
-    exception's text, see `workers.drivers.base`); of any other exception only its class
+    exception's text, see `router.driver`); of any other exception only its class
     and where it was raised are logged or recorded: its text may quote a credential."""
     if isinstance(e, OutOfFastHours):
         return "out_of_fast", None

@@ -17,10 +17,7 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from router.core import Router
-from router.models import ErrorCode, Mode
-from router.polls import Claim, Entry
-from router.scripts import text
-from workers.drivers.base import (
+from router.driver import (
     AccountRefused,
     CannotCancel,
     DriverError,
@@ -30,6 +27,9 @@ from workers.drivers.base import (
     frames,
     said,
 )
+from router.models import ErrorCode, Mode
+from router.polls import Claim, Entry
+from router.scripts import text
 from workers.jobs import classify, keep_running, out_of_rotation, settle
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from workers.drivers.base import frames
+from router.driver import frames
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pydantic import SecretStr
 from router.api import envelope
 from router.api import mjapi_models as mj
 from router.core import Router
+from router.driver import frames
 from router.scripts import text, text_hash
 from router.tasks import Task
 from router.webhooks import Delivery, Outbox, OutboxClaim, body_format_key
-from workers.drivers.base import frames
 from workers.jobs import keep_running, retrying
 from workers.webhook_post import REFUSED, Poster
 

@@ -25,12 +25,7 @@ from urllib.parse import quote
 from pydantic import SecretStr
 from redis import Redis
 
-from router.keys import Keys
-from router.models import Mode, Setting, TaskType
-from router.modes import prompt_flags, strip_flags, with_flag
-from router.scripts import text
-from router.settings import Settings
-from workers.drivers.base import (
+from router.driver import (
     AccountNeedsAttention,
     AccountRef,
     AccountRefused,
@@ -47,6 +42,11 @@ from workers.drivers.base import (
     TransientError,
     UnknownJob,
 )
+from router.keys import Keys
+from router.models import Mode, Setting, TaskType
+from router.modes import prompt_flags, strip_flags, with_flag
+from router.scripts import text
+from router.settings import Settings
 from workers.drivers.mjproxy_http import Backend, NotTaken, request
 from workers.drivers.mjproxy_jobs import CHANGE_ACTIONS, Handle, button_prefix, image_index
 from workers.drivers.mjproxy_servers import Meaning, Server, ServerFinder

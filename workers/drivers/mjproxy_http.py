@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from workers.drivers.base import AccountNeedsAttention, DriverError, TransientError
+from router.driver import AccountNeedsAttention, DriverError, TransientError
 
 SECRET_HEADER = "mj-api-secret"
 """novicezk reads only this header (Constants.java:19); trueai reads `Authorization`, else

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from router.driver import DriverError, UnknownJob
 from router.models import Mode
-from workers.drivers.base import DriverError, UnknownJob
 
 HANDLE_PREFIX = "mjp"
 MODES = frozenset(m.value for m in Mode)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from workers.drivers.base import TransientError
+from router.driver import TransientError
 from workers.drivers.mjproxy_http import Backend, request
 
 log = logging.getLogger(__name__)

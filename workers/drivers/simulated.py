@@ -16,13 +16,7 @@ from collections.abc import Sequence
 
 from redis import Redis
 
-from router.keys import Keys
-from router.models import Mode, Setting, TaskType, slot_for
-from router.modes import prompt_flags
-from router.policy import fast_cost_ms
-from router.scripts import text, text_hash
-from router.settings import Settings
-from workers.drivers.base import (
+from router.driver import (
     AccountRef,
     BackendAccount,
     Driver,
@@ -33,6 +27,12 @@ from workers.drivers.base import (
     TransientError,
     UnknownJob,
 )
+from router.keys import Keys
+from router.models import Mode, Setting, TaskType, slot_for
+from router.modes import prompt_flags
+from router.policy import fast_cost_ms
+from router.scripts import text, text_hash
+from router.settings import Settings
 
 SIM_START = """
 -- SIM_START: the simulated account accepts a job; it runs until its end time whether or

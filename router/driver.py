@@ -1,5 +1,9 @@
 """The account driver interface: submit a job, poll it by handle, switch the account's mode.
 
+The router owns it; implementations live beneath it (`workers.drivers`), registered as
+entry points of the group `byoa.drivers` and loaded by the `driver` setting's name
+(`make_driver`), so the router never imports one by name.
+
 Submission is split from completion: `submit` returns a handle that any worker process can
 `poll` later, so one process carries many running jobs and a worker's death loses nothing.
 
@@ -21,14 +25,21 @@ import logging
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import SecretStr
+from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.timeouts import JobTimeoutException
 
 from router.models import Mode, Plan, Setting
+from router.settings import Settings
+
+ENTRY_POINTS = "byoa.drivers"
+"""The entry-point group under which drivers are registered, by the names the `driver`
+setting takes (pyproject.toml: `simulated`, `mjproxy`)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,9 @@ class Driver(abc.ABC):
     a lost Redis.
     """
 
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        """Every driver is made from the settings and the process's Redis (`make_driver`)."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, error in FOREIGN_AS.items():
@@ -261,3 +275,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
         """Set the account's own mode (Midjourney's /fast or /relax)."""
+
+
+def make_driver(settings: Settings, redis: Redis) -> Driver:
+    """The driver the `driver` setting names, from the `byoa.drivers` entry points."""
+    found = entry_points(group=ENTRY_POINTS, name=settings.driver)
+    if not found:
+        known = ", ".join(sorted(e.name for e in entry_points(group=ENTRY_POINTS)))
+        raise ValueError(f"no driver {settings.driver!r} is installed (installed: {known})")
+    driver_class = next(iter(found)).load()
+    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
+        raise TypeError(f"the {settings.driver!r} entry point is not a Driver class")
+    driver: Driver = driver_class(settings, redis)
+    return driver
