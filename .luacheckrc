@@ -3,5 +3,3 @@
 std = "lua51"
 read_globals = {"redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct"}
 max_line_length = 100
--- Each script pulls in every shared function; one script uses only some of them.
-ignore = {"211"}

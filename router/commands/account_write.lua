@@ -5,6 +5,11 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/int_arg"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
 
 local op, id = ARGV[7], ARGV[8]
 local a = k_acct(id)

@@ -5,6 +5,12 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/finish"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/release"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
 
 local tid = ARGV[7]
 local status = redis.call('HGET', k_task(tid), 'status')

@@ -14,6 +14,13 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/finish"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/release"
+--- @include "includes/requeue"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
 
 local DISPATCH_LOSSES = 5
 local tid = ARGV[7]

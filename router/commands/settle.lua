@@ -17,6 +17,21 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/int_arg"
+--- @include "includes/stats"
+--- @include "includes/finish"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/release"
+--- @include "includes/requeue"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
+
+-- Add `delta` to a counter field; it stays within ±2^53, so this never fails.
+local function incr(key, field, delta)
+  local v = (tonumber(redis.call('HGET', key, field) or '0') or 0) + delta
+  redis.call('HSET', key, field, istr(math.max(-MAX_INT, math.min(MAX_INT, v))))
+end
 
 local tid, outcome = ARGV[7], ARGV[9]
 local t = k_task(tid)

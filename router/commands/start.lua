@@ -17,6 +17,50 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/stats"
+--- @include "includes/finish"
+--- @include "includes/health"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/release"
+--- @include "includes/requeue"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
+
+-- The account's view when a job is about to start: paced and counted by the jobs it really
+-- started. With a backlog, jobs start later and closer together than they were placed.
+local function start_rest(a)
+  local f = redis.call('HMGET', a, 'min_gap_ms', 'last_start', 'start_day', 'start_jobs')
+  local paced = 0
+  if f[2] then paced = tonumber(f[2]) + tonumber(f[1] or '0') * 1000 end
+  return resting(a, paced, f[3], f[4])
+end
+
+-- A job starts on the account now: the next may start a gap later, and it counts today.
+-- Returns whether that can change what the account may take (it paces or has a cap).
+local function started(a)
+  local f = redis.call('HMGET', a, 'min_gap_ms', 'start_day', 'paced_until', 'daily_cap')
+  local today = istr(math.floor(now() / US_DAY))
+  if f[2] == today then
+    redis.call('HINCRBY', a, 'start_jobs', 1)
+  else
+    redis.call('HSET', a, 'start_day', today, 'start_jobs', '1')
+  end
+  redis.call('HSET', a, 'last_start', istr(now()))
+  local gap = tonumber(f[1] or '0') * 1000
+  if gap > 0 and now() + gap > tonumber(f[3] or '0') then
+    redis.call('HSET', a, 'paced_until', istr(now() + gap))
+  end
+  return gap > 0 or tonumber(f[4] or '0') > 0
+end
+
+-- An upgraded task may still start fast on `acct`: its owner is still opted in and the
+-- account's time still surely expires (START checks it, as it checks a fallback).
+local function upgrade_holds(tid, acct)
+  if redis.call('HGET', K_OPTIONS, 'upgrade_expiring') ~= '1' then return false end
+  local own = tonumber(redis.call('HGET', k_task(tid), 'reserved_ms') or '0') or 0
+  return expiring_since(acct, own) ~= nil
+end
 
 local tid = ARGV[7]
 local t = k_task(tid)

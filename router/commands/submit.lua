@@ -9,6 +9,21 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/slot_of"
+--- @include "includes/stats"
+--- @include "includes/lines"
+--- @include "includes/finish"
+--- @include "includes/reconcile"
+--- @include "includes/strategies"
+--- @include "includes/pump"
+
+-- Where a peer strategy binds a new task of the owner in `slot` (nil: the owner's line).
+local function bind(tid, slot)
+  if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then return nil end
+  local set = K_RELAXCAP
+  if slot == 'fast' then set = K_FASTCAP end
+  return choose(tid, slot, redis.call('SMEMBERS', set))
+end
 
 local results = {}
 local n = tonumber(ARGV[7])

@@ -4,6 +4,10 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/pins"
+--- @include "includes/touch"
+--- @include "includes/reconcile"
+--- @include "includes/pump"
 
 local due
 if ARGV[7] == 'all' then

@@ -1,5 +1,6 @@
 -- Ending a task: its webhook delivery, its terminal record, the done announcement.
--- Needs: owner, stats.
+--- @include "includes/owner"
+--- @include "includes/stats"
 
 -- Schedule a webhook delivery of `event`, due now, if the task has a webhook ('1': terminal
 -- states, 'progress': its start too). A terminal event replaces a pending start delivery.

@@ -1,6 +1,6 @@
 -- Account health: rest (pacing, cooldown, daily cap, working hours) and renewal dates,
 -- as `router.policy.rest_until` has them.
--- Needs: owner.
+--- @include "includes/owner"
 
 -- `policy.rest_until` for a pacing deadline and a count of the day's jobs: until when the
 -- account may start no job (0: it may now).
@@ -32,33 +32,6 @@ end
 local function rest_until(a)
   local f = redis.call('HMGET', a, 'paced_until', 'day', 'day_jobs')
   return resting(a, tonumber(f[1] or '0'), f[2], f[3])
-end
-
--- The account's view when a job is about to start: paced and counted by the jobs it really
--- started. With a backlog, jobs start later and closer together than they were placed.
-local function start_rest(a)
-  local f = redis.call('HMGET', a, 'min_gap_ms', 'last_start', 'start_day', 'start_jobs')
-  local paced = 0
-  if f[2] then paced = tonumber(f[2]) + tonumber(f[1] or '0') * 1000 end
-  return resting(a, paced, f[3], f[4])
-end
-
--- A job starts on the account now: the next may start a gap later, and it counts today.
--- Returns whether that can change what the account may take (it paces or has a cap).
-local function started(a)
-  local f = redis.call('HMGET', a, 'min_gap_ms', 'start_day', 'paced_until', 'daily_cap')
-  local today = istr(math.floor(now() / US_DAY))
-  if f[2] == today then
-    redis.call('HINCRBY', a, 'start_jobs', 1)
-  else
-    redis.call('HSET', a, 'start_day', today, 'start_jobs', '1')
-  end
-  redis.call('HSET', a, 'last_start', istr(now()))
-  local gap = tonumber(f[1] or '0') * 1000
-  if gap > 0 and now() + gap > tonumber(f[3] or '0') then
-    redis.call('HSET', a, 'paced_until', istr(now() + gap))
-  end
-  return gap > 0 or tonumber(f[4] or '0') > 0
 end
 
 -- When the working-hours window the account is in now closes (0: no window, or not in it).

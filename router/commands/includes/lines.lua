@@ -1,7 +1,7 @@
 -- Waiting lines: the owner's line per slot, and each account's pin line per slot.
 -- A queued task records the line it waits in (`queue`); moving it to another line is one
 -- push, and the entry left behind in the old line is skipped (and dropped) when reached.
--- Needs: owner.
+--- @include "includes/owner"
 
 local dirty = {}  -- accounts whose pin lines got a task in this call: `pump` looks at them
 

@@ -1,5 +1,8 @@
 -- Children pinned to their parent's account (rule 5), and tasks a peer strategy bound.
--- Needs: owner, finish, refresh.
+--- @include "includes/owner"
+--- @include "includes/lines"
+--- @include "includes/finish"
+--- @include "includes/refresh"
 
 -- A task a peer strategy bound to an account on arrival, not a child: back to the owner's
 -- line when that account can no longer serve it, so the owner's rules decide again.
@@ -63,9 +66,4 @@ local function check_pins(id)
   if redis.call('LLEN', fastpin) + redis.call('LLEN', relaxpin) == 0 then
     redis.call('SREM', K_PINNED, id)
   end
-end
-
-local function touch(id)
-  refresh(id)
-  check_pins(id)
 end

@@ -1,5 +1,12 @@
 -- The pump: free slots go to waiting tasks, and what an owner script returns.
--- Needs: owner, slots, pins, strategies.
+--- @include "includes/owner"
+--- @include "includes/health"
+--- @include "includes/lines"
+--- @include "includes/pins"
+--- @include "includes/reconcile"
+--- @include "includes/refresh"
+--- @include "includes/slots"
+--- @include "includes/strategies"
 
 -- The best free account for `slot` under ours (`policy.choose`): the lowest score; under
 -- renewal, dated fast accounts tied on it go by the most fast time left, then id.
@@ -49,14 +56,6 @@ local function upgrade_target()
     end
   end
   return nil
-end
-
--- An upgraded task may still start fast on `acct`: its owner is still opted in and the
--- account's time still surely expires (START checks it, as it checks a fallback).
-local function upgrade_holds(tid, acct)
-  if redis.call('HGET', K_OPTIONS, 'upgrade_expiring') ~= '1' then return false end
-  local own = tonumber(redis.call('HGET', k_task(tid), 'reserved_ms') or '0') or 0
-  return expiring_since(acct, own) ~= nil
 end
 
 -- An opted-in owner's relax tasks at the head of its relax line run fast on hours that
@@ -187,5 +186,3 @@ local function pump(accts)
   end
   trim_fallen()
 end
-
-local function out(results) return {results, placed, switches, finished} end

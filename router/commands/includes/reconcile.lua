@@ -1,6 +1,8 @@
 -- Fallback to relax when an owner's fast hours are gone; failure when relax is gone
 -- (rules 1, 2).
--- Needs: owner, lines, finish.
+--- @include "includes/owner"
+--- @include "includes/lines"
+--- @include "includes/finish"
 
 local function no_relax_code()
   if redis.call('SCARD', K_ENABLED) == 0 then

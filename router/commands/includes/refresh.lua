@@ -1,6 +1,17 @@
 -- An account's index memberships and scores (`router.policy.can_take`, `account_score`),
 -- and the automatic flip to relax (rule 4).
--- Needs: owner, health.
+--- @include "includes/owner"
+--- @include "includes/health"
+
+-- Whole-number division rounded down, exact for operands below 2^53 (as Python's //).
+local function idiv(x, y)
+  local q = math.floor(x / y)
+  if q * y > x then q = q - 1 elseif (q + 1) * y <= x then q = q + 1 end
+  return q
+end
+local function member(set, id, yes)
+  if yes then redis.call('SADD', set, id) else redis.call('SREM', set, id) end
+end
 
 -- `policy.latest_start_us`: the last instant from which every fast slot running until
 -- `renews` still uses `avail` ms of fast time (avail capped as the scores cap it).

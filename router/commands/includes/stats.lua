@@ -1,5 +1,5 @@
 -- Counters and histograms of the owner's stats hash, read by router.metrics.
--- Needs: owner (K_STATS, BUCKETS).
+--- @include "includes/owner"
 
 -- Counters and histograms for the metrics (fields: see router.metrics).
 local function count(field) redis.call('HINCRBY', K_STATS, field, 1) end

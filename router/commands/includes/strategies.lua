@@ -1,6 +1,6 @@
 -- The open proxies' account-choice strategies, kept for comparison (`bench/scheduling.py`):
 -- a task is bound to an account on arrival. Ours (renewal, least_loaded) needs none of this.
--- Needs: owner.
+--- @include "includes/owner"
 
 local function spread(tid)  -- a number in [0, 1) fixed by the task id: reproducible runs
   return tonumber(string.sub(redis.sha1hex(tid), 1, 8), 16) / 4294967296
@@ -46,12 +46,4 @@ local function choose(tid, slot, ids)
     if not fewest or n < fewest then best, fewest = id, n end
   end
   return best
-end
-
--- Where a peer strategy binds a new task of the owner in `slot` (nil: the owner's line).
-local function bind(tid, slot)
-  if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then return nil end
-  local set = K_RELAXCAP
-  if slot == 'fast' then set = K_FASTCAP end
-  return choose(tid, slot, redis.call('SMEMBERS', set))
 end
