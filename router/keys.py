@@ -33,6 +33,7 @@ CURSOR = "cursor"  # hash: per slot, the account a round-robin strategy chose la
 SYNCED = "synced"  # string per account: held while one worker reads its backend's state
 OPTIONS = "options"  # hash: the owner's choices (`upgrade_expiring`: '1' opted in)
 EXPIRING = "expiring"  # zset, opted-in owners: accounts free for fast work, by when hours expire
+IDEMPOTENCY = "idem"  # string per Idempotency-Key, expiring: the request that first used it
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,11 @@ class Keys:
     def owner_options(self, owner: str) -> str:
         """Hash: the owner's choices (`router.accounts.OwnerOptions`), e.g. `upgrade_expiring`."""
         return f"{self.owner_base(owner)}:{OPTIONS}"
+
+    def idempotency(self, owner: str, task_id: str) -> str:
+        """String, expiring with the task TTL: the fingerprint of the request that first
+        used an `Idempotency-Key`, by the task id the key gives (`router.api.idempotency`)."""
+        return f"{self.owner_base(owner)}:{IDEMPOTENCY}:{task_id}"
 
     def webhook_secret(self, owner: str, task_id: str) -> str:
         return f"{self.owner_base(owner)}:{WEBHOOK}:{task_id}"

@@ -98,7 +98,7 @@ class TaskStatus(StrEnum):
 
 
 class ErrorCode(StrEnum):
-    """Stable error codes stored on failed tasks and dead letters."""
+    """Stable error codes stored on failed tasks and dead letters, or answered by the API."""
 
     INVALID_JSON = "invalid_json"
     INVALID_TASK = "invalid_task"
@@ -117,6 +117,8 @@ class ErrorCode(StrEnum):
     DRIVER_ERROR = "driver_error"
     MODE_UNSUPPORTED = "mode_unsupported"
     INTERNAL_ERROR = "internal_error"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 class FallbackReason(StrEnum):

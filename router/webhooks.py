@@ -128,8 +128,10 @@ def keep_body_format(
     redis: Redis, keys: Keys, owner: str, task_id: str, body_format: str, ttl: int
 ) -> None:
     """Say that the webhook of a task about to be submitted is POSTed `body_format`; kept
-    `ttl` seconds (the task's lifetime)."""
-    redis.set(body_format_key(keys, owner, task_id), body_format, ex=ttl)
+    `ttl` seconds (the task's lifetime). A retry under the same id (a modal confirmed
+    twice, an Idempotency-Key sent again, even with another API's body) never changes the
+    format the first submission set."""
+    redis.set(body_format_key(keys, owner, task_id), body_format, ex=ttl, nx=True)
 
 
 SECRET_KEY = re.compile(r"secret|passw(?:or)?d|token|credential|api[-_]?key|authorization", re.I)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -113,12 +114,19 @@ def router(settings: Settings, redis_conn: Redis, env: dict[str, str]) -> Iterat
 @pytest.fixture
 def api(router: Router) -> Iterator[str]:
     """`byoa api`'s app on a real uvicorn server (in a thread) on a free port; its base URL."""
-    import uvicorn
-
     from router.api.app import create_app
 
+    with served(create_app(router.settings, router.redis)) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """An ASGI app on a real uvicorn server (in a thread) on a free port; its base URL."""
+    import uvicorn
+
     config = uvicorn.Config(
-        create_app(router.settings, router.redis),
+        app,
         host="127.0.0.1",
         port=0,
         log_config=None,
@@ -130,9 +138,11 @@ def api(router: Router) -> Iterator[str]:
     thread.start()
     wait_for(lambda: server.started, 10, "uvicorn to start")
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture

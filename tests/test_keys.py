@@ -67,6 +67,7 @@ def test_owner_keys_share_one_hash_tag_and_intake_keys_another() -> None:
         keys.pinned("alice"),
         keys.inflight("alice"),
         keys.credentials("alice", "a1"),
+        keys.idempotency("alice", "t1"),
     ]
     assert {k[k.index("{") : k.index("}") + 1] for k in owner_keys} == {"{o:alice}"}
     processing = keys.intake_processing("r1")

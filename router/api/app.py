@@ -69,7 +69,10 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
         version="1",
         description="Midjourney tasks across a pool of bring-your-own accounts, in the "
         "unified task API's shape (GoAPI / PiAPI; authenticate with `x-api-key`) and the "
-        "midjourney-proxy API's (`/mj/...`; `mj-api-secret` or `Authorization: Bearer`).",
+        "midjourney-proxy API's (`/mj/...`; `mj-api-secret` or `Authorization: Bearer`). "
+        "Send an `Idempotency-Key` header (a fresh UUID per task) with every submission and "
+        "the same one on each retry of it: a retry after a timeout or a 503 then returns the "
+        "task the first attempt made, never a second one.",
         redoc_url=None,
         **_NO_TELEMETRY,
     )

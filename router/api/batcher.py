@@ -8,7 +8,9 @@ process under load pays Redis round trips per batch, not per request, and two th
 event loop and this one) share the interpreter instead of dozens taking turns.
 
 A work function returns its answer, or a `Submission`: the task to route and how to
-answer once it is stored. An exception answers its own request only.
+answer once it is stored, and the `Idempotency-Key` that names it, if any (the batch's
+keys are checked in one round trip before routing; `router.api.idempotency`). An
+exception answers its own request only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from router.api import idempotency
 from router.api.envelope import ApiError
+from router.api.idempotency import Named
 from router.apikeys import ApiKey, ApiKeys, AuthFailure
 from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
@@ -47,6 +51,8 @@ class Submission:
 
     task: NewTask
     answer: Callable[[Task], Response]
+    named: Named | None = None
+    """The caller's `Idempotency-Key` for it (`task.id` is the id the key gives)."""
 
 
 @dataclass
@@ -143,8 +149,24 @@ class Batcher:
                 submissions.append((item, result))
             else:
                 item.result = result
+        submissions = self._first_uses(submissions)
         if submissions:
             self._submit(submissions)
+
+    def _first_uses(
+        self, submissions: Sequence[tuple[Item, Submission]]
+    ) -> list[tuple[Item, Submission]]:
+        """The submissions to route: those without an Idempotency-Key, and those whose key
+        names their own request (one round trip for the batch); a key another request used
+        first answers 422."""
+        named = [(k, s.named) for k, (_, s) in enumerate(submissions) if s.named is not None]
+        if not named:
+            return list(submissions)
+        verdicts = idempotency.first_uses(self.router.redis, [n for _, n in named])
+        refused = {k for (k, _), ours in zip(named, verdicts, strict=True) if not ours}
+        for k in refused:
+            submissions[k][0].error = idempotency.reused()
+        return [s for k, s in enumerate(submissions) if k not in refused]
 
     def _keys(self, items: Sequence[Item]) -> list[tuple[ApiKey | AuthFailure | Exception, float]]:
         """Each item's key verdict and rate-limit wait: the batch's in two round trips, or,

@@ -19,20 +19,27 @@ error code, HTTP 200 even for a refused prompt as both servers answer (novicezk
 JSON, or not the fields' types, 400 with code 4; an unknown task 404 with code 3 (trueai
 `SubmitController.cs:500`), and another owner's task id answers exactly so. Our stable error
 code is `properties.errorCode` in every refusal.
+
+An `Idempotency-Key` header names a submission, on every submit route
+(`router.api.idempotency`): a retry with the same key answers the first attempt's task (an
+action waiting for its modal: the same id, code 21) and never makes a second; the same key
+on another route or body is 422, code 4.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from router.api import idempotency
 from router.api import mjapi_models as mj
-from router.api.auth import MjCaller
+from router.api.auth import Key, MjCaller
 from router.api.batcher import Submission
 from router.api.body import parse_json
 from router.api.envelope import ApiError
@@ -98,10 +105,40 @@ B = TypeVar("B", bound=BaseModel)
 routes = APIRouter(tags=["midjourney-proxy"])
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A submission as its route hands it to the batcher: the body, the path (a mode prefix
+    included) and the request's Idempotency-Key header values."""
+
+    raw: bytes
+    path: str
+    keys: tuple[str, ...]
+
+    @classmethod
+    async def of(cls, request: Request, key: Key) -> Asked:
+        raw = await key.body()
+        keys = tuple(request.headers.getlist(idempotency.HEADER))
+        return cls(raw, request.scope["path"], keys)
+
+    def read(
+        self, router: Router, owner: str, model: type[B]
+    ) -> tuple[B, idempotency.Named | None]:
+        """The body as `model` (`_read`) and the Idempotency-Key naming it, or ApiError 400
+        (`invalid_idempotency_key` first)."""
+        given = idempotency.key_of(self.keys)
+        data = parse_json(self.raw)
+        ttl = router.settings.task_ttl_seconds
+        named = idempotency.name(router.keys, owner, given, self.path, data, ttl)
+        return _valid(data, model), named
+
+
 def _read(raw: bytes, model: type[B]) -> B:
     """The body as `model`, or ApiError 400 (`invalid_json`, or `invalid_task` for a field
     of the wrong type)."""
-    data = parse_json(raw)
+    return _valid(parse_json(raw), model)
+
+
+def _valid(data: Any, model: type[B]) -> B:
     if not isinstance(data, dict):
         raise ApiError(400, ErrorCode.INVALID_JSON, "the body must be a JSON object")
     try:
@@ -134,22 +171,28 @@ def _message(
 
 
 def submit(
-    router: Router, message: dict[str, Any], task_id: str | None = None
+    router: Router,
+    message: dict[str, Any],
+    task_id: str | None = None,
+    named: idempotency.Named | None = None,
 ) -> JSONResponse | Submission:
     """Validate one task as the client does, to be routed with its batch and answered as
-    the servers do (`_submitted`)."""
+    the servers do (`_submitted`); its id is `task_id`, else the one its Idempotency-Key
+    (`named`) gives."""
     hook = message.get("webhook")
     if hook is not None:
         problem = endpoint_problem(hook["endpoint"], router.settings.webhook_allowed_networks)
         if problem:
             return _invalid(f"notifyHook: {problem}")
+    if task_id is None and named is not None:
+        task_id = named.task_id
     checked = check_message(message, router.settings, task_id)
     if isinstance(checked, Rejection):
         return _invalid(checked.message, checked.code)
     if checked.webhook is not None:  # the notifyHook is told in this API's task JSON
         ttl = router.settings.task_ttl_seconds
         keep_body_format(router.redis, router.keys, checked.owner, checked.id, mj.HOOK_FORMAT, ttl)
-    return Submission(checked, _submitted)
+    return Submission(checked, _submitted, named)
 
 
 def _submitted(task: Task) -> JSONResponse:
@@ -183,64 +226,74 @@ def _parent(router: Router, owner: str, task_id: str) -> Task | JSONResponse:
 
 
 def _child(
-    router: Router, owner: str, body: mj.Body, press: mj.Press, prompt: str = ""
+    router: Router, owner: str, body: mj.Body, press: mj.Press, named: idempotency.Named | None
 ) -> JSONResponse | Submission:
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
         return parent
-    input_ = {**press.input, "prompt": prompt}
-    return submit(router, _message(owner, press.task_type, body, input_, press.parent_id))
+    input_ = {**press.input, "prompt": ""}
+    message = _message(owner, press.task_type, body, input_, press.parent_id)
+    return submit(router, message, named=named)
 
 
-@routes.post("/mj/submit/imagine", summary="Submit an imagine")
+@routes.post("/mj/submit/imagine", summary="Submit an imagine", openapi_extra=idempotency.OPENAPI)
 async def imagine(request: Request, key: MjCaller) -> JSONResponse:
     """Imagine `prompt`; the path's prefix (`/mj-fast`...) or the prompt's flag sets the mode."""
-    raw = await key.body()
-    return await key.run(_imagine, request.app.state.router, raw, _mode(request))
+    asked = await Asked.of(request, key)
+    return await key.run(_imagine, request.app.state.router, asked, _mode(request))
 
 
 def _imagine(
-    key: ApiKey, router: Router, raw: bytes, mode: Mode | None
+    key: ApiKey, router: Router, asked: Asked, mode: Mode | None
 ) -> JSONResponse | Submission:
-    body = _read(raw, mj.ImagineBody)
+    body, named = asked.read(router, key.owner, mj.ImagineBody)
     if not body.prompt.strip():
         return _invalid("prompt is required")
     if body.base64Array or body.base64:
         return _invalid("image prompts (base64, base64Array) are not supported")
     input_: dict[str, Any] = {"prompt": body.prompt.strip(), "process_mode": mode or ""}
-    return submit(router, _message(key.owner, TaskType.IMAGINE, body, input_))
+    return submit(router, _message(key.owner, TaskType.IMAGINE, body, input_), named=named)
 
 
-@routes.post("/mj/submit/action", summary="Press a button of a finished task")
+@routes.post(
+    "/mj/submit/action",
+    summary="Press a button of a finished task",
+    openapi_extra=idempotency.OPENAPI,
+)
 async def action(request: Request, key: MjCaller) -> JSONResponse:
     """Run the button `customId` of task `taskId` (or of the task its hash names). Custom
     zoom and vary region answer code 21 and wait for `/mj/submit/modal`."""
-    raw = await key.body()
-    return await key.run(_action, request.app.state.router, raw)
+    asked = await Asked.of(request, key)
+    return await key.run(_action, request.app.state.router, asked)
 
 
-def _action(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
-    body = _read(raw, mj.ActionBody)
+def _action(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.ActionBody)
     pressed = mj.press(body.customId)
     if pressed is None:
         return _invalid("customId is not a button this server runs")
     if body.taskId:
         pressed = mj.Press(pressed.task_type, body.taskId, pressed.input, pressed.modal)
     if pressed.modal:
-        return _hold_modal(router, key.owner, body, pressed)
-    return _child(router, key.owner, body, pressed)
+        return _hold_modal(router, key.owner, body, pressed, named)
+    return _child(router, key.owner, body, pressed, named)
 
 
 def _modal_key(router: Router, owner: str, task_id: str) -> str:
     return f"{router.keys.owner_base(owner)}:{MODAL_KEY}:{task_id}"
 
 
-def _hold_modal(router: Router, owner: str, body: mj.Body, press: mj.Press) -> JSONResponse:
-    """Keep the pressed button until its modal comes, under the id its task will have."""
+def _hold_modal(
+    router: Router, owner: str, body: mj.Body, press: mj.Press, named: idempotency.Named | None
+) -> JSONResponse:
+    """Keep the pressed button until its modal comes, under the id its task will have (the
+    one its Idempotency-Key gives, if any: a retry answers that id again, holding nothing new)."""
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
         return parent
-    task_id = new_task_id()
+    if named is not None and not idempotency.first_uses(router.redis, [named])[0]:
+        raise idempotency.reused()
+    task_id = named.task_id if named else new_task_id()
     held = {
         "task_type": press.task_type.value,
         "parent_id": press.parent_id,
@@ -250,20 +303,24 @@ def _hold_modal(router: Router, owner: str, body: mj.Body, press: mj.Press) -> J
         "submit_ms": round(time.time() * 1000),
     }
     ttl = router.settings.task_ttl_seconds
-    router.redis.set(_modal_key(router, owner, task_id), json.dumps(held), ex=ttl)
+    router.redis.set(_modal_key(router, owner, task_id), json.dumps(held), ex=ttl, nx=bool(named))
     return answer(mj.EXISTED, "Waiting for window confirm", task_id, {"status": "MODAL"})
 
 
-@routes.post("/mj/submit/modal", summary="Confirm a custom zoom or vary region")
+@routes.post(
+    "/mj/submit/modal",
+    summary="Confirm a custom zoom or vary region",
+    openapi_extra=idempotency.OPENAPI,
+)
 async def modal(request: Request, key: MjCaller) -> JSONResponse:
     """The prompt (custom zoom: with `--zoom`) or mask (vary region: `maskBase64`) that the
     action answered with code 21 waits for; `taskId` is that answer's `result`."""
-    raw = await key.body()
-    return await key.run(_confirm, request.app.state.router, raw)
+    asked = await Asked.of(request, key)
+    return await key.run(_confirm, request.app.state.router, asked)
 
 
-def _confirm(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
-    body = _read(raw, mj.ModalBody)
+def _confirm(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.ModalBody)
     owner = key.owner
     if not ID_RE.fullmatch(body.taskId):
         raise NOT_FOUND
@@ -283,41 +340,55 @@ def _confirm(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submissi
     input_["prompt"] = body.prompt or parent.prompt or ""
     first = mj.Body(state=held.get("state"), notifyHook=held.get("notifyHook"))
     message = _message(owner, task_type, first, input_, parent.id)
-    return submit(router, message, body.taskId)
+    return submit(router, message, body.taskId, named)  # a task id of its own: the held one
 
 
-@routes.post("/mj/submit/change", summary="Upscale, vary or reroll (the older form)")
+@routes.post(
+    "/mj/submit/change",
+    summary="Upscale, vary or reroll (the older form)",
+    openapi_extra=idempotency.OPENAPI,
+)
 async def change(request: Request, key: MjCaller) -> JSONResponse:
     """`{action: UPSCALE | VARIATION | REROLL, index, taskId}` (novicezk `dto/
     SubmitChangeDTO.java:15-23`)."""
-    raw = await key.body()
-    return await key.run(_change_body, request.app.state.router, raw)
+    asked = await Asked.of(request, key)
+    return await key.run(_change_body, request.app.state.router, asked)
 
 
-def _change_body(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
-    body = _read(raw, mj.ChangeBody)
-    return _change(router, key.owner, body, body.taskId, body.action, body.index)
+def _change_body(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.ChangeBody)
+    return _change(router, key.owner, body, (body.taskId, body.action, body.index), named)
 
 
-@routes.post("/mj/submit/simple-change", summary="Upscale, vary or reroll: `<taskId> U1`")
+@routes.post(
+    "/mj/submit/simple-change",
+    summary="Upscale, vary or reroll: `<taskId> U1`",
+    openapi_extra=idempotency.OPENAPI,
+)
 async def simple_change(request: Request, key: MjCaller) -> JSONResponse:
     """`{content: "<taskId> U1"}`: U1-U4, V1-V4 or R (novicezk `dto/SubmitSimpleChangeDTO.
     java:14-15`)."""
-    raw = await key.body()
-    return await key.run(_simple_change, request.app.state.router, raw)
+    asked = await Asked.of(request, key)
+    return await key.run(_simple_change, request.app.state.router, asked)
 
 
-def _simple_change(key: ApiKey, router: Router, raw: bytes) -> JSONResponse | Submission:
-    body = _read(raw, mj.SimpleChangeBody)
+def _simple_change(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.SimpleChangeBody)
     parsed = mj.simple_change(body.content)
     if parsed is None:
         return _invalid("content must be '<taskId> U1' to U4, V1 to V4, or R")
-    return _change(router, key.owner, body, *parsed)
+    return _change(router, key.owner, body, parsed, named)
 
 
 def _change(
-    router: Router, owner: str, body: mj.Body, task_id: str, kind: str, index: int | None
+    router: Router,
+    owner: str,
+    body: mj.Body,
+    change: tuple[str, str, int | None],
+    named: idempotency.Named | None,
 ) -> JSONResponse | Submission:
+    """`change`: the task id, UPSCALE, VARIATION or REROLL, and the index."""
+    task_id, kind, index = change
     if not task_id:
         return _invalid("taskId is required")
     task_type = mj.CHANGES.get(kind)
@@ -329,7 +400,7 @@ def _change(
             return _invalid("index must be 1, 2, 3 or 4")
         input_["index"] = index
     press = mj.Press(task_type, task_id, input_)
-    return _child(router, owner, body, press)
+    return _child(router, owner, body, press, named)
 
 
 @routes.post("/mj/submit/{kind}", summary="Submissions this server does not run")

@@ -15,17 +15,22 @@ Their inputs as ours: `imagine` takes `prompt`, `process_mode` and `aspect_ratio
 starts and when it ends (those APIs also tell status updates) in their body,
 `{timestamp, data}` with `data` as `GET` answers it, the secret in `x-webhook-secret`
 (`envelope.hook_body`); `config.service_mode` means nothing here.
+
+An `Idempotency-Key` header names the submission (`router.api.idempotency`): a retry with
+the same key answers the first attempt's task, as `GET` would, and never makes a second.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from router.api import idempotency
 from router.api.auth import Caller
 from router.api.batcher import Submission
 from router.api.body import parse_json
@@ -72,6 +77,10 @@ class TaskRequest(BaseModel):
 routes = APIRouter(tags=["tasks"])
 ANSWERS: dict[int | str, dict[str, Any]] = {
     code: {"model": Envelope} for code in (200, 400, 401, 404, 408, 409, 413, 429, 503)
+}
+SUBMIT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **ANSWERS,
+    422: {"model": Envelope, "description": idempotency.OPENAPI["responses"]["422"]["description"]},
 }
 
 
@@ -130,50 +139,61 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
     return message
 
 
-def submit(router: Router, request: TaskRequest, owner: str) -> Submission:
+def submit(
+    router: Router, request: TaskRequest, owner: str, named: idempotency.Named | None = None
+) -> Submission:
     """Validate one task as the client does (`Client.submit`), to be routed and answered
-    with its batch."""
+    with its batch; `named`: its Idempotency-Key, which gives its id."""
     hook = request.config.webhook_config
     if hook is not None and hook.endpoint:
         allowed = router.settings.webhook_allowed_networks
         problem = endpoint_problem(hook.endpoint, allowed)
         if problem:
             raise _invalid(f"config.webhook_config.endpoint: {problem}")
-    checked = check_message(to_message(request, owner), router.settings)
+    task_id = named.task_id if named else None
+    checked = check_message(to_message(request, owner), router.settings, task_id)
     if isinstance(checked, Rejection):
         raise _invalid(checked.message, checked.code)
     if checked.webhook is not None:  # told in this API's body, not our task record
         ttl = router.settings.task_ttl_seconds
         keep_body_format(router.redis, router.keys, owner, checked.id, HOOK_FORMAT, ttl)
-    return Submission(checked, ok)
+    return Submission(checked, ok, named)
 
 
 @routes.post(
     PATH,
     summary="Create a task",
-    responses=ANSWERS,
+    responses=SUBMIT_ANSWERS,
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}
             },
-        }
+        },
+        "parameters": [idempotency.PARAMETER],
     },
 )
 async def create_task(request: Request, key: Caller) -> JSONResponse:
-    """Submit a Midjourney task: `imagine`, or a child of a completed task."""
+    """Submit a Midjourney task: `imagine`, or a child of a completed task. Send an
+    `Idempotency-Key` so that a retry returns this task rather than running another."""
     raw = await key.body()
-    return await key.run(_create, request.app.state.router, raw)
+    keys = request.headers.getlist(idempotency.HEADER)
+    return await key.run(_create, request.app.state.router, raw, keys)
 
 
-def _create(key: ApiKey, router: Router, raw: bytes) -> Submission:
+def _create(key: ApiKey, router: Router, raw: bytes, keys: Sequence[str] = ()) -> Submission:
+    """`keys`: the request's Idempotency-Key header values (checked first)."""
+    given = idempotency.key_of(keys)
     data = parse_json(raw)
     try:
         body = TaskRequest.model_validate(data)
     except ValidationError as e:
         raise _invalid(_describe(e)) from None
-    return submit(router, body, key.owner)
+    ttl = router.settings.task_ttl_seconds
+    return submit(
+        router, body, key.owner, idempotency.name(router.keys, key.owner, given, PATH, data, ttl)
+    )
 
 
 def _own_task_id(task_id: str) -> str:
