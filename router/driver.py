@@ -223,6 +223,7 @@ class Driver(abc.ABC):
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         """Every driver is made from the settings and the process's Redis (`make_driver`)."""
+        self.settings, self.redis = settings, redis
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
