@@ -12,12 +12,11 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
-from redis.commands.core import Script
-from redis.exceptions import RedisError
 
 from router import callbacks
 from router.core import Router
 from router.metrics import CALLBACKS, registry
+from router.probes import readiness
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -41,7 +40,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 def app(router: Router) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     metrics = make_wsgi_app(registry(router))
-    shas = [s.sha for s in vars(router.scripts).values() if isinstance(s, Script)]
     hooks = callbacks.of(router)
 
     def serve(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -60,16 +58,8 @@ def app(router: Router) -> Callable[[dict[str, Any], StartResponse], Iterable[by
         if path == "/healthz":
             return _reply(start_response, "200 OK", "ok")
         if path == "/readyz":
-            try:
-                router.redis.ping()
-                missing = shas and not all(router.redis.script_exists(*shas))
-                if missing:  # a Redis restarted without persistence forgot them
-                    router.scripts.load_all()
-            except RedisError as e:
-                return _reply(
-                    start_response, "503 Service Unavailable", f"redis: {type(e).__name__}"
-                )
-            return _reply(start_response, "200 OK", "ready")
+            ready, text = readiness(router)
+            return _reply(start_response, "200 OK" if ready else "503 Service Unavailable", text)
         return _reply(start_response, "404 Not Found", "try /metrics, /healthz or /readyz")
 
     return serve

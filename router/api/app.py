@@ -18,7 +18,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import Redis
-from redis.commands.core import Script
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
@@ -31,6 +30,7 @@ from router.api.protocol import head_timeout_protocol
 from router.apikeys import ApiKeys
 from router.core import Router
 from router.errors import REDIS_OUTAGES, ByoaError
+from router.probes import readiness
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,21 +97,14 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
 
 
 def _add_probes(app: FastAPI, router: Router, metrics: ApiMetrics) -> None:
-    shas = [s.sha for s in vars(router.scripts).values() if isinstance(s, Script)]
-
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> PlainTextResponse:
-        try:
-            router.redis.ping()
-            if shas and not all(router.redis.script_exists(*shas)):
-                router.scripts.load_all()  # a Redis restarted without persistence forgot them
-        except RedisError as e:
-            return PlainTextResponse(f"redis: {type(e).__name__}\n", status_code=503)
-        return PlainTextResponse("ready\n")
+        ready, text = readiness(router)
+        return PlainTextResponse(text + "\n", status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
