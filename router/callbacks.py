@@ -22,9 +22,8 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from redis import Redis
@@ -139,39 +138,33 @@ class Callbacks:
         return "accepted"
 
 
-def respond(callbacks: Callbacks, environ: Mapping[str, Any]) -> tuple[str, str | None]:
-    """The HTTP status answering a WSGI request to PATH, and its result for the metric
-    (None: not counted, Redis was away). The body, at most MAX_BODY bytes, is taken off
-    the connection (so the client is not cut off mid-send) and thrown away unparsed:
-    nothing in it is trusted."""
-    hook = Hook.parse(str(environ.get("PATH_INFO", "")))
+def screen(method: str, path: str, length: str | None) -> Hook | tuple[str, str]:
+    """What a request to PATH is before its body is read: the hook it names, or the HTTP
+    status refusing it and its result for the metric. `length` is its Content-Length
+    header (None: it sent none)."""
+    hook = Hook.parse(path)
     if hook is None:
         return "404 Not Found", "malformed"
-    if environ.get("REQUEST_METHOD") != "POST":
+    if method != "POST":
         return "405 Method Not Allowed", "malformed"
-    length = str(environ.get("CONTENT_LENGTH") or "0").strip()
+    length = (length or "0").strip()
     if not LENGTH_RE.fullmatch(length):
         return "400 Bad Request", "malformed"
     if int(length) > MAX_BODY:
         return "413 Content Too Large", "malformed"
-    try:
-        _discard(environ["wsgi.input"], int(length))
-    except OSError:  # the client stalled (the handler's timeout) or went away
-        return "400 Bad Request", "malformed"
+    return hook
+
+
+def answer(callbacks: Callbacks, hook: Hook) -> tuple[str, str | None]:
+    """The HTTP status answering a screened hook whose body (at most MAX_BODY bytes) was
+    taken off the connection and thrown away unparsed (nothing in it is trusted), and its
+    result for the metric (None: not counted, Redis was away)."""
     try:
         result = callbacks.receive(hook)
     except RedisError as e:  # the backend's POST fails; the job is polled as ever
         log.warning("a callback could not be checked: Redis %s", type(e).__name__)
         return "503 Service Unavailable", None
     return ("204 No Content" if result == "accepted" else "403 Forbidden"), result
-
-
-def _discard(body: BinaryIO, size: int) -> None:
-    while size > 0:
-        chunk = body.read(min(size, 16 << 10))
-        if not chunk:
-            return
-        size -= len(chunk)
 
 
 _of: weakref.WeakKeyDictionary[Router, Callbacks] = weakref.WeakKeyDictionary()

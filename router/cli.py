@@ -78,14 +78,14 @@ def main(ctx: click.Context, config: str | None, log_level: str) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run a router replica: read the intake list and route until SIGTERM/SIGINT; serve
-    /metrics, /healthz and /readyz."""
+    /metrics, /healthz and /readyz (a port that cannot be bound stops it at start)."""
     from router.daemon import IntakeDaemon
     from router.http import serve
 
     router = _router(ctx)
-    daemon = IntakeDaemon(router)
     if router.settings.metrics_enabled:
-        serve(router)
+        serve(router)  # first: nothing is claimed or started if the port is taken
+    daemon = IntakeDaemon(router)
     daemon.install_signal_handlers()
     daemon.run()
 

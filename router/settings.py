@@ -203,6 +203,19 @@ class Settings(BaseSettings):
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """A port another process holds stops `byoa run` at start (exit 1), never runs it blind."""
+    metrics_threads: int = Field(default=16, gt=0, le=256)
+    """Requests the router's HTTP port works on at once: a scrape, a readiness check and a
+    callback each take a thread for their Redis calls (/healthz takes none). One more waits
+    up to `metrics_timeout_seconds` for a thread, then is answered 503."""
+    metrics_max_connections: int = Field(default=512, gt=0, le=100_000)
+    """Connections the router's HTTP port holds open, and at most a quarter of the
+    process's open-file limit (Redis needs descriptors too). One more drops the connection
+    that has waited longest for a request head, so idle sockets cannot keep a probe out."""
+    metrics_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """On the router's HTTP port: a request head must arrive within this of connecting (or
+    of the previous response), and its body within this of its head; a connection that
+    misses either is closed (408 if it started a request)."""
     api_host: str = "0.0.0.0"
     """Where `byoa api` (the HTTP task API) listens."""
     api_port: int = Field(default=8080, ge=0, le=65535)

@@ -87,6 +87,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             return
         if self.head_started:
             self.transport.write(TIMEOUT_ANSWER)
+        self._close()
+
+    def _close(self) -> None:
+        """End a connection that missed its deadline (a subclass may end it harder)."""
         self.transport.close()
 
 
