@@ -23,6 +23,7 @@ from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
 from router.tasks import Task
+from router.terminal import visible
 
 
 def _router(ctx: click.Context) -> Router:
@@ -42,14 +43,24 @@ class ByoaGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ByoaError as e:
-            click.echo(f"error: {e.code}: {e.message}", err=True)
+            _say(f"error: {e.code}: {visible(e.message)}", err=True)
             sys.exit(1)
         except RedisError as e:  # the message names host and port, never the password
-            click.echo(f"error: redis_unreachable: {type(e).__name__}: {e}", err=True)
+            _say(f"error: redis_unreachable: {type(e).__name__}: {visible(str(e))}", err=True)
             sys.exit(1)
+
+
+def _say(message: str = "", err: bool = False) -> None:
+    """Every line of human-readable output: what a terminal would act on rather than show
+    (ESC, BEL, bidi overrides...) is escaped, whoever wrote it (a prompt, a backend, a
+    dead letter); line breaks are kept. Values that may hold line breaks of their own
+    escape them first (`visible`), so that no value forges a line."""
+    click.echo(visible(message, keep="\n"), err=err)
 
 
 def _echo_json(data: Any) -> None:
+    """--json output: exact, and plain ASCII (json.dumps escapes every control and
+    non-ASCII character), so a terminal shows it as it is."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
@@ -71,7 +82,7 @@ def main(ctx: click.Context, config: str | None, log_level: str) -> None:
     except ValidationError as e:  # field names and reasons only: values may be secrets
         raise click.ClickException(f"bad configuration: {_errors(e)}") from None
     except (OSError, ValueError) as e:
-        raise click.ClickException(f"bad configuration: {e}") from None
+        raise click.ClickException(f"bad configuration: {visible(str(e))}") from None
 
 
 @main.command()
@@ -168,7 +179,7 @@ def _print_task(task: Task, as_json: bool) -> None:
         return
     for k, v in task.public().items():
         if v not in (None, {}, ""):
-            click.echo(f"{k:16} {json.dumps(v) if isinstance(v, dict) else v}")
+            _say(f"{k:16} {json.dumps(v) if isinstance(v, dict) else visible(str(v))}")
 
 
 @main.command("task")
@@ -209,15 +220,13 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> N
         _echo_json(snapshot(router))
         return
     if not watch:
-        click.echo(render(snapshot(router)))
+        _say(render(snapshot(router)))
         return
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             frame = render(snapshot(router))
             click.clear()
-            click.echo(
-                f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{frame}"
-            )
+            _say(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{frame}")
             time.sleep(interval)
 
 
@@ -228,7 +237,7 @@ def dead_letters(ctx: click.Context, limit: int) -> None:
     """Print the newest dead letters (messages that could not become tasks)."""
     router = _router(ctx)
     for raw in router.redis.lrange(router.keys.dead_letters, 0, limit - 1):
-        click.echo(text(raw))
+        _say(visible(text(raw)))  # one line each, whatever line breaks it holds
 
 
 @main.group()
@@ -305,7 +314,7 @@ def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
         raise account_error(e) from None
     router = _router(ctx)
     router.apply(router.pool.add(spec))
-    click.echo(f"added {account_id}")
+    _say(f"added {account_id}")
 
 
 def _secret_from_env(name: str | None, code: str = "invalid_account") -> SecretStr | None:
@@ -357,7 +366,7 @@ def accounts_set(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     --enable puts an account a driver took out of rotation back in."""
     router = _router(ctx)
     router.apply(router.pool.update(account_id, **_as_change(opts)))
-    click.echo(f"updated {account_id}")
+    _say(f"updated {account_id}")
 
 
 @accounts.command("reset")
@@ -367,7 +376,7 @@ def accounts_reset(ctx: click.Context, account_id: str) -> None:
     """Put an account back into rotation: enabled, its attention and cooldown cleared."""
     router = _router(ctx)
     router.apply(router.pool.reset(account_id))
-    click.echo(f"reset {account_id}")
+    _say(f"reset {account_id}")
 
 
 @accounts.command("remove")
@@ -377,7 +386,7 @@ def accounts_remove(ctx: click.Context, account_id: str) -> None:
     """Remove an account; children waiting for it fail with parent_account_unavailable."""
     router = _router(ctx)
     router.apply(router.pool.remove(account_id))
-    click.echo(f"removed {account_id}")
+    _say(f"removed {account_id}")
 
 
 @accounts.command("load")
@@ -390,7 +399,7 @@ def accounts_load(ctx: click.Context, path: str) -> None:
     router.pool.check_load(specs, path)
     for spec in specs:
         router.apply(router.pool.upsert(spec))
-    click.echo(f"loaded {len(specs)} accounts from {path}")
+    _say(f"loaded {len(specs)} accounts from {path}")
 
 
 @accounts.command("list")
@@ -403,7 +412,7 @@ def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json([v.model_dump(mode="json") for v in views])
         return
-    click.echo(render_accounts([v.model_dump(mode="json") for v in views]))
+    _say(render_accounts([v.model_dump(mode="json") for v in views]))
 
 
 @main.group()
@@ -424,7 +433,7 @@ def owners_set(ctx: click.Context, owner: str, upgrade_expiring: bool | None) ->
     """Change an owner's choices."""
     router = _router(ctx)
     router.apply(router.pool.set_owner_options(owner, upgrade_expiring=upgrade_expiring))
-    click.echo(f"updated {owner}")
+    _say(f"updated {owner}")
 
 
 @owners.command("show")
@@ -438,7 +447,7 @@ def owners_show(ctx: click.Context, owner: str, as_json: bool) -> None:
         _echo_json(options.model_dump(mode="json"))
         return
     for k, v in options.model_dump(mode="json").items():
-        click.echo(f"{k:16} {v}")
+        _say(f"{k:16} {visible(str(v))}")
 
 
 @main.command()
@@ -478,8 +487,8 @@ def keys_create(
     if as_json:
         _echo_json({**record.model_dump(mode="json"), "key": key.get_secret_value()})
         return
-    click.echo(key.get_secret_value())
-    click.echo(f"key {record.id} for owner {record.owner}: store it now, it is not kept", err=True)
+    _say(key.get_secret_value())
+    _say(f"key {record.id} for owner {record.owner}: store it now, it is not kept", err=True)
 
 
 @keys_group.command("list")
@@ -495,8 +504,8 @@ def keys_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     for r in records:
         state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
         rate = f"{r.rate:g}/s" if r.rate is not None else "-"
-        click.echo(
-            f"{r.id}  {r.owner:20} {r.name or '-':20} {rate:>8}  "
+        _say(
+            f"{r.id}  {r.owner:20} {visible(r.name) or '-':20} {rate:>8}  "
             f"{r.created_at:%Y-%m-%d %H:%M}  {state}"
         )
 
@@ -507,7 +516,7 @@ def keys_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Refuse a key from now on (by its id, as `keys list` shows it)."""
     _api_keys(ctx).revoke(key_id)
-    click.echo(f"revoked {key_id}")
+    _say(f"revoked {key_id}")
 
 
 @main.command()

@@ -7,6 +7,7 @@ from typing import Any
 
 from router.core import Router
 from router.models import Slot
+from router.terminal import visible
 
 
 def snapshot(router: Router) -> dict[str, Any]:
@@ -58,8 +59,10 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A left-aligned plain-text table."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """A left-aligned plain-text table; a cell's controls and line breaks are escaped
+    (`router.terminal`), so none moves the cursor or forges a row."""
+    cells = [[str(h) for h in headers]]
+    cells += [["" if c is None else visible(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells

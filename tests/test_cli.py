@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from router.cli import main
 from router.core import Router
 from router.scripts import text
+from router.terminal import visible
 
 CANARY = "sk-CANARY-7f3a9c"
 ADD_PRO_WITH_CREDENTIALS = (
@@ -211,6 +212,71 @@ def test_cancel_from_the_cli(byoa: Callable[..., Result]) -> None:
     byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro")
     byoa("submit", "--owner", "alice", "--prompt", "x", "--mode", "fast", "--id", "c1")
     assert json.loads(byoa("cancel", "c1", "--json").output)["status"] == "cancelled"
+
+
+CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"
+"""OSC 52: the terminal writes its clipboard."""
+TITLE = "\x1b]0;owned\x07"
+"""OSC 0: the terminal retitles its window."""
+HOSTILE = f"a fox {CLIPBOARD}{TITLE} \x9b2J \x7f \u202ereversed\u202c \u2066isolated\u2069"
+"""A prompt with the controls a terminal acts on: OSC 52 and window title (ESC ... BEL),
+C1 CSI, DEL, bidi override and isolate (a line break does not survive: the prompt's
+whitespace is normalised on intake)."""
+RAW = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e", "\u202c", "\u2066", "\u2069")
+
+
+def test_human_output_escapes_what_a_terminal_would_act_on_and_json_keeps_it_exact(
+    byoa: Callable[..., Result],
+) -> None:
+    byoa("accounts", "add", "a-pro", "--owner", "alice", "--plan", "pro")
+    submitted = byoa("submit", "--owner", "alice", "--prompt", HOSTILE, "--id", "t1").output
+    shown = byoa("task", "t1").output
+    cancelled = byoa("cancel", "t1").output
+    for out in (submitted, shown, cancelled):
+        assert not any(c in out for c in RAW), out
+        assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in out and "\\x1b]0;owned\\x07" in out
+        assert "\\x9b2J \\x7f \\u202ereversed\\u202c \\u2066isolated\\u2069" in out
+    exact = byoa("task", "t1", "--json").output
+    assert not any(c in exact for c in RAW)  # JSON's own escapes: \u001b
+    assert json.loads(exact)["prompt"].startswith(HOSTILE)  # then the mode flag written
+    error = byoa("task", TITLE, code=1).output
+    assert not any(c in error for c in RAW) and "\\x1b]0;owned\\x07" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b[2J\x07\x00\t\r", "\\x1b[2J\\x07\\x00\\x09\\x0d"),  # C0
+        ("\x85\x9b\x7f", "\\x85\\x9b\\x7f"),  # C1, DEL
+        (
+            "\u202a\u202b\u202d\u200e\u200b\u2028\u2029",
+            "\\u202a\\u202b\\u202d\\u200e\\u200b\\u2028\\u2029",
+        ),
+        ("\U000e0041\ud800", "\\U000e0041\\ud800"),  # a tag character, a lone surrogate
+        ("café 日本 🦊 C:\\path \u00a0", "café 日本 🦊 C:\\path \u00a0"),  # as they are
+        ("two\nlines", "two\\x0alines"),
+    ],
+)
+def test_visible_escapes_what_a_terminal_acts_on_and_nothing_else(text: str, shown: str) -> None:
+    assert visible(text) == shown
+    assert visible(text, keep="\n") == shown.replace("\\x0a", "\n")
+
+
+def test_every_human_line_of_the_cli_goes_through_one_escaping_helper() -> None:
+    """`click.echo` is called in `_say` (escaped) and `_echo_json` (exact JSON) only."""
+    import ast
+
+    import router.cli
+
+    tree = ast.parse(Path(router.cli.__file__).read_text())
+    callers = {
+        fn.name
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef)
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("click.echo", "click.secho")
+    }
+    assert callers == {"_say", "_echo_json"}
 
 
 def byoa_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
