@@ -34,6 +34,9 @@ SYNCED = "synced"  # string per account: held while one worker reads its backend
 OPTIONS = "options"  # hash: the owner's choices (`upgrade_expiring`: '1' opted in)
 EXPIRING = "expiring"  # zset, opted-in owners: accounts free for fast work, by when hours expire
 IDEMPOTENCY = "idem"  # string per Idempotency-Key, expiring: the request that first used it
+HOOK_FORMAT = "hookfmt"  # string per task: its webhook body's format (an API's), if not ours
+MODAL = "mjmodal"  # string per task, expiring: a midjourney-proxy action waiting for its modal
+TASKS = "tasks"  # zset: the owner's task ids by creation (µs); entries of expired records pruned
 
 
 @dataclass(frozen=True)
@@ -155,10 +158,30 @@ class Keys:
         """Hash: the owner's choices (`router.accounts.OwnerOptions`), e.g. `upgrade_expiring`."""
         return f"{self.owner_base(owner)}:{OPTIONS}"
 
+    def task_index(self, owner: str) -> str:
+        """Sorted set task id -> creation (µs): the owner's tasks, for listing newest first;
+        SUBMIT adds each task it creates and drops entries whose record has expired."""
+        return f"{self.owner_base(owner)}:{TASKS}"
+
+    @property
+    def task_owners(self) -> str:
+        """Set: owners that ever submitted a task (whose task indexes a listing reads)."""
+        return f"{self.prefix}:task-owners"
+
     def idempotency(self, owner: str, task_id: str) -> str:
         """String, expiring with the task TTL: the fingerprint of the request that first
         used an `Idempotency-Key`, by the task id the key gives (`router.api.idempotency`)."""
         return f"{self.owner_base(owner)}:{IDEMPOTENCY}:{task_id}"
+
+    def hook_format(self, owner: str, task_id: str) -> str:
+        """String, kept as long as the task: the format of its webhook body, for an API
+        whose clients expect their own (`workers.webhooks.render`); absent, our record."""
+        return f"{self.owner_base(owner)}:{HOOK_FORMAT}:{task_id}"
+
+    def modal(self, owner: str, task_id: str) -> str:
+        """String, expiring: a midjourney-proxy action held until its modal is confirmed
+        (`router.api.mjapi`), under the task id it will have."""
+        return f"{self.owner_base(owner)}:{MODAL}:{task_id}"
 
     def webhook_secret(self, owner: str, task_id: str) -> str:
         return f"{self.owner_base(owner)}:{WEBHOOK}:{task_id}"
@@ -229,4 +252,5 @@ local K_OUTBOX = O .. ':{OUTBOX}'
 local K_CURSOR = O .. ':{CURSOR}'
 local K_OPTIONS = O .. ':{OPTIONS}'
 local K_EXPIRING = O .. ':{EXPIRING}'
+local K_TASKS = O .. ':{TASKS}'
 """

@@ -200,9 +200,11 @@ class TaskStore:
         return done, outcome
 
     def _keep_webhooks(self, owner: str, tasks: Sequence[NewTask], pipe: Pipeline) -> None:
-        """Before SUBMIT: list the owner for deliverers, stage each webhook secret at a key
+        """Before SUBMIT: list the owner for listings (and for deliverers if it has webhooks),
+        stage each webhook secret at a key
         named by its submission's nonce (SUBMIT moves it to the task if it creates the task,
         else deletes it; one never created expires)."""
+        pipe.sadd(self.keys.task_owners, owner)
         hooked = [t for t in tasks if t.webhook is not None]
         if hooked:
             pipe.sadd(self.keys.webhook_owners, owner)
@@ -318,6 +320,13 @@ class TaskStore:
             return None
         h = self.redis.hgetall(self.keys.task(owner, task_id))
         return Task.from_hash(text_hash(h)) if h else None
+
+    def get_many(self, refs: Sequence[tuple[str, str]]) -> list[Task | None]:
+        """The records of (owner, task id) pairs, in one round trip (None: no such task)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for owner, task_id in refs:
+            pipe.hgetall(self.keys.task(owner, task_id))
+        return [Task.from_hash(text_hash(h)) if h else None for h in pipe.execute()]
 
     def expire_ids(self, finished: Sequence[tuple[str, str]], ttl: int) -> None:
         """Give the global id of each finished task the same lifetime as its record."""

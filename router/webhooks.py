@@ -117,13 +117,6 @@ class Webhook(BaseModel):
         return "progress" if self.progress else "1"
 
 
-def body_format_key(keys: Keys, owner: str, task_id: str) -> str:
-    """The key (owner-scoped, kept as long as the task) that names the format of a task's
-    webhook body, for an API whose clients expect their own (`workers.webhooks.render`);
-    absent: our task record. Set before the task is submitted, read by the deliverers."""
-    return f"{keys.owner_base(owner)}:hookfmt:{task_id}"
-
-
 def keep_body_format(
     redis: Redis, keys: Keys, owner: str, task_id: str, body_format: str, ttl: int
 ) -> None:
@@ -131,7 +124,7 @@ def keep_body_format(
     `ttl` seconds (the task's lifetime). A retry under the same id (a modal confirmed
     twice, an Idempotency-Key sent again, even with another API's body) never changes the
     format the first submission set."""
-    redis.set(body_format_key(keys, owner, task_id), body_format, ex=ttl, nx=True)
+    redis.set(keys.hook_format(owner, task_id), body_format, ex=ttl, nx=True)
 
 
 SECRET_KEY = re.compile(r"secret|passw(?:or)?d|token|credential|api[-_]?key|authorization", re.I)

@@ -24,7 +24,6 @@ from router.api.envelope import HOOK_FORMAT
 from router.apikeys import ApiKeys
 from router.core import Router
 from router.scripts import text, text_hash
-from router.webhooks import body_format_key
 from tests.conftest import TEST_REDIS_URL, served, wait_for
 from tests.test_mjapi import accepted, go_body
 from tests.test_recovery import expire_lease, running_reaper
@@ -140,7 +139,7 @@ def test_the_same_key_on_another_body_or_route_is_422_and_makes_no_task(
     hooked = task_id(create(http, alice, {**imagine("a fox"), "config": hook}, "k2"))
     refused = mj(http, IMAGINE, alice, "k2", prompt="a fox", notifyHook="https://example.com/h")
     assert refused["status"] == 422
-    stored = router.redis.get(body_format_key(router.keys, "alice", hooked))
+    stored = router.redis.get(router.keys.hook_format("alice", hooked))
     assert stored is not None and text(stored) == HOOK_FORMAT
 
 

@@ -26,7 +26,7 @@ from router.core import Router
 from router.driver import frames
 from router.scripts import text, text_hash
 from router.tasks import Task
-from router.webhooks import Delivery, Outbox, OutboxClaim, body_format_key
+from router.webhooks import Delivery, Outbox, OutboxClaim
 from workers.jobs import keep_running, retrying
 from workers.webhook_post import REFUSED, Poster
 
@@ -36,7 +36,7 @@ USER_AGENT = "byoa-router"
 
 
 def render(task: Task, event: str, body_format: str | None) -> Any:
-    """A delivery's body in the task's body format (`router.webhooks.body_format_key`):
+    """A delivery's body in the task's body format (`Keys.hook_format`):
     the midjourney-proxy API's task JSON, the task API's `{timestamp, data}` (`data` as
     its `GET` answers it), or (none, or one this version does not know) our task record."""
     if body_format == mj.HOOK_FORMAT:
@@ -179,7 +179,7 @@ class Deliverer:
         pipe = self.router.redis.pipeline(transaction=False)
         pipe.hgetall(keys.task(d.owner, d.task_id))
         pipe.get(keys.webhook_secret(d.owner, d.task_id))
-        pipe.get(body_format_key(keys, d.owner, d.task_id))
+        pipe.get(keys.hook_format(d.owner, d.task_id))
         raw, secret, body_format = pipe.execute()
         task = Task.from_hash(text_hash(raw)) if raw else None
         return (

@@ -33,7 +33,6 @@ from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.models import ErrorCode
 from router.requests import NewTask
-from router.scripts import text_hash
 from router.tasks import Task
 
 if TYPE_CHECKING:
@@ -212,20 +211,18 @@ class Batcher:
         except Exception as e:
             log.warning("submitting failed: %s", type(e).__name__)
             failed = {t.owner: e for t in tasks}
-        pipe = router.redis.pipeline(transaction=False)
-        for task in tasks:
-            pipe.hgetall(router.keys.task(task.owner, task.id))
-        for (item, submission), raw in zip(submissions, pipe.execute(), strict=True):
+        records = router.tasks.get_many([(t.owner, t.id) for t in tasks])
+        for (item, submission), record in zip(submissions, records, strict=True):
             task = submission.task
             try:
                 if task.owner in failed:
                     raise failed[task.owner]
-                if not raw:  # its id is another owner's, or (absurdly short TTL) expired
+                if record is None:  # its id is another owner's, or (absurdly short TTL) expired
                     if router.tasks.owner_of(task.id) not in (None, task.owner):
                         message = f"task id {task.id} belongs to another owner"
                         raise ApiError(409, ErrorCode.DUPLICATE_ID, message)
                     raise ApiError(503, "unavailable", "the task was stored but cannot be read")
-                item.result = submission.answer(Task.from_hash(text_hash(raw)))
+                item.result = submission.answer(record)
             except Exception as e:
                 item.error = e
 

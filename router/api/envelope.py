@@ -132,7 +132,7 @@ HOOK_FORMAT = "task-api"
 """A task's webhook body is this API's: `{timestamp, data}`, `data` as the fetch answers
 it, the secret in `x-webhook-secret` (GoAPI, https://goapi.ai/docs/unified-api-webhook;
 PiAPI, https://piapi.ai/docs/unified-webhook), not our task record
-(`router.webhooks.body_format_key`)."""
+(`Keys.hook_format`)."""
 
 
 def hook_body(task: Task, event: str) -> dict[str, Any]:

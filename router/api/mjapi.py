@@ -47,13 +47,12 @@ from router.apikeys import ApiKey
 from router.core import Router
 from router.models import ID_RE, ErrorCode, Mode, TaskStatus, TaskType
 from router.requests import Rejection, _describe, check_message, new_task_id
-from router.scripts import text, text_hash
+from router.scripts import text
 from router.tasks import Task
 from router.webhooks import endpoint_problem, keep_body_format
 
 PREFIXES = {"/mj-fast": Mode.FAST, "/mj-relax": Mode.RELAX, "/mj-turbo": Mode.TURBO}
 """Path prefixes that choose an imagine's mode (the routes are the same under each)."""
-MODAL_KEY = "mjmodal"
 """Suffix under an owner's base key: an action waiting for its modal, by its task id."""
 NOT_FOUND = ApiError(404, "task_not_found", "task not found")
 MAX_IDS = 1000
@@ -279,10 +278,6 @@ def _action(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submiss
     return _child(router, key.owner, body, pressed, named)
 
 
-def _modal_key(router: Router, owner: str, task_id: str) -> str:
-    return f"{router.keys.owner_base(owner)}:{MODAL_KEY}:{task_id}"
-
-
 def _hold_modal(
     router: Router, owner: str, body: mj.Body, press: mj.Press, named: idempotency.Named | None
 ) -> JSONResponse:
@@ -303,7 +298,7 @@ def _hold_modal(
         "submit_ms": round(time.time() * 1000),
     }
     ttl = router.settings.task_ttl_seconds
-    router.redis.set(_modal_key(router, owner, task_id), json.dumps(held), ex=ttl, nx=bool(named))
+    router.redis.set(router.keys.modal(owner, task_id), json.dumps(held), ex=ttl, nx=bool(named))
     return answer(mj.EXISTED, "Waiting for window confirm", task_id, {"status": "MODAL"})
 
 
@@ -324,7 +319,7 @@ def _confirm(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submis
     owner = key.owner
     if not ID_RE.fullmatch(body.taskId):
         raise NOT_FOUND
-    stored = router.redis.get(_modal_key(router, owner, body.taskId))
+    stored = router.redis.get(router.keys.modal(owner, body.taskId))
     if stored is None:
         raise NOT_FOUND
     held = json.loads(text(stored))
@@ -445,22 +440,23 @@ def _list(key: ApiKey, router: Router, raw: bytes) -> JSONResponse:
 
 
 def _tasks(router: Router, owner: str, ids: list[str]) -> list[dict[str, Any]]:
-    """The owner's tasks among `ids` as task JSON, in one round trip: tasks, and actions
-    still waiting for their modal."""
+    """The owner's tasks among `ids` as task JSON: tasks, and actions still waiting for
+    their modal (one round trip when every id has a record)."""
     wanted = list(dict.fromkeys(i for i in ids if ID_RE.fullmatch(i)))
     if not wanted:
         return []
-    pipe = router.redis.pipeline(transaction=False)
-    for task_id in wanted:
-        pipe.hgetall(router.keys.task(owner, task_id))
-        pipe.get(_modal_key(router, owner, task_id))
-    replies = pipe.execute()
+    records = router.tasks.get_many([(owner, task_id) for task_id in wanted])
+    missing = [task_id for task_id, task in zip(wanted, records, strict=True) if task is None]
+    held: dict[str, bytes | str] = {}
+    if missing:  # actions waiting for their modal have no record yet: a second round trip
+        modals = router.redis.mget([router.keys.modal(owner, t) for t in missing])
+        held = {t: m for t, m in zip(missing, modals, strict=True) if m}
     found: list[dict[str, Any]] = []
-    for task_id, record, held in zip(wanted, replies[::2], replies[1::2], strict=True):
-        if record:
-            found.append(mj.task_json(Task.from_hash(text_hash(record))))
-        elif held:
-            found.append(mj.modal_json(task_id, json.loads(text(held))))
+    for task_id, task in zip(wanted, records, strict=True):
+        if task is not None:
+            found.append(mj.task_json(task))
+        elif task_id in held:
+            found.append(mj.modal_json(task_id, json.loads(text(held[task_id]))))
     return found
 
 

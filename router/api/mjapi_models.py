@@ -76,7 +76,7 @@ MODAL_PREFIXES = ("MJ::CustomZoom::", "MJ::Inpaint::")
 HOOK_FORMAT = "midjourney-proxy"
 """A task's webhook body is this API's task JSON (what both servers POST to a `notifyHook`:
 novicezk `service/NotifyServiceImpl.java:37-80`, and new-api's `/mj/notify` reads it as a
-task, `relay/relay-mj.go:66-104`), not our task record (`router.webhooks.body_format_key`)."""
+task, `relay/relay-mj.go:66-104`), not our task record (`Keys.hook_format`)."""
 
 
 def _ms(value: datetime | None) -> int | None:

@@ -27,6 +27,11 @@ end
 
 local results = {}
 local n = tonumber(ARGV[7])
+-- The task index loses entries whose record has expired, the oldest n + 2 looked at per
+-- call (as many as it may add and more), so it stays about as long as the live records.
+for _, old in ipairs(redis.call('ZRANGE', K_TASKS, 0, n + 1)) do
+  if redis.call('EXISTS', k_task(old)) == 0 then redis.call('ZREM', K_TASKS, old) end
+end
 for i = 0, n - 1 do
   local b = 8 + i * 12
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -40,6 +45,7 @@ for i = 0, n - 1 do
     redis.call('HSET', t, 'id', tid, 'owner', OWNER, 'task_type', ttype, 'status', 'queued',
       'parent_id', parent, 'prompt_base', ARGV[b + 4], 'input', ARGV[b + 5],
       'estimate_ms', ARGV[b + 6], 'created_at', istr(now()), 'attempt', '0')
+    redis.call('ZADD', K_TASKS, istr(now()), tid)
     if ARGV[b + 10] ~= '' then
       redis.call('HSET', t, 'webhook', ARGV[b + 10], 'webhook_endpoint', ARGV[b + 9])
       if staged and redis.call('EXISTS', staged) == 1 then
