@@ -53,12 +53,21 @@ GpuSeconds = Annotated[float, Field(gt=0, le=MAX_GPU_SECONDS, allow_inf_nan=Fals
 class PlanLimits(BaseModel):
     """What a Midjourney plan gives an account; per-account values override the limits."""
 
-    model_config = {"extra": "forbid", "frozen": True, "allow_inf_nan": False}
+    model_config = {
+        "extra": "forbid",
+        "frozen": True,
+        "allow_inf_nan": False,
+        "use_attribute_docstrings": True,
+    }
 
     fast_hours: float = Field(ge=0, le=MAX_FAST_HOURS)
+    """Fast GPU hours the plan gives an account each 30-day cycle (they do not roll over)."""
     relax: bool
+    """Whether the plan gives relax time: relax work never runs on a plan without it."""
     fast_limit: int = Field(ge=0, le=MAX_SLOT_LIMIT)
+    """Concurrent fast or turbo jobs an account of the plan runs."""
     relax_limit: int = Field(ge=0, le=MAX_SLOT_LIMIT)
+    """Concurrent relax jobs an account of the plan runs; a plan without relax time gets none."""
 
 
 DEFAULT_PLANS: dict[Plan, PlanLimits] = {
@@ -83,12 +92,16 @@ DEFAULT_GPU_SECONDS: dict[TaskType, float] = {
 class SimSettings(BaseModel):
     """The simulated account: how long jobs take per mode, relative to the fast run time."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = {"extra": "forbid", "allow_inf_nan": False, "use_attribute_docstrings": True}
 
     fast_wall_factor: Factor = 0.8
+    """Wall time of a fast job per GPU second it uses (before `sim_speed`)."""
     turbo_wall_factor: Factor = 0.35
+    """Wall time of a turbo job per GPU second (at the fast rate) it uses."""
     relax_wall_factor: Factor = 3.0
+    """Wall time of a relax job per GPU second (at the fast rate) it uses."""
     jitter: float = Field(default=0.2, ge=0, lt=1)
+    """A job's GPU time varies by up to this share either side of its type's estimate."""
     transient_failure_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of submissions refused with a transient error (fixed per task and try)."""
     submit_latency_seconds: float = Field(default=0.0, ge=0, le=60)
@@ -101,7 +114,7 @@ class SimSettings(BaseModel):
 class MjProxySettings(BaseModel):
     """The midjourney-proxy driver: one proxy (base URL, secret) per account."""
 
-    model_config = {"extra": "forbid", "allow_inf_nan": False}
+    model_config = {"extra": "forbid", "allow_inf_nan": False, "use_attribute_docstrings": True}
 
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """Every HTTP request to a proxy gives up after this long (a transient error)."""
@@ -135,38 +148,61 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,
+        use_attribute_docstrings=True,
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """The Redis to use: `redis://`, `rediss://` (TLS), `redis://user:password@host:port/db`,
+    `unix://` (a local socket); a secret, never printed."""
     key_prefix: str = Field(default="byoa", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    """Every key the router writes starts with it."""
     driver: Literal["simulated", "mjproxy"] = "simulated"
+    """The account driver: `simulated` (a model of a Midjourney account) or `mjproxy`
+    (real accounts behind midjourney-proxy servers)."""
     sim_speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    """Simulator time scale: at 1000 a 60 s job takes 60 ms."""
     sim: SimSettings = SimSettings()
+    """The simulated driver (`driver = "simulated"`)."""
     mjproxy: MjProxySettings = MjProxySettings()
+    """The midjourney-proxy driver (`driver = "mjproxy"`)."""
     sim_clock: bool = False
     """Simulation only: scripts and the simulated driver read the time from
     `<prefix>:clock` (µs) when it is set, so a day of traffic runs in virtual time."""
     strategy: Strategy = Strategy.RENEWAL
-    """How a task's account is chosen (see `Strategy`); every router of a pool must agree."""
+    """How a task's account is chosen (see `Strategy`); every router of a pool must agree.
+    `renewal` spends first the fast hours that would expire first; `least_loaded` is the
+    choice before renewal dates counted; `fill_first`, `random`, `round_robin`, `weighted`
+    and `best_wait_idle` are the open proxies' rules, kept for comparison and not for
+    production: they bind a task to an account on arrival."""
     plans: dict[Plan, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    """What each plan gives an account; a config may override one field of one plan."""
     gpu_seconds: dict[TaskType, GpuSeconds] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_SECONDS)
     )
+    """GPU seconds a task of each type reserves at the fast rate (turbo: twice that)."""
     max_prompt_length: int = Field(default=6000, gt=0, le=1_000_000)
+    """Longer prompts fail with `prompt_too_long`."""
     max_message_bytes: int = Field(default=65536, gt=0, le=64 * 1024 * 1024)
+    """Larger intake messages are dead-lettered (`message_too_large`); larger `byoa api`
+    request bodies answer 413."""
     task_ttl_seconds: int = Field(default=7 * 86400, gt=0, le=MAX_TASK_TTL_SECONDS)
+    """How long a finished task's record is kept."""
     run_timeout_seconds: dict[Mode, Seconds] = Field(
         default_factory=lambda: {Mode.FAST: 600.0, Mode.TURBO: 300.0, Mode.RELAX: 3600.0}
     )
     """How long a job may run on its account before it fails with `timeout`."""
     intake_batch: int = Field(default=200, gt=0, le=10000)
+    """Intake messages a router takes per round."""
     dispatch_lease_seconds: Seconds = 60.0
     """How long a placed task may wait unclaimed before a reaper checks its rq job."""
     dispatch_batch: int = Field(default=20, gt=0, le=1000)
     """Most placed tasks one rq job carries: a batch pays rq's per-job cost once. 1: one
     rq job per task."""
     run_lease_seconds: Seconds = 30.0
-    """How long a running task stays held without its worker's heartbeat."""
+    """How long a running task stays held without its worker's heartbeat. A task being
+    submitted whose lease expires is looked up on its account, and taken back only if the
+    account surely has no such job; while the account cannot tell, the lease is extended,
+    and past the run timeout the task fails `worker_lost`."""
     transient_retries: int = Field(default=3, ge=0, le=10)
     """How often a submission refused with a transient driver error is tried again."""
     transient_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -174,10 +210,15 @@ class Settings(BaseSettings):
     cooldown_after_failures: int = Field(default=3, gt=0, le=1000)
     """An account failing transiently this often within the window rests (cooldown)."""
     cooldown_window_seconds: Seconds = 300.0
+    """The window in which `cooldown_after_failures` transient failures are counted."""
     cooldown_seconds: SecondsOrZero = 600.0
+    """How long such an account rests; its tasks wait for it or go to another account."""
     max_retries: int = Field(default=2, ge=0, le=100)
-    """How often a task whose worker was lost is run again before it fails."""
+    """How often a task whose worker was lost before submitting it (or whose account failed
+    transiently) is run again before it fails."""
     reap_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often each router takes over dead routers' intake, reaps expired leases and wakes
+    accounts whose rest has ended."""
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     """How often a worker asks the driver whether a submitted job has ended."""
     poll_batch: int = Field(default=1000, gt=0, le=10000)
@@ -199,11 +240,14 @@ class Settings(BaseSettings):
     router_dead_seconds: float = Field(default=15.0, gt=0, le=3600)
     """A router silent this long is dead: its claimed intake messages are taken over."""
     dead_letter_max: int = Field(default=100_000, gt=0, le=100_000_000)
+    """Most dead letters kept (`<prefix>:dead`): the oldest beyond it are dropped."""
     metrics_enabled: bool = True
     """Serve /metrics, /healthz and /readyz from every router (`byoa run`)."""
     metrics_host: str = "0.0.0.0"
+    """The address each router serves /metrics, /healthz and /readyz on."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
-    """A port another process holds stops `byoa run` at start (exit 1), never runs it blind."""
+    """The port each router serves them on (also where backend callbacks arrive). A port
+    another process holds stops `byoa run` at start (exit 1), never runs it blind."""
     metrics_threads: int = Field(default=16, gt=0, le=256)
     """Requests the router's HTTP port works on at once: a scrape, a readiness check and a
     callback each take a thread for their Redis calls (/healthz takes none). One more waits
@@ -219,6 +263,7 @@ class Settings(BaseSettings):
     api_host: str = "0.0.0.0"
     """Where `byoa api` (the HTTP task API) listens."""
     api_port: int = Field(default=8080, ge=0, le=65535)
+    """The port `byoa api` listens on."""
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """`byoa api`: a request body not received within this answers 408, and a Redis call
     not answered within this fails (503); an idle keep-alive connection closes after it."""
@@ -226,7 +271,7 @@ class Settings(BaseSettings):
     """The base URL at which backends reach a router's HTTP port (the metrics port), e.g.
     `http://byoa-router:9464`: drivers that can ask a backend to call back when a job
     changes give it a signed URL under it, and a callback makes the job's next poll due at
-    once. None: no callbacks, polling only."""
+    once. Unset: no callbacks, polling only."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """Most time one webhook POST may take, all of it: resolving the name, connecting,
     sending, and the whole answer. Past it the attempt fails (`timeout`) and is retried
