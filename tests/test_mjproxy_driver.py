@@ -870,8 +870,9 @@ def test_a_submission_refused_before_sending_is_tried_again(
 def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends(
     client: Client, router: Router, account: AccountRef, stub: StubProxy
 ) -> None:
-    """No proxy can stop a job (see the README's table): the job runs on, so its slot stays
-    taken until it ends; then the task is cancelled and charged for its real run."""
+    """No proxy can stop a job (see the table of servers in docs/drivers.md): the job runs
+    on, so its slot stays taken until it ends; then the task is cancelled and charged for
+    its real run."""
     from workers.jobs import run_task
     from workers.poller import Poller
 
