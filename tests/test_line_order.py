@@ -146,7 +146,7 @@ def test_a_fallback_returns_to_fast_when_a_renewal_in_the_same_call_brings_hours
 ) -> None:
     """The owner's only account ran out and its relax slot is taken: a fast task waits as a
     relax fallback. Its renewal date passes with no wake; a child's SUBMIT renews it. The
-    fallback, older than anything else, then runs fast at once (rule 7)."""
+    fallback, older than anything else, then runs fast at once (invariant 7)."""
     router, client = _clocked(settings, redis_conn)
     renews = DAY0 + timedelta(hours=2)
     parent = _exhausted(router, client, renews, fast_limit=2)

@@ -126,7 +126,7 @@ def test_an_account_out_of_fast_hours_mid_job_flips_stays_in_rotation_and_its_ta
     assert flipped.flip_reason == "fast_hours_exhausted" and flipped.inflight["fast"] == 0
 
     relax = client.submit("alice", "a relaxed lighthouse", mode="relax")
-    drain()  # the flipped account still runs relax work (rule 2)
+    drain()  # the flipped account still runs relax work (rule 3)
     ran = client.get(relax.id)
     assert ran is not None and ran.status == "completed", ran
 

@@ -1,4 +1,4 @@
-"""Mode resolution (DESIGN.md "Mode of a new task") and the prompt the account sees."""
+"""Mode resolution (docs/rules.md, "Mode of a new task") and the prompt the account sees."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from router.modes import prompt_flag, prompt_flags, resolve_mode, strip_flags, w
 FLAG_OF = {None: "", Mode.RELAX: "--relax", Mode.FAST: "--fast", Mode.TURBO: "--turbo"}
 
 
-# --- the DESIGN.md table ---------------------------------------------------------------
+# --- the mode table of docs/rules.md --------------------------------------------------
 
 
 @pytest.mark.parametrize(

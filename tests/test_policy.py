@@ -1,4 +1,4 @@
-"""The routing rules as pure functions (DESIGN.md "Which account", "Capacity")."""
+"""The routing rules as pure functions (docs/rules.md, "Which account", "Capacity and owners")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Renewal-aware placement, fill-first and the expiring-hours upgrade as pure functions
-(DESIGN.md "Which allowed account first")."""
+(docs/design.md, "Renewal-aware choice")."""
 
 from __future__ import annotations
 

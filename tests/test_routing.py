@@ -1,4 +1,4 @@
-"""Routing rules 1-5 of DESIGN.md, end to end through Redis and a real rq worker."""
+"""Routing rules 1-5 (docs/rules.md), end to end through Redis and a real rq worker."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ DESIGN_PLANS = {
     Plan.PRO: PlanLimits(fast_hours=30, relax=True, fast_limit=12, relax_limit=3),
     Plan.MEGA: PlanLimits(fast_hours=60, relax=True, fast_limit=12, relax_limit=3),
 }
-"""The plan table of DESIGN.md, written out independently of router.settings."""
+"""The plan table (docs/settings.md), written out independently of router.settings."""
 
 
 @pytest.fixture(autouse=True)

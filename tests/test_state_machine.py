@@ -4,7 +4,7 @@ A hypothesis `RuleBasedStateMachine` drives the real scripts in the real Redis t
 Python API (no rq workers: a worker's START is `TaskStore.start`, the end of its job is
 `TaskStore.settle`), on a virtual clock (`Settings.sim_clock`, `<prefix>:clock` in µs) that
 the steps move across leases, UTC midnight, working-hour edges and renewal dates. After
-every step the invariants below read Redis directly (DESIGN.md "What must always hold",
+every step the invariants below read Redis directly (docs/rules.md, "What must always hold",
 and issue 11's: no task waits beside a free slot, slot counts equal the tasks holding
 slots, every running task has a lease).
 
@@ -467,7 +467,7 @@ class ScriptsMachine(RuleBasedStateMachine):
         self.took(outcome)
         h = self.record(tid)
         if task_type == "imagine" and not h.get("error_code"):
-            expected = process_mode or (flag[2:] if flag else "relax")  # DESIGN's mode table
+            expected = process_mode or (flag[2:] if flag else "relax")  # docs/rules.md's mode table
             assert h["requested_mode"] == expected, (message, h["requested_mode"])
         where = f" on {h['account_id']}" if h.get("account_id") else ""
         self.settled_step(
@@ -1070,7 +1070,7 @@ class ScriptsMachine(RuleBasedStateMachine):
     @invariant()
     def fallback_undone_when_fast_returns(self) -> None:
         """A fast/turbo task that fell back to relax and has not started goes fast again once
-        an account of its owner is free for fast work (DESIGN "What must always hold" 7)."""
+        an account of its owner is free for fast work (invariant 7, docs/rules.md)."""
         snap = self.snap
         if snap is None:
             return

@@ -1,7 +1,7 @@
 """Decisions not yet acted on are taken back, and a task moved between lines is never stranded.
 
-DESIGN's invariant 7 (a fallback that has not started runs fast when fast capacity comes
-back first) and issue 11's defects 2 and 8, through the client, the pool and real workers.
+Invariant 7 of docs/rules.md (a fallback that has not started runs fast when fast capacity
+comes back first) and issue 11's defects 2 and 8, through the client, the pool and real workers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """An owner's opt-in to run relax work fast on fast hours that will surely expire unused
-(DESIGN.md "Which allowed account first"): only then, only for that owner; without it, relax
-never consumes fast hours."""
+(docs/design.md, "Hours that will surely expire"): only then, only for that owner; without
+it, relax never consumes fast hours."""
 
 from __future__ import annotations
 

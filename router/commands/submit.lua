@@ -67,7 +67,7 @@ for i = 0, n - 1 do
         local acct = pf[3]
         req, mode = pf[2], pf[2]
         -- The child of relax work run fast on expiring hours is relax work: it spends fast
-        -- hours only by an upgrade of its own, never by inheriting one (rule 3).
+        -- hours only by an upgrade of its own, never by inheriting one (invariant 3).
         if pf[4] and pf[4] ~= '' then req, mode = 'relax', 'relax' end
         redis.call('HSET', t, 'account_id', acct)
         if redis.call('SISMEMBER', K_ENABLED, acct) == 0 then
