@@ -114,6 +114,8 @@ class AccountChange(BaseModel):
     """Fast hours remaining (at most MAX_FAST_HOURS)."""
     fast_limit: SlotLimit | None = None
     relax_limit: SlotLimit | None = None
+    video_limit: SlotLimit | None = None
+    """Video jobs at once, besides the slots' limits; the plan's unless given."""
     enabled: bool | None = None
     credentials: Credentials | None = None
     """Stripped of surrounding whitespace; refused with any other control character."""
@@ -154,6 +156,8 @@ class AccountSpec(BaseModel):
     when the file's declaration changed (a top-up), never because the file was read."""
     fast_limit: SlotLimit | None = None
     relax_limit: SlotLimit | None = None
+    video_limit: SlotLimit | None = None
+    """Video jobs at once, besides the slots' limits; the plan's unless given."""
     enabled: bool | None = None
     """True when adding; from a file, applied when the file's declaration changed, and even
     then it never ends an attention episode (a driver took the account out of rotation):
@@ -211,7 +215,12 @@ class AccountView(BaseModel):
     fast_hours_reserved: float
     fast_limit: int
     relax_limit: int
+    video_limit: int
+    """Video jobs at once (no limit of its own: MAX_SLOT_LIMIT)."""
     inflight: dict[str, int]
+    """Jobs holding each slot (`fast`, `relax`)."""
+    video_inflight: int = 0
+    """Of those, video jobs."""
     gpu_seconds_used: dict[str, float]
     auto_flips: int
     flip_reason: str | None
@@ -245,7 +254,9 @@ class AccountView(BaseModel):
             fast_hours_reserved=int(h["fast_reserved_ms"]) / MS_PER_HOUR,
             fast_limit=int(h["fast_limit"]),
             relax_limit=int(h["relax_limit"]),
+            video_limit=int(h.get("video_limit") or MAX_SLOT_LIMIT),
             inflight={"fast": int(h["fast_inflight"]), "relax": int(h["relax_inflight"])},
+            video_inflight=int(h.get("video_inflight") or 0),
             gpu_seconds_used={m: int(h.get(f"used_{m}_ms", 0)) / 1000 for m in _MODES},
             auto_flips=int(h.get("auto_flips", 0)),
             flip_reason=h.get("flip_reason") or None,

@@ -9,7 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.models import Slot
+from router.models import JobClass, Slot
+
+NEED_SUFFIX = {JobClass.IMAGE: "", JobClass.VIDEO: ":video", JobClass.HD_VIDEO: ":hd"}
+"""A job class's part of the names of the lines, free indexes and capability sets it uses:
+what a task needs is its slot and its class (`need`), so a task waiting for what only some
+accounts give (relax video, HD) never blocks tasks behind it that others can run."""
+NEEDS: dict[Slot, tuple[JobClass, ...]] = {
+    Slot.FAST: (JobClass.IMAGE, JobClass.VIDEO, JobClass.HD_VIDEO),
+    Slot.RELAX: (JobClass.IMAGE, JobClass.VIDEO),
+}
+"""The classes each slot serves (HD video runs fast only)."""
+
+
+def need(slot: Slot, job_class: JobClass = JobClass.IMAGE) -> str:
+    """`fast`, `fast:video`, `fast:hd`, `relax` or `relax:video`."""
+    return f"{slot.value}{NEED_SUFFIX[job_class]}"
+
 
 # Suffixes under an owner's base key `<prefix>:{o:<owner>}`.
 ACCOUNT = "acct"  # hash: one account's state (no secrets)
@@ -19,10 +35,11 @@ ACCOUNTS = "accounts"  # set: the owner's account ids
 ENABLED = "enabled"  # set: enabled accounts
 FASTCAP = "fastcap"  # set: accounts that can ever run fast (rule 1)
 RELAXCAP = "relaxcap"  # set: accounts with relax time (rule 2)
-FREE = "free"  # zset per slot: accounts that can start a job now, by score
-LINE = "line"  # list per slot: tasks waiting for any account of the owner
-FALLEN = "fallen"  # list: fast/turbo tasks that fell back to relax while waiting, in order
-PIN = "pin"  # list per account and slot: child tasks waiting for that account
+CAP = "cap"  # set per need but fast and relax: accounts that can ever run it (plan rules)
+FREE = "free"  # zset per need: accounts that can start such a job now, by score
+LINE = "line"  # list per need: tasks waiting for any account of the owner
+FALLEN = "fallen"  # list per class: fast/turbo tasks that fell back to relax while waiting
+PIN = "pin"  # list per account and need: child tasks waiting for that account
 PINNED = "pinned"  # set: accounts with a non-empty pin line
 INFLIGHT = "inflight"  # zset: tasks holding a slot, by lease deadline
 TIMERS = "timers"  # zset: accounts by when their state next changes (rest, renewal, hours expiring)
@@ -136,11 +153,13 @@ class Keys:
     def fastcap(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{FASTCAP}"
 
-    def line(self, owner: str, slot: Slot) -> str:
-        return f"{self.owner_base(owner)}:{LINE}:{slot.value}"
+    def line(self, owner: str, slot: Slot, job_class: JobClass = JobClass.IMAGE) -> str:
+        return f"{self.owner_base(owner)}:{LINE}:{need(slot, job_class)}"
 
-    def pin(self, owner: str, account_id: str, slot: Slot) -> str:
-        return f"{self.owner_base(owner)}:{PIN}:{account_id}:{slot.value}"
+    def pin(
+        self, owner: str, account_id: str, slot: Slot, job_class: JobClass = JobClass.IMAGE
+    ) -> str:
+        return f"{self.owner_base(owner)}:{PIN}:{account_id}:{need(slot, job_class)}"
 
     def pinned(self, owner: str) -> str:
         return f"{self.owner_base(owner)}:{PINNED}"
@@ -230,8 +249,24 @@ class Keys:
 
 
 def lua_key_helpers() -> str:
-    """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix)."""
+    """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix),
+    and the needs (`need`): `need_of(slot, class)`, and NEEDS[slot], the needs of a slot."""
+    suffix = ", ".join(f"{c.value} = '{s}'" for c, s in NEED_SUFFIX.items())
+    needs = ", ".join(
+        f"{slot.value} = {{{', '.join(repr(need(slot, c)) for c in classes)}}}"
+        for slot, classes in NEEDS.items()
+    )
+    class_of = ",\n  ".join(
+        f"[{need(slot, c)!r}] = {c.value!r}" for slot, classes in NEEDS.items() for c in classes
+    )
     return f"""
+local NEED_SUFFIX = {{{suffix}}}
+local function need_of(slot, class) return slot .. (NEED_SUFFIX[class] or '') end
+local NEEDS = {{{needs}}}
+local CLASSES = {{{", ".join(repr(c.value) for c in JobClass)}}}
+local CLASS_OF = {{
+  {class_of},
+}}
 local function k_acct(id) return O .. ':{ACCOUNT}:' .. id end
 local function k_task(id) return O .. ':{TASK}:' .. id end
 local function k_line(slot) return O .. ':{LINE}:' .. slot end
@@ -239,10 +274,18 @@ local function k_free(slot) return O .. ':{FREE}:' .. slot end
 local function k_pin(id, slot) return O .. ':{PIN}:' .. id .. ':' .. slot end
 local function k_done(id) return P .. ':done:' .. id end
 local function k_hook(id) return O .. ':{WEBHOOK}:' .. id end
+local function k_fallen(class)
+  if class == 'image' then return O .. ':{FALLEN}' end
+  return O .. ':{FALLEN}:' .. class
+end
 local K_ACCOUNTS = O .. ':{ACCOUNTS}'
 local K_ENABLED = O .. ':{ENABLED}'
 local K_FASTCAP = O .. ':{FASTCAP}'
 local K_RELAXCAP = O .. ':{RELAXCAP}'
+local function k_cap(need)
+  if need == 'fast' then return K_FASTCAP elseif need == 'relax' then return K_RELAXCAP end
+  return O .. ':{CAP}:' .. need
+end
 local K_PINNED = O .. ':{PINNED}'
 local K_FALLEN = O .. ':{FALLEN}'
 local K_INFLIGHT = O .. ':{INFLIGHT}'

@@ -17,10 +17,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from router.costs import CostFactors
 from router.keys import lua_key_helpers
 from router.models import Plan, Strategy
 from router.policy import (
     CHILD_HEADSTART_US,
+    ROOMY_SCAN,
     SCORE_HOURS_SPAN,
     SCORE_LOAD_SCALE,
     UNDATED_SCORE,
@@ -29,7 +31,7 @@ from router.policy import (
     US_PER_DAY,
     US_PER_HOUR,
 )
-from router.settings import DEFAULT_PLANS, PlanLimits
+from router.settings import DEFAULT_PLANS, MAX_SLOT_LIMIT, PlanLimits
 
 COMMANDS = Path(__file__).with_name("commands")
 OWNER_SCRIPTS = ("submit", "start", "settle", "cancel", "account_write", "renew", "reap", "wake")
@@ -52,22 +54,29 @@ def _string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _plans(plans: Mapping[Plan, PlanLimits], flag: str) -> str:
+    """A Lua table plan -> whether the plan has `flag` (a PlanLimits field)."""
+    return ", ".join(f"{p.value} = {str(getattr(plans[p], flag)).lower()}" for p in Plan)
+
+
 def generated(
     strategy: Strategy = Strategy.RENEWAL,
     clock_key: str | None = None,
     plans: Mapping[Plan, PlanLimits] = DEFAULT_PLANS,
+    hd_factor: float = CostFactors().hd_video,
 ) -> dict[str, str]:
     """The generated includes: key helpers, constants, and this process's configuration
-    (how accounts are chosen; a simulation's virtual clock key, read instead of TIME; which
-    plans give relax time, from the configured plan table)."""
+    (how accounts are chosen; a simulation's virtual clock key, read instead of TIME; what
+    each plan allows, from the configured plan table; what HD costs against SD)."""
     buckets = ", ".join(_string(str(b)) for b in DURATION_BUCKETS)
-    relax = ", ".join(f"[{_string(p.value)}] = {str(plans[p].relax).lower()}" for p in Plan)
     return {
         "generated/keys": lua_key_helpers(),
         "generated/constants": (
             f"local LOAD, SPAN = {SCORE_LOAD_SCALE}, {SCORE_HOURS_SPAN}\n"
             f"local URGENCY, UNDATED = {URGENCY_BUCKET_US}, {UNDATED_SCORE}\n"
             f"local HEADSTART = {CHILD_HEADSTART_US}\n"
+            f"local MAX_VIDEO = {MAX_SLOT_LIMIT}  -- no video limit of its own\n"
+            f"local ROOMY = {ROOMY_SCAN}\n"
             f"local UPGRADE_REASON = {_string(UPGRADE_REASON)}\n"
             f"local BUCKETS = {{\n  {buckets},\n}}\n"
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"
@@ -77,8 +86,12 @@ def generated(
             "  -- a simulation's virtual clock key, else the Redis clock\n"
             f"local STRATEGY = {_string(Strategy(strategy).value)}"
             "  -- how a task's account is chosen\n"
-            "-- The plans that give relax time (rule 2), from the configured plan table.\n"
-            f"local RELAX_PLANS = {{{relax}}}\n"
+            "-- What each plan allows, from the configured plan table: relax time (rule 2),\n"
+            "-- relax video, HD video; and what an HD video costs against an SD one.\n"
+            f"local RELAX_PLANS = {{{_plans(plans, 'relax')}}}\n"
+            f"local RELAX_VIDEO_PLANS = {{{_plans(plans, 'relax_video')}}}\n"
+            f"local HD_PLANS = {{{_plans(plans, 'hd_video')}}}\n"
+            f"local HD_FACTOR = {float(hd_factor)!r}\n"
         ),
     }
 

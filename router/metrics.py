@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from router.accounts import AccountView
 from router.callbacks import RESULTS
 from router.core import Router
+from router.keys import NEEDS
 from router.lua import DURATION_BUCKETS
 from router.models import Slot
 from router.policy import UPGRADE_REASON, rest_until
@@ -88,8 +89,9 @@ class PoolCollector(Collector):
         for owner in owners:
             pipe.hgetall(keys.stats(owner))
             for slot in Slot:
-                pipe.llen(keys.line(owner, slot))
-                pipe.lindex(keys.line(owner, slot), 0)
+                for job_class in NEEDS[slot]:  # one line per job class the slot serves
+                    pipe.llen(keys.line(owner, slot, job_class))
+                    pipe.lindex(keys.line(owner, slot, job_class), 0)
         pipe.hget(keys.global_stats, "dead_letters")
         pipe.zcard(keys.polls)
         replies = pipe.execute()
@@ -99,8 +101,9 @@ class PoolCollector(Collector):
         for owner in owners:
             stats[owner] = text_hash(replies.pop(0))
             for slot in Slot:
-                depth, head = replies.pop(0), replies.pop(0)
-                heads.append((owner, slot, int(depth), text(head) if head else None))
+                for _ in NEEDS[slot]:
+                    depth, head = replies.pop(0), replies.pop(0)
+                    heads.append((owner, slot, int(depth), text(head) if head else None))
         yield from self._accounts(views, now_us)
         yield from self._queues(heads, now_us)
         yield from self._counters(stats, int(dead or 0))
@@ -181,11 +184,15 @@ class PoolCollector(Collector):
             if head:
                 pipe.hget(self.router.keys.task(owner, head), "created_at")
         created = iter(pipe.execute())
-        for owner, slot, n, head in heads:
-            depth.add_metric([owner, slot.value], n)
+        totals: dict[tuple[str, str], tuple[int, float]] = {}
+        for owner, slot, n, head in heads:  # a slot's lines (one per job class) summed
             at = next(created) if head else None
             age = max(0.0, (now_us - int(at)) / 1e6) if at else 0.0
-            oldest.add_metric([owner, slot.value], age)
+            seen, most = totals.get((owner, slot.value), (0, 0.0))
+            totals[owner, slot.value] = (seen + n, max(most, age))
+        for labels, (n, age) in totals.items():
+            depth.add_metric(list(labels), n)
+            oldest.add_metric(list(labels), age)
         yield from (depth, oldest)
 
     def _counters(self, stats: dict[str, dict[str, str]], dead: int) -> Iterator[Metric]:

@@ -73,16 +73,55 @@ class Plan(StrEnum):
 
 class TaskType(StrEnum):
     IMAGINE = "imagine"
+    DESCRIBE = "describe"
+    """An image's prompts, described (`/describe`)."""
+    BLEND = "blend"
+    """2 to 5 images blended into a grid (`/blend`)."""
+    SHORTEN = "shorten"
+    """A prompt's key words (`/shorten`)."""
+    VIDEO = "video"
+    """Image to video: a start image (and an end image), a batch of 1, 2 or 4 clips."""
     UPSCALE = "upscale"
+    """U1-U4: one image of a grid, separated."""
     VARIATION = "variation"
     REROLL = "reroll"
     OUTPAINT = "outpaint"
     PAN = "pan"
     INPAINT = "inpaint"
+    UPSCALE_SUBTLE = "upscale_subtle"
+    """Upscale (Subtle) of an upscaled V6/V6.1/V7 image: a 2x upscale, close to it."""
+    UPSCALE_CREATIVE = "upscale_creative"
+    """Upscale (Creative) of an upscaled V6/V6.1/V7 image: a 2x upscale, reimagined."""
+    UPSCALE_2X = "upscale_2x"
+    """V5's Upscale (2x) of an upscaled image."""
+    UPSCALE_4X = "upscale_4x"
+    """V5's Upscale (4x) of an upscaled image."""
+    ANIMATE = "animate"
+    """A video from an upscaled image (its Animate button)."""
+    VIDEO_EXTEND = "video_extend"
+    """A clip of a video made about 4 s longer."""
+    VIDEO_UPSCALE = "video_upscale"
+    """A clip of an SD video upscaled to HD."""
 
 
-CHILD_TYPES = frozenset(TaskType) - {TaskType.IMAGINE}
+TOP_LEVEL_TYPES = frozenset(
+    {TaskType.IMAGINE, TaskType.DESCRIBE, TaskType.BLEND, TaskType.SHORTEN, TaskType.VIDEO}
+)
+"""Task types that start from nothing of the owner's: routed by rules 1-4."""
+CHILD_TYPES = frozenset(TaskType) - TOP_LEVEL_TYPES
 """Task types that act on a finished parent job and so run on the parent's account."""
+
+
+class JobClass(StrEnum):
+    """What a job needs of an account beyond a slot of its mode: the plan rules per job
+    type (relax video only on some plans, HD video fast only and not on every plan)."""
+
+    IMAGE = "image"
+    """Every image job (and describe, shorten): any account the mode's rules allow."""
+    VIDEO = "video"
+    """SD (480p) video: fast on any plan; relax only on plans with relax video."""
+    HD_VIDEO = "hd_video"
+    """HD (720p) video: fast only, on plans with HD video."""
 
 
 class TaskStatus(StrEnum):
@@ -111,6 +150,15 @@ class ErrorCode(StrEnum):
     PARENT_NOT_FOUND = "parent_not_found"
     PARENT_NOT_COMPLETED = "parent_not_completed"
     PARENT_ACCOUNT_UNAVAILABLE = "parent_account_unavailable"
+    NO_RELAX_VIDEO_ACCOUNT = "no_relax_video_account"
+    """Relax video runs only on plans with relax video (Pro, Mega), and the owner has none."""
+    HD_VIDEO_FAST_ONLY = "hd_video_fast_only"
+    """HD video runs fast only: asked relax, or the child of a relax task."""
+    NO_FAST_HOURS = "no_fast_hours"
+    """A job that runs fast only (HD video) and no account that runs it has fast hours."""
+    PLAN_DISALLOWS_JOB = "plan_disallows_job"
+    """A child whose parent's account is on a plan that cannot run it (HD on Basic, relax
+    video on Standard)."""
     ACCOUNT_ATTENTION = "account_attention"
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"

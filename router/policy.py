@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from router.models import ErrorCode, FallbackReason, Mode, Plan, Setting, Slot, Strategy
+from router.models import ErrorCode, FallbackReason, JobClass, Mode, Plan, Setting, Slot, Strategy
 
 SCORE_LOAD_SCALE = 1_000_000
 """Load fractions are compared to one part in a million."""
@@ -23,6 +23,13 @@ counting as submitted this much (40 min) earlier: an upscale, which its user wai
 and which no other account may run, goes ahead of line tasks only up to this much older
 than it. Children first without a bound lengthens the tail of the line's wait on a busy
 pool; oldest first without a head start lengthens the children's (docs/benchmarks.md)."""
+ROOMY_SCAN = 32
+"""When the account chosen for fast work has less fast time than the task would reserve,
+the first of this many free accounts in the index's order that has enough takes it
+(`choose`): a video (eight images' time) goes where it fits while an account can take it."""
+NO_VIDEO_LIMIT = 100
+"""An account's video limit when it has none of its own (the most slots an account may
+have, `settings.MAX_SLOT_LIMIT`: each video job takes one)."""
 UNDATED_SCORE = 2**50
 """`RENEWAL` scores of accounts without a renewal date start here, after every dated one
 (dated scores stay below 2^23 hours x 2 x SCORE_LOAD_SCALE); all stay below 2^53, which a
@@ -61,11 +68,27 @@ class AccountState:
     plan_relax: bool | None = None
     """Whether the plan gives relax time (`Settings.plans[plan].relax`); None: the default
     plans' answer (every plan but Basic)."""
+    plan_relax_video: bool | None = None
+    """Whether the plan runs relax video (`relax_video`); None: the default (Pro, Mega)."""
+    plan_hd_video: bool | None = None
+    """Whether the plan runs HD video (`hd_video`); None: the default (all but Basic)."""
+    video_limit: int = NO_VIDEO_LIMIT
+    video_inflight: int = 0
 
     @property
     def relax_plan(self) -> bool:
         """The plan gives relax time: relax work may run here (rule 2)."""
         return self.plan is not Plan.BASIC if self.plan_relax is None else self.plan_relax
+
+    @property
+    def relax_video_plan(self) -> bool:
+        if self.plan_relax_video is None:
+            return self.plan in (Plan.PRO, Plan.MEGA)
+        return self.plan_relax_video
+
+    @property
+    def hd_plan(self) -> bool:
+        return self.plan is not Plan.BASIC if self.plan_hd_video is None else self.plan_hd_video
 
     def inflight(self, slot: Slot) -> int:
         return self.fast_inflight if slot is Slot.FAST else self.relax_inflight
@@ -87,6 +110,20 @@ def has_fast_hours(a: AccountState) -> bool:
 def has_relax_time(a: AccountState) -> bool:
     """Rule 2: relax work may run here; never on a plan without relax time (Basic)."""
     return a.enabled and a.relax_plan and a.relax_limit > 0
+
+
+def can_run(a: AccountState, slot: Slot, job_class: JobClass = JobClass.IMAGE) -> bool:
+    """The account can ever run a job of `job_class` in `slot`: rules 1-3, and the plan
+    rules per job type (video needs a video limit above 0; relax video a plan with relax
+    video; HD video runs fast only, on a plan with HD video)."""
+    ok = has_fast_hours(a) if slot is Slot.FAST else has_relax_time(a)
+    if job_class is JobClass.IMAGE or not ok:
+        return ok
+    if a.video_limit <= 0:
+        return False
+    if job_class is JobClass.HD_VIDEO:
+        return slot is Slot.FAST and a.hd_plan
+    return slot is Slot.FAST or a.relax_video_plan
 
 
 US_PER_HOUR = 3_600_000_000
@@ -112,13 +149,18 @@ def rest_until(a: AccountState, now_us: int) -> int:
     return until if until > now_us else 0
 
 
-def can_take(a: AccountState, slot: Slot, now_us: int = 0) -> bool:
-    """The account can start one more job in `slot` now.
+def can_take(
+    a: AccountState, slot: Slot, now_us: int = 0, job_class: JobClass = JobClass.IMAGE
+) -> bool:
+    """The account can start one more job of `job_class` in `slot` now.
 
     A fast slot also needs unreserved fast time, so concurrent reservations overspend the
-    account's hours by at most one task's estimate.
+    account's hours by at most one task's estimate; a video also room under the account's
+    video limit.
     """
-    if rest_until(a, now_us):
+    if rest_until(a, now_us) or not can_run(a, slot, job_class):
+        return False
+    if job_class is not JobClass.IMAGE and a.video_inflight >= a.video_limit:
         return False
     if slot is Slot.FAST:
         return (
@@ -188,20 +230,34 @@ def choose(
     slot: Slot,
     now_us: int = 0,
     strategy: Strategy = Strategy.LEAST_LOADED,
+    job_class: JobClass = JobClass.IMAGE,
+    need_ms: int = 0,
 ) -> AccountState | None:
-    """The account a task needing `slot` goes to now, or None if every eligible one is busy.
+    """The account a task needing `slot` (and `job_class`) goes to now, or None if every
+    eligible one is busy. Fast work that would reserve `need_ms` goes to the best account
+    only if it has that much fast time left, else to the first of ROOMY_SCAN free accounts
+    in the index's order (score, id) that has (the best if none does).
 
     `FILL_FIRST`: the first free account in id order (when none is free, the scripts bind
     the task to an account on arrival, as the other peers do; that is not modelled here).
     """
-    free = [a for a in accounts if can_take(a, slot, now_us)]
+    free = [a for a in accounts if can_take(a, slot, now_us, job_class)]
     if strategy is Strategy.FILL_FIRST:
         return min(free, key=lambda a: a.id, default=None)
-    return min(
+    best = min(
         free,
         key=lambda a: (account_score(a, slot, strategy), tie_break(a, slot), a.id),
         default=None,
     )
+    if best is None or slot is not Slot.FAST or _left(best) >= need_ms:
+        return best
+    listed = sorted(free, key=lambda a: (account_score(a, slot, strategy), a.id))
+    return next((a for a in listed[:ROOMY_SCAN] if _left(a) >= need_ms), best)
+
+
+def _left(a: AccountState) -> int:
+    """Fast time not yet reserved (uncapped)."""
+    return a.fast_ms - a.fast_reserved_ms
 
 
 def upgrade_target(accounts: Iterable[AccountState], now_us: int) -> AccountState | None:
@@ -235,27 +291,56 @@ def fallback_reason(pool: Iterable[AccountState]) -> FallbackReason:
     return FallbackReason.FAST_HOURS_EXHAUSTED
 
 
-def route(requested: Mode, accounts: Iterable[AccountState]) -> Route:
-    """Rules 1 and 2 for a new task of one owner, given that owner's accounts."""
+def no_relax_error(job_class: JobClass) -> ErrorCode:
+    """Why a relax task of `job_class` of an owner with enabled accounts cannot run."""
+    return {
+        JobClass.IMAGE: ErrorCode.NO_RELAX_ACCOUNT,
+        JobClass.VIDEO: ErrorCode.NO_RELAX_VIDEO_ACCOUNT,
+        JobClass.HD_VIDEO: ErrorCode.HD_VIDEO_FAST_ONLY,
+    }[job_class]
+
+
+def route(
+    requested: Mode, accounts: Iterable[AccountState], job_class: JobClass = JobClass.IMAGE
+) -> Route:
+    """Rules 1 and 2, and the plan rules per job type, for a new task of one owner, given
+    that owner's accounts: HD video runs fast only (no fallback), relax video only where
+    the plan runs it."""
     pool = [a for a in accounts if a.enabled]
     if not pool:
         return Route(None, error=ErrorCode.NO_ACCOUNT)
+    if job_class is JobClass.HD_VIDEO and requested is Mode.RELAX:
+        return Route(None, error=ErrorCode.HD_VIDEO_FAST_ONLY)
     mode, fallback = requested, None
-    if mode is not Mode.RELAX and not any(has_fast_hours(a) for a in pool):
+    if mode is not Mode.RELAX and not any(can_run(a, Slot.FAST, job_class) for a in pool):
+        if job_class is JobClass.HD_VIDEO:
+            return Route(None, error=ErrorCode.NO_FAST_HOURS)
         mode, fallback = Mode.RELAX, fallback_reason(pool)
-    if mode is Mode.RELAX and not any(has_relax_time(a) for a in pool):
-        return Route(None, error=ErrorCode.NO_RELAX_ACCOUNT)
+    if mode is Mode.RELAX and not any(can_run(a, Slot.RELAX, job_class) for a in pool):
+        return Route(None, error=no_relax_error(job_class))
     return Route(mode, fallback)
 
 
-def route_child(parent_mode: Mode, account: AccountState | None) -> Route:
-    """Rule 5: a child runs on its parent's account, in the parent's mode while it can."""
+def route_child(
+    parent_mode: Mode, account: AccountState | None, job_class: JobClass = JobClass.IMAGE
+) -> Route:
+    """Rule 5: a child runs on its parent's account, in the parent's mode while it can, if
+    the account's plan runs a job of its class (else `plan_disallows_job`)."""
     if account is None or not account.enabled:
         return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
     mode, fallback = parent_mode, None
-    if mode is not Mode.RELAX and not has_fast_hours(account):
+    if mode is not Mode.RELAX and not can_run(account, Slot.FAST, job_class):
+        if job_class is JobClass.HD_VIDEO:
+            plan_ok = account.hd_plan
+            return Route(
+                None, error=ErrorCode.NO_FAST_HOURS if plan_ok else ErrorCode.PLAN_DISALLOWS_JOB
+            )
         mode, fallback = Mode.RELAX, FallbackReason.ACCOUNT_SET_TO_RELAX  # rule 3
-    if mode is Mode.RELAX and not has_relax_time(account):
+    if mode is Mode.RELAX and job_class is JobClass.HD_VIDEO:
+        return Route(None, error=ErrorCode.HD_VIDEO_FAST_ONLY)
+    if mode is Mode.RELAX and not can_run(account, Slot.RELAX, job_class):
+        if job_class is JobClass.VIDEO and has_relax_time(account):
+            return Route(None, error=ErrorCode.PLAN_DISALLOWS_JOB)
         return Route(None, error=ErrorCode.PARENT_ACCOUNT_UNAVAILABLE)
     return Route(mode, fallback)
 

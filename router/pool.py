@@ -178,8 +178,10 @@ class Pool:
             "fast_reserved_ms": "0",
             "fast_limit": str(plan.fast_limit if spec.fast_limit is None else spec.fast_limit),
             "relax_limit": str(relax_limit),
+            "video_limit": str(plan.video_limit if spec.video_limit is None else spec.video_limit),
             "fast_inflight": "0",
             "relax_inflight": "0",
+            "video_inflight": "0",
             "enabled": "0" if spec.enabled is False else "1",
             "plan_fast_ms": str(round(plan.fast_hours * MS_PER_HOUR)),
             # What was declared, for `upsert` to tell a changed declaration from a re-read.
@@ -298,6 +300,7 @@ class Pool:
         if change.enabled is not None:
             fields["enabled"] = "1" if change.enabled else "0"
         fast_limit, relax_limit = change.fast_limit, change.relax_limit
+        video_limit = change.video_limit
         if change.plan is not None or relax_limit:
             current = self.redis.hget(self.keys.account(owner, account_id), "plan")
             if current is None:
@@ -310,9 +313,12 @@ class Pool:
                 fields["plan_fast_ms"] = str(round(limits.fast_hours * MS_PER_HOUR))
                 fast_limit = limits.fast_limit if fast_limit is None else fast_limit
                 relax_limit = limits.relax_limit if relax_limit is None else relax_limit
+                video_limit = limits.video_limit if video_limit is None else video_limit
             self._check_relax(plan, relax_limit or 0)
         if fast_limit is not None:
             fields["fast_limit"] = str(fast_limit)
+        if video_limit is not None:
+            fields["video_limit"] = str(video_limit)
         if relax_limit is not None:
             fields["relax_limit"] = str(relax_limit)
         if change.backend_url is not None:
@@ -374,6 +380,7 @@ class Pool:
             "plan": spec.plan,
             "fast_limit": spec.fast_limit,
             "relax_limit": spec.relax_limit,
+            "video_limit": spec.video_limit,
             "credentials": spec.credentials,
             "min_gap_seconds": spec.min_gap_seconds,
             "daily_cap": spec.daily_cap,

@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from router import webhooks
-from router.models import CHILD_TYPES, ID_RE, ErrorCode, Ident, Mode, TaskType
+from router.costs import job_class
+from router.job_inputs import input_problem
+from router.models import CHILD_TYPES, ID_RE, ErrorCode, Ident, JobClass, Mode, TaskType
 from router.modes import resolve_mode, strip_flags
 from router.settings import Settings
 from router.webhooks import Webhook
@@ -64,6 +66,8 @@ class NewTask:
     nonce: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
     """Names this submission's staged webhook secret: SUBMIT keeps it only if it creates
     the task, so a retry (even in the same batch) never gives a task another's secret."""
+    job_class: str = JobClass.IMAGE.value
+    """What it needs of an account (`router.costs.job_class`); '': its parent's."""
 
     @property
     def has_secret(self) -> bool:
@@ -85,6 +89,7 @@ class NewTask:
             hook.endpoint if hook else "",
             hook.events if hook else "",
             self.nonce if self.has_secret else "",
+            self.job_class,
         ]
 
 
@@ -242,7 +247,11 @@ def from_message(
             msg.webhook,
         )
     extra = msg.input.model_extra or {}
+    problem = input_problem(msg.task_type, extra, prompt)
+    if problem:
+        return Rejection(ErrorCode.INVALID_TASK, problem, task_id, msg.owner, msg.webhook)
     requested = "" if is_child else resolve_mode(msg.input.process_mode, prompt).value
+    kind = job_class(msg.task_type, extra)
     return NewTask(
         id=task_id,
         owner=msg.owner,
@@ -251,8 +260,9 @@ def from_message(
         parent_id=msg.parent_id or "",
         prompt_base=strip_flags(prompt),
         input_json=json.dumps(extra, separators=(",", ":"), allow_nan=False),
-        estimate_ms=settings.estimate_ms(msg.task_type),
+        estimate_ms=settings.estimate_ms(msg.task_type, prompt, extra),
         webhook=msg.webhook,
+        job_class=kind.value if kind else "",
     )
 
 

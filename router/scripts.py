@@ -84,7 +84,7 @@ class Scripts:
             round(settings.run_lease_seconds * 1e6),
         ]
         clock = self.keys.clock if settings.sim_clock else None
-        includes = lua.generated(settings.strategy, clock, settings.plans)
+        includes = lua.generated(settings.strategy, clock, settings.plans, settings.costs.hd_video)
         for name in lua.OWNER_SCRIPTS + lua.PLAIN_SCRIPTS:
             setattr(self, name, redis.register_script(lua.source(name, includes)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +18,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from router import costs
 from router.addresses import parse_networks
+from router.costs import CostFactors
 from router.models import Mode, Plan, Strategy, TaskType
 
 CONFIG_ENV = "BYOA_CONFIG"
@@ -68,25 +71,54 @@ class PlanLimits(BaseModel):
     """Concurrent fast or turbo jobs an account of the plan runs."""
     relax_limit: int = Field(ge=0, le=MAX_SLOT_LIMIT)
     """Concurrent relax jobs an account of the plan runs; a plan without relax time gets none."""
+    relax_video: bool = False
+    """Relax (SD) video runs on it: Midjourney's video docs, "relax video on Pro and Mega"."""
+    hd_video: bool = True
+    """HD (720p) video runs on it, fast only: Midjourney's video docs (Standard and up)."""
+    video_limit: int = Field(default=MAX_SLOT_LIMIT, ge=0, le=MAX_SLOT_LIMIT)
+    """Video jobs it runs at once, besides its slots' limits (each video job takes a slot
+    of its mode too). Unconfirmed: no source gives Midjourney's (useapi keeps a
+    `maxVideoJobs` apart from `maxImageJobs`), so by default no limit of its own."""
 
 
 DEFAULT_PLANS: dict[Plan, PlanLimits] = {
-    Plan.BASIC: PlanLimits(fast_hours=3.3, relax=False, fast_limit=3, relax_limit=0),
+    Plan.BASIC: PlanLimits(
+        fast_hours=3.3, relax=False, fast_limit=3, relax_limit=0, hd_video=False
+    ),
     Plan.STANDARD: PlanLimits(fast_hours=15, relax=True, fast_limit=3, relax_limit=3),
-    Plan.PRO: PlanLimits(fast_hours=30, relax=True, fast_limit=12, relax_limit=3),
-    Plan.MEGA: PlanLimits(fast_hours=60, relax=True, fast_limit=12, relax_limit=3),
+    Plan.PRO: PlanLimits(fast_hours=30, relax=True, fast_limit=12, relax_limit=3, relax_video=True),
+    Plan.MEGA: PlanLimits(
+        fast_hours=60, relax=True, fast_limit=12, relax_limit=3, relax_video=True
+    ),
 }
 
 DEFAULT_GPU_SECONDS: dict[TaskType, float] = {
+    # "Processing one prompt usually takes about one minute of GPU time" (Midjourney's GPU
+    # Speed page): one standard V7 image job, the unit of the rest.
     TaskType.IMAGINE: 60.0,
-    TaskType.VARIATION: 60.0,
+    TaskType.BLEND: 60.0,  # about an image job (unconfirmed)
+    TaskType.DESCRIBE: 10.0,  # small (unconfirmed)
+    TaskType.SHORTEN: 5.0,  # small (unconfirmed)
+    TaskType.VARIATION: 60.0,  # at most an image job ("variations take less time")
     TaskType.REROLL: 60.0,
     TaskType.OUTPAINT: 60.0,
     TaskType.PAN: 60.0,
     TaskType.INPAINT: 60.0,
-    TaskType.UPSCALE: 20.0,
+    TaskType.UPSCALE: 20.0,  # U1-U4 separate one image of a grid: small
+    TaskType.UPSCALE_SUBTLE: 120.0,  # above an image job ("upscaling may take more
+    TaskType.UPSCALE_CREATIVE: 120.0,  # time"); the factor 2 is unconfirmed
+    TaskType.UPSCALE_2X: 120.0,  # V5 2x and 4x upscales: unconfirmed
+    TaskType.UPSCALE_4X: 240.0,
+    # A batch of 4 SD clips of 5 s is about 8 image jobs (Midjourney's video launch post);
+    # trueai counts more than 8 fast units a video, 16 in turbo (DiscordService.cs). The
+    # batch size scales it (`router.costs.batch_size`), HD multiplies it (`costs.hd_video`).
+    TaskType.VIDEO: 480.0,
+    TaskType.ANIMATE: 480.0,  # a video from an image: as a video
+    TaskType.VIDEO_EXTEND: 480.0,  # as a video batch (unconfirmed)
+    TaskType.VIDEO_UPSCALE: 120.0,  # one clip, made HD (unconfirmed): x hd_video
 }
-"""GPU seconds a task of each type uses at the fast rate: the router's reservation estimate."""
+"""GPU seconds a task of each type uses at the fast rate, before its parameters
+(`router.costs.estimate_ms`): the router's reservation estimate."""
 
 
 class SimSettings(BaseModel):
@@ -179,7 +211,10 @@ class Settings(BaseSettings):
     gpu_seconds: dict[TaskType, GpuSeconds] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_SECONDS)
     )
-    """GPU seconds a task of each type reserves at the fast rate (turbo: twice that)."""
+    """GPU seconds a task of each type reserves at the fast rate (turbo: twice that), before
+    its parameters scale them (`costs`)."""
+    costs: CostFactors = CostFactors()
+    """How a job's parameters scale its GPU seconds (`router.costs`)."""
     max_prompt_length: int = Field(default=6000, gt=0, le=1_000_000)
     """Longer prompts fail with `prompt_too_long`."""
     max_message_bytes: int = Field(default=65536, gt=0, le=64 * 1024 * 1024)
@@ -378,9 +413,12 @@ class Settings(BaseSettings):
         """The rq queue that dispatched tasks go to."""
         return f"{self.key_prefix}-tasks"
 
-    def estimate_ms(self, task_type: TaskType) -> int:
-        """GPU milliseconds at the fast rate the router reserves for one task of this type."""
-        return round(self.gpu_seconds[task_type] * 1000)
+    def estimate_ms(
+        self, task_type: TaskType, prompt: str = "", input: Mapping[str, Any] | None = None
+    ) -> int:
+        """GPU milliseconds at the fast rate the router reserves for one task of this type,
+        prompt and input (`router.costs.estimate_ms`)."""
+        return costs.estimate_ms(task_type, prompt, input or {}, self.gpu_seconds, self.costs)
 
     @classmethod
     def settings_customise_sources(

@@ -14,12 +14,41 @@ from router.models import Plan, TaskType
 from router.settings import CONFIG_ENV, PlanLimits, Settings, load_settings
 
 DESIGN_PLANS = {
-    Plan.BASIC: PlanLimits(fast_hours=3.3, relax=False, fast_limit=3, relax_limit=0),
-    Plan.STANDARD: PlanLimits(fast_hours=15, relax=True, fast_limit=3, relax_limit=3),
-    Plan.PRO: PlanLimits(fast_hours=30, relax=True, fast_limit=12, relax_limit=3),
-    Plan.MEGA: PlanLimits(fast_hours=60, relax=True, fast_limit=12, relax_limit=3),
+    Plan.BASIC: PlanLimits(
+        fast_hours=3.3,
+        relax=False,
+        fast_limit=3,
+        relax_limit=0,
+        relax_video=False,
+        hd_video=False,
+    ),
+    Plan.STANDARD: PlanLimits(
+        fast_hours=15,
+        relax=True,
+        fast_limit=3,
+        relax_limit=3,
+        relax_video=False,
+        hd_video=True,
+    ),
+    Plan.PRO: PlanLimits(
+        fast_hours=30,
+        relax=True,
+        fast_limit=12,
+        relax_limit=3,
+        relax_video=True,
+        hd_video=True,
+    ),
+    Plan.MEGA: PlanLimits(
+        fast_hours=60,
+        relax=True,
+        fast_limit=12,
+        relax_limit=3,
+        relax_video=True,
+        hd_video=True,
+    ),
 }
-"""The plan table (docs/settings.md), written out independently of router.settings."""
+"""The plan table (docs/settings.md), written out independently of router.settings:
+relax video on Pro and Mega only, HD video (fast only) on every plan but Basic."""
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +114,7 @@ def test_nested_environment_variable_overrides_one_field_of_one_plan(
 ) -> None:
     monkeypatch.setenv("BYOA_PLANS__PRO__FAST_LIMIT", "20")
     plans = Settings().plans
-    assert plans[Plan.PRO] == PlanLimits(fast_hours=30, relax=True, fast_limit=20, relax_limit=3)
+    assert plans[Plan.PRO] == DESIGN_PLANS[Plan.PRO].model_copy(update={"fast_limit": 20})
     assert {p: plans[p] for p in plans if p is not Plan.PRO} == {
         p: d for p, d in DESIGN_PLANS.items() if p is not Plan.PRO
     }
@@ -111,8 +140,8 @@ def test_explicit_arguments_beat_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_toml_overriding_one_field_of_one_plan_keeps_the_other_defaults(tmp_path: Path) -> None:
     path = write_toml(tmp_path, "[plans.standard]\nfast_hours = 20\n")
     s = load_settings(path)
-    assert s.plans[Plan.STANDARD] == PlanLimits(
-        fast_hours=20, relax=True, fast_limit=3, relax_limit=3
+    assert s.plans[Plan.STANDARD] == DESIGN_PLANS[Plan.STANDARD].model_copy(
+        update={"fast_hours": 20}
     )
     assert {p: s.plans[p] for p in (Plan.BASIC, Plan.PRO, Plan.MEGA)} == {
         p: DESIGN_PLANS[p] for p in (Plan.BASIC, Plan.PRO, Plan.MEGA)
@@ -154,7 +183,7 @@ def test_environment_beats_toml_within_one_plan_and_both_merge_with_defaults(
     path = write_toml(tmp_path, "[plans.pro]\nfast_hours = 40\nfast_limit = 6\n")
     monkeypatch.setenv("BYOA_PLANS__PRO__FAST_LIMIT", "20")
     pro = load_settings(path).plans[Plan.PRO]
-    assert pro == PlanLimits(fast_hours=40, relax=True, fast_limit=20, relax_limit=3)
+    assert pro == DESIGN_PLANS[Plan.PRO].model_copy(update={"fast_hours": 40, "fast_limit": 20})
 
 
 def test_load_settings_restores_byoa_config(

@@ -46,9 +46,10 @@ from redis import Redis
 
 from router.accounts import AccountSpec
 from router.core import Router
+from router.costs import job_class
 from router.errors import AccountError
 from router.keys import ENABLED, FASTCAP, FREE, RELAXCAP, Keys
-from router.models import CHILD_TYPES, Plan, Setting, Slot
+from router.models import CHILD_TYPES, JobClass, Plan, Setting, Slot
 from router.policy import US_PER_DAY, US_PER_HOUR
 from router.pool import Pool
 from router.redis_server import purge
@@ -92,8 +93,9 @@ HOURS = (0.05, 2.0, 0.0, 0.01, 1000.0) + (() if "14" in KNOWN_OPEN else (1e13, 1
 """Fast hours an operator sets (the absurd ones once issue 11 defect 14 is closed)."""
 GPU_MS = (60_000, 0, 20_000, 200_000) + (() if "14" in KNOWN_OPEN else (10**19,))
 """GPU time a backend reports for a job (an absurd figure too once defect 14 is closed)."""
-TASK_TYPES = ("imagine",) * len(CHILD_TYPES) + tuple(sorted(CHILD_TYPES))
-"""Half the new tasks are children."""
+IMAGE_CHILDREN = tuple(sorted(t for t in CHILD_TYPES if job_class(t, {}) is JobClass.IMAGE))
+TASK_TYPES = ("imagine",) * len(IMAGE_CHILDREN) + IMAGE_CHILDREN
+"""Half the new tasks are children (image jobs: lines per job class are not modelled)."""
 WORKER_STEPS = ("completed", "completed", *OUTCOMES, "heartbeat", "handle", "stale")
 """What a worker does with a running task (most jobs complete: parents for children)."""
 CHANGES = (

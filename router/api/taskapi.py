@@ -47,6 +47,16 @@ HAS_ASPECT = re.compile("(?:^|\\s)(?:--|\u2014|\u2013)(?:ar|aspect)(?:\\s|$)", r
 VARIATION_STRENGTH = {"high_variation": "strong", "low_variation": "subtle"}
 """PiAPI's non-numeric variation indexes: Vary (Strong) and Vary (Subtle)."""
 INDEXED = frozenset({TaskType.UPSCALE, TaskType.VARIATION})
+SERVED = (
+    TaskType.IMAGINE,
+    TaskType.UPSCALE,
+    TaskType.VARIATION,
+    TaskType.REROLL,
+    TaskType.OUTPAINT,
+    TaskType.PAN,
+    TaskType.INPAINT,
+)
+"""The task types this API takes, PiAPI's names for them."""
 
 
 class WebhookConfig(BaseModel):
@@ -104,8 +114,10 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
         raise _invalid(f"model must be {MODEL!r}")
     try:
         task_type = TaskType(request.task_type)
+        if task_type not in SERVED:
+            raise ValueError(task_type)
     except ValueError:
-        known = ", ".join(t.value for t in TaskType)
+        known = ", ".join(t.value for t in SERVED)
         raise _invalid(
             f"task_type {request.task_type[:40]!r} is not one of {known}",
             ErrorCode.UNKNOWN_TASK_TYPE,

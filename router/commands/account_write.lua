@@ -16,6 +16,7 @@ local a = k_acct(id)
 local NUMBERS = {fast_ms = MAX_INT, declared_fast_ms = MAX_INT, plan_fast_ms = MAX_INT,
   fast_reserved_ms = MAX_INT, fast_limit = MAX_INT, relax_limit = MAX_INT,
   fast_inflight = MAX_INT, relax_inflight = MAX_INT, min_gap_ms = MAX_INT,
+  video_limit = MAX_INT, video_inflight = MAX_INT,
   daily_cap = MAX_INT, work_start_h = 23, work_end_h = 23, renews_at = MAX_INT,
   cooldown_until = MAX_INT, fails = MAX_INT, declared_renews_at = MAX_INT}
 for i = 9, #ARGV, 2 do

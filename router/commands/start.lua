@@ -17,6 +17,7 @@
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
+--- @include "includes/class_of"
 --- @include "includes/stats"
 --- @include "includes/finish"
 --- @include "includes/health"
@@ -78,12 +79,14 @@ end
 local acct, a = f[4], k_acct(f[4])
 local g = redis.call('HMGET', t, 'created_at', 'effective_mode', 'fallback_reason',
   'requested_mode', 'parent_id', 'upgrade_reason')
-local cap = K_RELAXCAP
-if f[3] == 'fast' then cap = K_FASTCAP end
-local again = redis.call('SISMEMBER', cap, acct) == 0
+local class = class_of(tid)
+local video = class ~= 'image'
+local again = redis.call('SISMEMBER', k_cap(need_of(f[3], class)), acct) == 0
 if not again then  -- limits lowered since it was placed hold at start: those over them wait
-  local n = redis.call('HMGET', a, f[3] .. '_inflight', f[3] .. '_limit')
+  local n = redis.call('HMGET', a, f[3] .. '_inflight', f[3] .. '_limit', 'video_inflight',
+    'video_limit')
   again = tonumber(n[1]) > tonumber(n[2])
+    or (video and tonumber(n[3] or '0') > (tonumber(n[4] or '') or MAX_VIDEO))
 end
 if not again then  -- rest rules hold when a job starts, not only when it was placed
   local untl = start_rest(a)
@@ -99,9 +102,9 @@ if not again and g[6] and g[6] ~= '' and not upgrade_holds(tid, acct) then
 end
 if not again and g[3] and g[3] ~= '' and (g[4] == 'fast' or g[4] == 'turbo') then
   -- It fell back to relax; if fast capacity came back before it started, it runs fast.
-  local child = g[5] and g[5] ~= ''
-  if (child and redis.call('SISMEMBER', K_FASTCAP, acct) == 1)
-      or (not child and redis.call('SCARD', K_FASTCAP) > 0) then
+  local child, fastcap = g[5] and g[5] ~= '', k_cap(need_of('fast', class))
+  if (child and redis.call('SISMEMBER', fastcap, acct) == 1)
+      or (not child and redis.call('SCARD', fastcap) > 0) then
     again = true
     redis.call('HSET', t, 'effective_mode', g[4], 'fallback_reason', '', 'fallback_at', '')
   end

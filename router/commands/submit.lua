@@ -1,10 +1,12 @@
 -- SUBMIT: create and route tasks of one owner; place those that can start now.
--- ARGV[7]  n, then n groups of 12: id, task_type, requested mode ('' for a child),
+-- ARGV[7]  n, then n groups of 13: id, task_type, requested mode ('' for a child),
 --          parent id, flag-free prompt, input JSON, estimate ms, rejection code, message,
 --          webhook endpoint, webhook ('' none, '1' terminal states, 'progress' start too),
 --          nonce of its webhook secret ('' none): the secret is staged before this script
 --          runs at `k_hook(id) .. ':' .. nonce`, never in ARGV; it becomes the task's
---          (`k_hook(id)`) if this call creates the task, else it is deleted
+--          (`k_hook(id)`) if this call creates the task, else it is deleted; job class
+--          ('image', 'video', 'hd_video'; '': a child's is its parent's, and an HD parent
+--          makes its estimate HD: x HD_FACTOR)
 -- results  flat (id, 'created'|'duplicate', status, error code)
 -- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
@@ -17,12 +19,42 @@
 --- @include "includes/strategies"
 --- @include "includes/pump"
 
--- Where a peer strategy binds a new task of the owner in `slot` (nil: the owner's line).
-local function bind(tid, slot)
+-- Where a peer strategy binds a new task of the owner that needs `need` (nil: the
+-- owner's line).
+local function bind(tid, need)
   if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then return nil end
-  local set = K_RELAXCAP
-  if slot == 'fast' then set = K_FASTCAP end
-  return choose(tid, slot, redis.call('SMEMBERS', set))
+  return choose(tid, need, redis.call('SMEMBERS', k_cap(need)))
+end
+
+-- Rule 5 and the plan rules per job type for a child of `class` on its parent's account
+-- `acct` (enabled), in its parent's `mode`: nil and the mode it runs in there (and why it
+-- fell back), or why it cannot run (code, message).
+local function child_route(acct, class, mode)
+  local fallback
+  local plan = redis.call('HGET', k_acct(acct), 'plan') or ''
+  if mode ~= 'relax' and redis.call('SISMEMBER', k_cap(need_of('fast', class)), acct) == 0 then
+    if class == 'hd_video' then
+      if not HD_PLANS[plan] then
+        return 'plan_disallows_job', 'account ' .. acct .. ' of the parent task is on plan '
+          .. plan .. ', which runs no HD video'
+      end
+      return 'no_fast_hours', 'HD video runs fast only, and account ' .. acct
+        .. ' of the parent task cannot run fast now (no fast hours, or set to relax)'
+    end
+    mode, fallback = 'relax', 'account_set_to_relax'  -- rule 3
+  end
+  if mode == 'relax' and class == 'hd_video' then
+    return 'hd_video_fast_only', 'HD video runs fast only, and the parent task ran relax'
+  end
+  if mode == 'relax' and redis.call('SISMEMBER', k_cap(need_of('relax', class)), acct) == 0 then
+    if class == 'video' and redis.call('SISMEMBER', K_RELAXCAP, acct) == 1 then
+      return 'plan_disallows_job', 'account ' .. acct .. ' of the parent task is on plan '
+        .. plan .. ', which runs no relax video'
+    end
+    return 'parent_account_unavailable', 'account ' .. acct .. ' of the parent task has no '
+      .. 'relax time'
+  end
+  return nil, nil, mode, fallback
 end
 
 local results = {}
@@ -33,7 +65,7 @@ for _, old in ipairs(redis.call('ZRANGE', K_TASKS, 0, n + 1)) do
   if redis.call('EXISTS', k_task(old)) == 0 then redis.call('ZREM', K_TASKS, old) end
 end
 for i = 0, n - 1 do
-  local b = 8 + i * 12
+  local b = 8 + i * 13
   local tid, ttype, req, parent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = k_task(tid)
   local staged = ARGV[b + 11] ~= '' and k_hook(tid) .. ':' .. ARGV[b + 11]
@@ -54,11 +86,12 @@ for i = 0, n - 1 do
       end
     end
     local code, msg, mode, fallback, pin
+    local class = ARGV[b + 12]
     if ARGV[b + 7] ~= '' then
       code, msg = ARGV[b + 7], ARGV[b + 8]
     elseif parent ~= '' then
       local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id',
-        'upgrade_reason')
+        'upgrade_reason', 'job_class')
       if not pf[1] then
         code, msg = 'parent_not_found', 'owner ' .. OWNER .. ' has no task ' .. parent
       elseif pf[1] ~= 'completed' then
@@ -69,36 +102,43 @@ for i = 0, n - 1 do
         -- The child of relax work run fast on expiring hours is relax work: it spends fast
         -- hours only by an upgrade of its own, never by inheriting one (invariant 3).
         if pf[4] and pf[4] ~= '' then req, mode = 'relax', 'relax' end
+        if class == '' then  -- its parent's class (a video extend): an HD one costs HD
+          class = pf[5] or ''
+          if class == '' then class = 'image' end
+          if class == 'hd_video' then
+            redis.call('HSET', t, 'estimate_ms', istr(math.floor(ARGV[b + 6] * HD_FACTOR + 0.5)))
+          end
+        end
         redis.call('HSET', t, 'account_id', acct)
         if redis.call('SISMEMBER', K_ENABLED, acct) == 0 then
           code = 'parent_account_unavailable'
           msg = 'account ' .. acct .. ' of the parent task is gone or disabled'
         else
-          if mode ~= 'relax' and redis.call('SISMEMBER', K_FASTCAP, acct) == 0 then
-            mode, fallback = 'relax', 'account_set_to_relax'
-          end
-          if mode == 'relax' and redis.call('SISMEMBER', K_RELAXCAP, acct) == 0 then
-            code = 'parent_account_unavailable'
-            msg = 'account ' .. acct .. ' of the parent task has no relax time'
-          else
-            pin = acct
-          end
+          code, msg, mode, fallback = child_route(acct, class, mode)
+          if not code then pin = acct end
         end
       end
     elseif redis.call('SCARD', K_ENABLED) == 0 then
-      code, msg = no_relax_code()
+      code, msg = no_relax_code(class)
     else
       mode = req
-      if mode ~= 'relax' and redis.call('SCARD', K_FASTCAP) == 0 then
-        mode, fallback = 'relax', fallback_reason()
+      if class == 'hd_video' and mode == 'relax' then
+        code, msg = no_relax_code(class)
+      elseif mode ~= 'relax' and redis.call('SCARD', k_cap(need_of('fast', class))) == 0 then
+        if class == 'hd_video' then
+          code, msg = no_hd_code()
+        else
+          mode, fallback = 'relax', fallback_reason()
+        end
       end
-      if mode == 'relax' and redis.call('SCARD', K_RELAXCAP) == 0 then
-        code, msg = no_relax_code()
-      else
-        pin = bind(tid, slot_of(mode))  -- only a peer strategy binds on arrival
+      if not code and mode == 'relax'
+          and redis.call('SCARD', k_cap(need_of('relax', class))) == 0 then
+        code, msg = no_relax_code(class)
+      elseif not code then
+        pin = bind(tid, need_of(slot_of(mode), class))  -- only a peer strategy binds on arrival
       end
     end
-    redis.call('HSET', t, 'requested_mode', req)
+    redis.call('HSET', t, 'requested_mode', req, 'job_class', class)
     count('submitted')
     if code then
       finish(tid, 'failed', code, msg)
@@ -107,10 +147,11 @@ for i = 0, n - 1 do
       if fallback then
         redis.call('HSET', t, 'fallback_reason', fallback, 'fallback_at', istr(now()))
       end
+      local need = need_of(slot_of(mode), class)
       if pin then
-        enqueue_pin(tid, pin, slot_of(mode), false)
+        enqueue_pin(tid, pin, need, false)
       else
-        enqueue(tid, k_line(slot_of(mode)), false)
+        enqueue(tid, k_line(need), false)
       end
     end
     local status = 'queued'

@@ -13,9 +13,11 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
 
+from router.costs import INHERITED, batch_size, job_class
 from router.driver import (
     AccountRef,
     BackendAccount,
@@ -28,7 +30,7 @@ from router.driver import (
     UnknownJob,
 )
 from router.keys import Keys
-from router.models import Mode, Setting, TaskType, slot_for
+from router.models import JobClass, Mode, Setting, TaskType, slot_for
 from router.modes import prompt_flags
 from router.policy import fast_cost_ms
 from router.scripts import text, text_hash
@@ -110,14 +112,15 @@ class SimulatedDriver(Driver):
             raise TransientError(f"account {account.id} is rate limited; try again")
         slot = slot_for(job.mode)
         jitter = self.settings.sim.jitter
-        gpu_s = self.settings.gpu_seconds[TaskType(job.task_type)]
+        task_type = TaskType(job.task_type)
+        given = dict(job.input)
+        if task_type in INHERITED and job.parent_result and job.parent_result.get("hd"):
+            given.setdefault("video_type", "hd")  # an extend of an HD video is HD
+        gpu_s = self.settings.estimate_ms(task_type, job.prompt or "", given) / 1000
         gpu_s *= 1 + jitter * (2 * draw(job.task_id, "gpu") - 1)
         gpu_ms = round(gpu_s * 1000)
         wall_us = round(gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed * 1e6)
-        output = {
-            "image_url": f"https://sim.invalid/{account.id}/{job.task_id}.png",
-            "job_ref": f"{account.id}:{job.task_id}",
-        }
+        output = _output(account.id, job.task_id, task_type, given, job.prompt or "")
         handle = job.key or uuid.uuid4().hex
         keys = [
             self.keys.sim_account(account.id),
@@ -215,3 +218,23 @@ class SimulatedDriver(Driver):
         for k, v in text_hash(raw).items():
             out[k] = int(v) if v.lstrip("-").isdigit() else v
         return out
+
+
+def _output(
+    account_id: str, task_id: str, task_type: TaskType, given: dict[str, Any], prompt: str
+) -> dict[str, Any]:
+    """What a simulated job of this type makes: an image, the clips of a video (and
+    whether they are HD, which an extend inherits), or a describe's or shorten's prompts."""
+    base = f"https://sim.invalid/{account_id}/{task_id}"
+    output: dict[str, Any] = {"job_ref": f"{account_id}:{task_id}"}
+    if task_type in (TaskType.DESCRIBE, TaskType.SHORTEN):
+        output["prompts"] = [f"{prompt or 'an image'} ({n})".strip() for n in range(1, 5)]
+        return output
+    kind = job_class(task_type, given)
+    if kind is JobClass.IMAGE:
+        output["image_url"] = f"{base}.png"
+        return output
+    clips = 1 if task_type is TaskType.VIDEO_UPSCALE else batch_size(prompt, given)
+    output["video_urls"] = [f"{base}-{n}.mp4" for n in range(1, clips + 1)]
+    output["hd"] = kind is JobClass.HD_VIDEO
+    return output

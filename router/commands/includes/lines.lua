@@ -12,31 +12,37 @@ local function waiting(tid, line)
 end
 
 -- Put a task in `line`, at its head (a task that lost its slot) or at its tail. A fast
--- or turbo task that fell back and waits in the owner's relax line is also listed in
--- K_FALLEN, so that it goes back to fast if fast capacity returns before it starts.
+-- or turbo task that fell back and waits in one of the owner's relax lines is also listed
+-- in its class's fallen list, so that it goes back to fast if fast capacity returns
+-- before it starts.
 local function enqueue(tid, line, head)
   redis.call('HSET', k_task(tid), 'queue', line)
   if head then redis.call('LPUSH', line, tid) else redis.call('RPUSH', line, tid) end
-  if line == k_line('relax') then
-    local why = redis.call('HGET', k_task(tid), 'fallback_reason')
-    if why and why ~= '' then redis.call('RPUSH', K_FALLEN, tid) end
+  for _, class in ipairs({'image', 'video'}) do
+    if line == k_line(need_of('relax', class)) then
+      local why = redis.call('HGET', k_task(tid), 'fallback_reason')
+      if why and why ~= '' then redis.call('RPUSH', k_fallen(class), tid) end
+    end
   end
 end
 
--- Drop the entries at the head of K_FALLEN whose task no longer waits as a fallback (it
--- started, ended or went back to fast): each entry is dropped once, so the list stays as
--- long as the fallbacks that wait, plus those behind them.
+-- Drop the entries at the head of each fallen list whose task no longer waits as a
+-- fallback (it started, ended or went back to fast): each entry is dropped once, so a
+-- list stays as long as the fallbacks that wait, plus those behind them.
 local function trim_fallen()
-  while true do
-    local tid = redis.call('LINDEX', K_FALLEN, 0)
-    if not tid or waiting(tid, k_line('relax')) then return end
-    redis.call('LPOP', K_FALLEN)
+  for _, class in ipairs({'image', 'video'}) do
+    local fallen, line = k_fallen(class), k_line(need_of('relax', class))
+    while true do
+      local tid = redis.call('LINDEX', fallen, 0)
+      if not tid or waiting(tid, line) then break end
+      redis.call('LPOP', fallen)
+    end
   end
 end
 
--- A child waits for its parent's account.
-local function enqueue_pin(tid, acct, slot, head)
-  enqueue(tid, k_pin(acct, slot), head)
+-- A child waits for its parent's account, in the line of what it needs there.
+local function enqueue_pin(tid, acct, need, head)
+  enqueue(tid, k_pin(acct, need), head)
   redis.call('SADD', K_PINNED, acct)
   if not dirty[acct] then
     dirty[acct] = true

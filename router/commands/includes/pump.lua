@@ -8,12 +8,13 @@
 --- @include "includes/slots"
 --- @include "includes/strategies"
 
--- The best free account for `slot` under ours (`policy.choose`): the lowest score; under
+-- The best free account for `need` under ours (`policy.choose`): the lowest score; under
 -- renewal, dated fast accounts tied on it go by the most fast time left, then id.
-local function best_free(slot)
-  local free = k_free(slot)
+local function best_free(need)
+  local free = k_free(need)
   local top = redis.call('ZRANGE', free, 0, 0, 'WITHSCORES')
-  if not top[1] or STRATEGY ~= 'renewal' or slot ~= 'fast' or tonumber(top[2]) >= UNDATED then
+  local fast = string.sub(need, 1, 4) == 'fast'
+  if not top[1] or STRATEGY ~= 'renewal' or not fast or tonumber(top[2]) >= UNDATED then
     return top[1]
   end
   local best, most
@@ -87,25 +88,73 @@ end
 -- When a task entered the wait (its submission): the oldest waiting task goes first.
 local function entered(tid) return tonumber(redis.call('HGET', k_task(tid), 'created_at')) end
 
--- Note in `heads` the oldest child waiting for `acct` in `slot`, {task, entered less the
--- children's head start}, if the account has a free `slot`; else forget it.
+-- Note in `heads` the oldest child waiting for `acct` in one of `slot`'s needs, {task,
+-- entered less the children's head start, need}, if the account can start a job of that
+-- need now; else forget it.
 local function note_head(heads, acct, slot)
   heads[acct] = nil
-  if redis.call('ZSCORE', k_free(slot), acct) then
-    local tid = next_waiting(k_pin(acct, slot))
-    if tid then heads[acct] = {tid, entered(tid) - HEADSTART} end
+  for _, need in ipairs(NEEDS[slot]) do
+    if redis.call('ZSCORE', k_free(need), acct) then
+      local tid = next_waiting(k_pin(acct, need))
+      if tid then
+        local at = entered(tid) - HEADSTART
+        if not heads[acct] or at < heads[acct][2] then heads[acct] = {tid, at, need} end
+      end
+    end
   end
 end
 
 -- The free account for a line task when `best` has a child waiting for its slot: the
--- first in the index's order that none waits for, if any (a child can run nowhere else).
-local function spare(slot, heads, best)
+-- first in the need's index order that none waits for, if any (a child can run nowhere
+-- else).
+local function spare(need, heads, best)
   local n = 0
   for _ in pairs(heads) do n = n + 1 end
-  for _, id in ipairs(redis.call('ZRANGE', k_free(slot), 0, n)) do
+  for _, id in ipairs(redis.call('ZRANGE', k_free(need), 0, n)) do
     if not heads[id] then return id end
   end
   return best
+end
+
+-- Of the free accounts for `need`, one with at least the fast time `tid` would reserve:
+-- `best` if it has it, else the first in the index's order of ROOMY that has (a video
+-- costs as much as eight images); `best` if none does (it may overspend by one estimate).
+local function roomy(need, best, tid)
+  if string.sub(need, 1, 4) ~= 'fast' then return best end
+  local f = redis.call('HMGET', k_task(tid), 'estimate_ms', 'effective_mode')
+  local want = tonumber(f[1] or '0') or 0
+  if f[2] == 'turbo' then want = want * 2 end
+  local function enough(id)
+    local g = redis.call('HMGET', k_acct(id), 'fast_ms', 'fast_reserved_ms')
+    return tonumber(g[1]) - tonumber(g[2]) >= want
+  end
+  if enough(best) then return best end
+  for _, id in ipairs(redis.call('ZRANGE', k_free(need), 0, ROOMY - 1)) do
+    if enough(id) then return id end
+  end
+  return best
+end
+
+-- The oldest task at the head of one of `slot`'s lines that a free account can take now,
+-- {task, entered, need, account}, or nil: a line whose head no account can take now
+-- blocks no other line.
+local function line_head(slot, heads)
+  local found
+  for _, need in ipairs(NEEDS[slot]) do
+    local tid = next_waiting(k_line(need))
+    if tid and (not found or entered(tid) < found[2]) then
+      local best
+      if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
+        best = best_free(need)
+        if best then best = roomy(need, best, tid) end
+        if best and heads[best] then best = spare(need, heads, best) end
+      else
+        best = choose(tid, need, redis.call('ZRANGE', k_free(need), 0, -1))
+      end
+      if best then found = {tid, entered(tid), need, best} end
+    end
+  end
+  return found
 end
 
 -- Hand free slots to waiting tasks, the oldest first (`policy.CHILD_HEADSTART_US`): the
@@ -144,7 +193,6 @@ local function pump(accts)
       reconcile()
     end
     for _, slot in ipairs({'fast', 'relax'}) do
-      local line, free = k_line(slot), k_free(slot)
       if slot == 'relax' then upgrade_expiring() end
       local heads, noted = {}, 0  -- accounts of `all` with a free slot and a child waiting
       while true do
@@ -159,22 +207,15 @@ local function pump(accts)
             pacct, pat = acct, head[2]
           end
         end
-        local tid = next_waiting(line)
+        local head = line_head(slot, heads)
         local best
-        if tid and (not pat or entered(tid) < pat) then
-          if STRATEGY == 'renewal' or STRATEGY == 'least_loaded' then
-            best = best_free(slot)
-            if best and heads[best] then best = spare(slot, heads, best) end
-          else
-            best = choose(tid, slot, redis.call('ZRANGE', free, 0, -1))
-          end
-        end
-        if best then
-          redis.call('LPOP', line)
-          place(tid, best, slot)
+        if head and (not pat or head[2] < pat) then
+          best = head[4]
+          redis.call('LPOP', k_line(head[3]))
+          place(head[1], best, slot)
         elseif pacct then
           best = pacct
-          redis.call('LPOP', k_pin(best, slot))
+          redis.call('LPOP', k_pin(best, heads[best][3]))
           place(heads[best][1], best, slot)
         else
           break

@@ -31,6 +31,20 @@ local function renewal_score(a, plan, avail, fl, load, today)
   return (idiv(start, URGENCY) * 2 + rank) * LOAD + load
 end
 
+-- The free indexes of `slot`'s needs (`policy.can_take` with a job class): the account
+-- is in each one whose class it may run (`caps`), with `score`, while it has a free slot
+-- (`score` given) and, for video, room under its video limit (`video_room`).
+local function free_for(id, slot, caps, video_room, score)
+  for _, need in ipairs(NEEDS[slot]) do
+    local yes = score and caps[need] and (CLASS_OF[need] == 'image' or video_room)
+    if yes then
+      redis.call('ZADD', k_free(need), istr(score), id)
+    else
+      redis.call('ZREM', k_free(need), id)
+    end
+  end
+end
+
 -- Recompute an account's index memberships and scores; flip it to relax when a fast
 -- setting has no fast time left (rule 4). Returns true if it flipped. A resting account
 -- is in no free index, and its next change (end of rest, renewal) is in the timers.
@@ -38,11 +52,16 @@ local function refresh(id)
   local a = k_acct(id)
   if redis.call('EXISTS', a) == 1 then renew_if_due(id, a) end
   local f = redis.call('HMGET', a, 'plan', 'setting', 'fast_ms', 'fast_reserved_ms',
-    'fast_limit', 'relax_limit', 'fast_inflight', 'relax_inflight', 'enabled')
+    'fast_limit', 'relax_limit', 'fast_inflight', 'relax_inflight', 'enabled', 'video_limit',
+    'video_inflight')
   if not f[1] then
-    for _, set in ipairs({K_ENABLED, K_FASTCAP, K_RELAXCAP}) do redis.call('SREM', set, id) end
-    redis.call('ZREM', k_free('fast'), id)
-    redis.call('ZREM', k_free('relax'), id)
+    redis.call('SREM', K_ENABLED, id)
+    for _, slot in ipairs({'fast', 'relax'}) do
+      for _, need in ipairs(NEEDS[slot]) do
+        redis.call('SREM', k_cap(need), id)
+        redis.call('ZREM', k_free(need), id)
+      end
+    end
     redis.call('ZREM', K_TIMERS, id)
     redis.call('ZREM', K_EXPIRING, id)
     return false
@@ -51,6 +70,8 @@ local function refresh(id)
   local fast_ms, reserved = tonumber(f[3]), tonumber(f[4])
   local fl, rl, fi, ri = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8])
   local enabled = f[9] == '1'
+  -- Video jobs at once besides the slots' limits (an account stored before video: none)
+  local vl, vi = tonumber(f[10] or '') or MAX_VIDEO, tonumber(f[11] or '0')
   local flipped = false
   if setting == 'fast' and fast_ms <= 0 then
     setting, flipped = 'relax', true
@@ -62,9 +83,16 @@ local function refresh(id)
   end
   local fastcap = enabled and setting == 'fast' and fast_ms > 0 and fl > 0
   local relaxcap = enabled and RELAX_PLANS[plan] and rl > 0
+  -- What the plan allows per job class (the plan rules per job type): `policy.can_run`.
+  local caps = {
+    ['fast'] = fastcap,
+    ['fast:video'] = fastcap and vl > 0,
+    ['fast:hd'] = fastcap and vl > 0 and HD_PLANS[plan] or false,
+    ['relax'] = relaxcap,
+    ['relax:video'] = relaxcap and vl > 0 and RELAX_VIDEO_PLANS[plan] or false,
+  }
   member(K_ENABLED, id, enabled)
-  member(K_FASTCAP, id, fastcap)
-  member(K_RELAXCAP, id, relaxcap)
+  for need, yes in pairs(caps) do member(k_cap(need), id, yes) end
   local rest = rest_until(a)
   local timer = rest
   local renews = tonumber(redis.call('HGET', a, 'renews_at') or '0')
@@ -90,9 +118,9 @@ local function refresh(id)
     local load = idiv(fi * LOAD, fl)
     local score = load * SPAN + (SPAN - 1 - avail)
     if STRATEGY == 'renewal' then score = renewal_score(a, plan, avail, fl, load, score) end
-    redis.call('ZADD', k_free('fast'), istr(score), id)
+    free_for(id, 'fast', caps, vi < vl, score)
   else
-    redis.call('ZREM', k_free('fast'), id)
+    free_for(id, 'fast', caps, false)
     after = nil
   end
   -- The upgrade candidates (`pump.upgrade_target`): free for fast work, from the instant
@@ -103,9 +131,9 @@ local function refresh(id)
     redis.call('ZREM', K_EXPIRING, id)
   end
   if rest == 0 and relaxcap and ri < rl then
-    redis.call('ZADD', k_free('relax'), istr(idiv(ri * LOAD, rl)), id)
+    free_for(id, 'relax', caps, vi < vl, idiv(ri * LOAD, rl))
   else
-    redis.call('ZREM', k_free('relax'), id)
+    free_for(id, 'relax', caps, false)
   end
   return flipped
 end

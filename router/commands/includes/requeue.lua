@@ -2,9 +2,11 @@
 --- @include "includes/owner"
 --- @include "includes/lines"
 --- @include "includes/slot_of"
+--- @include "includes/class_of"
 
--- Put a task that lost its slot back at the head of the line for its own mode: the
--- owner's line, or its account's pin line for a child (rules 1-5 then apply again).
+-- Put a task that lost its slot back at the head of the line for what it needs (its mode
+-- and class): the owner's line, or its account's pin line for a child (rules 1-5 then
+-- apply again).
 local function requeue(tid, acct)
   local t = k_task(tid)
   local f = redis.call('HMGET', t, 'effective_mode', 'parent_id', 'upgrade_reason')
@@ -13,10 +15,11 @@ local function requeue(tid, acct)
     f[1] = 'relax'
     redis.call('HSET', t, 'effective_mode', 'relax', 'upgrade_reason', '', 'upgraded_at', '')
   end
+  local need = need_of(slot_of(f[1]), class_of(tid))
   if f[2] and f[2] ~= '' then
-    enqueue_pin(tid, acct, slot_of(f[1]), true)
+    enqueue_pin(tid, acct, need, true)
   else
     redis.call('HSET', t, 'account_id', '')
-    enqueue(tid, k_line(slot_of(f[1])), true)
+    enqueue(tid, k_line(need), true)
   end
 end

@@ -4,10 +4,12 @@
 --- @include "includes/stats"
 --- @include "includes/refresh"
 
--- Give `tid` a slot on `acct`: count it in flight, reserve its fast time (turbo twice).
+-- Give `tid` a slot on `acct`: count it in flight (a video also under the account's
+-- video limit), reserve its fast time (turbo twice).
 local function place(tid, acct, slot)
   local t, a = k_task(tid), k_acct(acct)
-  local tf = redis.call('HMGET', t, 'effective_mode', 'estimate_ms')
+  local tf = redis.call('HMGET', t, 'effective_mode', 'estimate_ms', 'job_class')
+  if tf[3] == 'video' or tf[3] == 'hd_video' then redis.call('HINCRBY', a, 'video_inflight', 1) end
   local reserve = 0
   if slot == 'fast' then
     reserve = tonumber(tf[2])

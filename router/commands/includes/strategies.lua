@@ -6,16 +6,18 @@ local function spread(tid)  -- a number in [0, 1) fixed by the task id: reproduc
   return tonumber(string.sub(redis.sha1hex(tid), 1, 8), 16) / 4294967296
 end
 
-local function choose(tid, slot, ids)
+-- The account of `ids` a peer strategy gives a task that needs `need` (a slot and class).
+local function choose(tid, need, ids)
   if #ids == 0 then return nil end
+  local slot = string.match(need, '^[a-z]+')
   table.sort(ids)
   if STRATEGY == 'random' then return ids[math.floor(spread(tid) * #ids) + 1] end
   if STRATEGY == 'round_robin' then
-    local last, pick = redis.call('HGET', K_CURSOR, slot) or '', ids[1]
+    local last, pick = redis.call('HGET', K_CURSOR, need) or '', ids[1]
     for _, id in ipairs(ids) do
       if id > last then pick = id break end
     end
-    redis.call('HSET', K_CURSOR, slot, pick)
+    redis.call('HSET', K_CURSOR, need, pick)
     return pick
   end
   if STRATEGY == 'weighted' then  -- by the account's slot limit
@@ -36,12 +38,12 @@ local function choose(tid, slot, ids)
     -- DiscordRuleService.cs:115-205): accounts in creation order (here: id order), the
     -- first with a free slot; if none has one, its default rule (best_wait_idle, below).
     for _, id in ipairs(ids) do
-      if redis.call('ZSCORE', k_free(slot), id) then return id end
+      if redis.call('ZSCORE', k_free(need), id) then return id end
     end
   end
   local best, fewest  -- best_wait_idle: fewest queued + running on the account
   for _, id in ipairs(ids) do
-    local n = redis.call('LLEN', k_pin(id, slot))
+    local n = redis.call('LLEN', k_pin(id, need))
       + tonumber(redis.call('HGET', k_acct(id), slot .. '_inflight'))
     if not fewest or n < fewest then best, fewest = id, n end
   end

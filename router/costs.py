@@ -1,0 +1,136 @@
+"""The cost model: a job's fast-time estimate, and what it needs of an account (its
+`JobClass`), from its type, its prompt's parameters and its input. One place: the router
+reserves it, fallback and "surely expires" count it, the scheduling bench and the
+simulator use it. The figures are settings (`Settings.gpu_seconds`, `Settings.costs`),
+each default with its source beside it, because Midjourney changes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.models import JobClass, TaskType
+
+Factor = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+
+VIDEO_TYPES = frozenset({TaskType.VIDEO, TaskType.ANIMATE, TaskType.VIDEO_EXTEND})
+"""Jobs that make a batch of video clips (`batch_size` of them)."""
+HD_ONLY = frozenset({TaskType.VIDEO_UPSCALE})
+"""Jobs whose result is HD video whatever they are given."""
+INHERITED = frozenset({TaskType.VIDEO_EXTEND})
+"""Jobs whose resolution is their parent's, unless their input says: SUBMIT reads it."""
+BATCH_SIZES = (1, 2, 4)
+"""A video's clips per job (trueai SubmitVideoDTO.cs `BatchSize` 1 | 2 | 4; `--bs`)."""
+MAX_ESTIMATE_MS = 6 * 3_600_000
+"""The largest estimate one job is given, whatever its factors multiply to (a video batch
+of 4 HD clips is about 26 GPU minutes): Redis integers and Lua numbers stay exact."""
+
+
+class CostFactors(BaseModel):
+    """How a job's parameters scale its GPU time; defaults with their sources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    draft: Factor = 0.5
+    """`--draft` (V7): Midjourney's draft-mode article, "about half the GPU time". Enhance
+    re-runs a draft at full cost (an imagine)."""
+    oref: Factor = 2.0
+    """`--oref` (omni-reference): about twice (a third-party measurement; Midjourney
+    publishes none)."""
+    non_square: Factor = 1.0
+    """A non-square `--ar`: above 1x by reports, no factor published or measured: 1 until
+    one is."""
+    hd_video: Factor = 3.2
+    """HD (720p) video against SD (480p): about 3.2x (a third-party measurement)."""
+    max_quality: Factor = 4.0
+    """`--q N` scales GPU time by N (Midjourney's quality page: higher quality takes
+    proportionally longer), up to this (V7 takes 1, 2 and 4)."""
+
+
+_PARAM = re.compile(r"(?<!\S)--([a-z_]+)(?:\s+([^\s-][^\s]*))?", re.IGNORECASE)
+"""A prompt parameter `--name` and its value, if one follows."""
+
+
+def _params(prompt: str) -> dict[str, str]:
+    return {m.group(1).lower(): m.group(2) or "" for m in _PARAM.finditer(prompt)}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n == n and n not in (float("inf"), float("-inf")) else None
+
+
+def batch_size(prompt: str, input: Mapping[str, Any]) -> int:
+    """A video job's clips: `batch_size` in the input, else `--bs`, else 4 (trueai's
+    default); anything but 1, 2 or 4 is 4."""
+    given = input.get("batch_size", _params(prompt).get("bs"))
+    n = _number(given)
+    return int(n) if n in BATCH_SIZES else 4
+
+
+def is_hd(input: Mapping[str, Any]) -> bool | None:
+    """Whether the input asks for HD video (`video_type` `hd` or trueai's
+    `vid_1.1_i2v_720`), SD (`sd`, `vid_1.1_i2v_480`), or says nothing (None)."""
+    given = str(input.get("video_type", "")).strip().lower()
+    if given in ("hd", "720", "720p", "vid_1.1_i2v_720"):
+        return True
+    if given in ("sd", "480", "480p", "vid_1.1_i2v_480"):
+        return False
+    return None
+
+
+def job_class(task_type: TaskType, input: Mapping[str, Any]) -> JobClass | None:
+    """What the job needs of an account; None: its parent's (a video extend of a video
+    whose resolution its input does not say, read by SUBMIT)."""
+    if task_type in HD_ONLY:
+        return JobClass.HD_VIDEO
+    if task_type not in VIDEO_TYPES:
+        return JobClass.IMAGE
+    hd = is_hd(input)
+    if hd is None and task_type in INHERITED:
+        return None
+    return JobClass.HD_VIDEO if hd else JobClass.VIDEO
+
+
+def estimate_ms(
+    task_type: TaskType,
+    prompt: str,
+    input: Mapping[str, Any],
+    gpu_seconds: Mapping[TaskType, float],
+    factors: CostFactors,
+) -> int:
+    """GPU milliseconds at the fast rate one job is expected to use (turbo uses them twice
+    as fast: the reservation doubles them). An HD video is counted HD here only when its
+    input says so; SUBMIT scales an extend that inherits HD by `factors.hd_video`."""
+    cost = gpu_seconds[task_type] * 1000.0
+    if task_type in VIDEO_TYPES:
+        cost *= batch_size(prompt, input) / 4
+    kind = job_class(task_type, input)
+    if kind is JobClass.HD_VIDEO:
+        cost *= factors.hd_video
+    params = _params(prompt)
+    if kind is JobClass.IMAGE:
+        if "draft" in params:
+            cost *= factors.draft
+        quality = _number(params.get("q", params.get("quality")))
+        if quality is not None and quality > 0:
+            cost *= min(quality, factors.max_quality)
+        if "oref" in params:
+            cost *= factors.oref
+        ratio = params.get("ar", params.get("aspect"))
+        if ratio and not _square(ratio):
+            cost *= factors.non_square
+    return max(1, min(round(cost), MAX_ESTIMATE_MS))
+
+
+def _square(ratio: str) -> bool:
+    width, _, height = ratio.partition(":")
+    w, h = _number(width), _number(height)
+    return w is None or h is None or w == h

@@ -1,0 +1,183 @@
+"""The plan rules per job type, end to end through the scripts: relax video only on plans
+with relax video (Pro, Mega), HD video fast only and not on Basic, a video limit per
+account, children inheriting their parent's account, mode and resolution, and no task
+waiting for what only some accounts give blocking the tasks behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from router.client import Client
+from router.core import Router
+from router.errors import TaskRejected
+from router.models import TaskStatus, TaskType
+from router.settings import Settings
+from router.tasks import Task
+
+AddAccount = Callable[..., None]
+Drain = Callable[[], None]
+IMAGE = "https://example.com/start.png"
+
+
+def video(client: Client, owner: str, mode: str, **input: Any) -> Task:
+    return client.submit(
+        owner, "a wave", task_type=TaskType.VIDEO, mode=mode, input={"image": IMAGE, **input}
+    )
+
+
+def failed(task: Task, code: str) -> None:
+    assert task.status is TaskStatus.FAILED and task.error is not None, task
+    assert task.error.code == code, task.error
+
+
+def test_relax_video_runs_on_pro_and_mega_only(client: Client, add_account: AddAccount) -> None:
+    add_account("a-std", "alice", "standard")
+    failed(video(client, "alice", "relax"), "no_relax_video_account")
+    add_account("a-pro", "alice", "pro")
+    task = video(client, "alice", "relax")
+    assert (task.account_id, task.effective_mode) == ("a-pro", "relax")
+    image = client.submit("alice", "a cat", mode="relax")
+    assert image.account_id in ("a-std", "a-pro")
+
+
+def test_hd_video_runs_fast_only_never_on_basic_and_never_falls_back(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-basic", "alice", "basic")
+    failed(video(client, "alice", "fast", video_type="hd"), "no_fast_hours")  # Basic: no HD
+    add_account("a-std", "alice", "standard")
+    hd = video(client, "alice", "fast", video_type="hd")
+    assert (hd.account_id, hd.effective_mode) == ("a-std", "fast")
+    assert hd.input.get("video_type") == "hd"
+    failed(video(client, "alice", "relax", video_type="hd"), "hd_video_fast_only")
+    sd = video(client, "alice", "fast")  # SD video runs fast on Basic too
+    assert sd.account_id in ("a-basic", "a-std")
+    for account in ("a-basic", "a-std"):
+        router.apply(router.pool.update(account, fast_hours=0))
+    out = video(client, "alice", "turbo", video_type="hd")
+    failed(out, "no_fast_hours")  # no fallback to relax
+    assert "fast only" in (out.error.message if out.error else "")
+    sd_now = video(client, "alice", "fast")  # SD falls back, but relax video needs Pro
+    failed(sd_now, "no_relax_video_account")
+
+
+def test_a_relax_video_waiting_for_a_pro_account_blocks_no_relax_image_behind_it(
+    client: Client, add_account: AddAccount
+) -> None:
+    add_account("a-pro", "alice", "pro", relax_limit=1)
+    add_account("a-std", "alice", "standard")
+    first = video(client, "alice", "relax")
+    assert first.account_id == "a-pro"
+    waiting = video(client, "alice", "relax")  # the one relax slot of a-pro is taken
+    assert waiting.account_id is None and waiting.status is TaskStatus.QUEUED
+    image = client.submit("alice", "a cat", mode="relax")
+    assert image.account_id == "a-std"  # placed at once, behind the waiting video
+
+
+def test_a_video_goes_where_its_fast_time_fits_while_an_account_can_take_it(
+    client: Client, add_account: AddAccount
+) -> None:
+    add_account("a-low", "alice", "pro", fast_hours=3 / 60)  # 3 fast minutes left
+    add_account("a-high", "alice", "pro", fast_hours=30)
+    busy = client.submit("alice", "busy", mode="fast")  # to the most fast time: a-high
+    assert busy.account_id == "a-high"  # so a-low is now the least loaded, chosen first
+    task = video(client, "alice", "fast")  # eight minutes: only a-high has them
+    assert task.account_id == "a-high"
+    image = client.submit("alice", "a dog", mode="fast")  # one minute fits a-low
+    assert image.account_id == "a-low"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A video limit of one job per Pro account (unconfirmed by Midjourney: a setting)."""
+    plans = Settings(plans={"pro": {"video_limit": 1}}).plans
+    return settings.model_copy(update={"plans": plans})
+
+
+def test_the_video_limit_holds_videos_and_no_image_waits_behind_them(
+    client: Client, add_account: AddAccount
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    one = video(client, "alice", "fast")
+    two = video(client, "alice", "fast")
+    assert one.account_id == "a-pro" and two.account_id is None  # one video at a time
+    image = client.submit("alice", "a cat", mode="fast")
+    assert image.account_id == "a-pro"  # fast slots are free: the image runs
+
+
+def test_children_inherit_the_parent_account_mode_and_resolution(
+    client: Client, add_account: AddAccount, router: Router, drain: Drain
+) -> None:
+    add_account("a-std", "alice", "standard")
+    add_account("a-pro", "bob", "pro")
+    relax_image = client.submit("alice", "a cat", mode="relax")
+    hd = video(client, "bob", "fast", video_type="hd")
+    pro_image = client.submit("bob", "a dog", mode="relax")
+    drain()
+    animate = client.submit("alice", task_type=TaskType.ANIMATE, parent_id=relax_image.id)
+    failed(animate, "plan_disallows_job")  # relax video: not on Standard
+    assert animate.error and "relax video" in animate.error.message
+    on_pro = client.submit("bob", task_type=TaskType.ANIMATE, parent_id=pro_image.id)
+    assert (on_pro.account_id, on_pro.effective_mode) == ("a-pro", "relax")
+    extend = client.submit(
+        "bob", task_type=TaskType.VIDEO_EXTEND, parent_id=hd.id, input={"index": 1}
+    )
+    record = router.redis.hmget(router.keys.task("bob", extend.id), "job_class", "estimate_ms")
+    assert [v.decode() for v in record] == ["hd_video", str(round(480_000 * 3.2))]
+    assert (extend.account_id, extend.effective_mode) == ("a-pro", "fast")
+    drain()
+    done = client.get(extend.id)
+    assert done is not None and done.status is TaskStatus.COMPLETED
+    assert done.result is not None and done.result["hd"] is True
+
+
+def test_a_relax_video_placed_before_its_account_lost_relax_video_fails_clearly(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    task = video(client, "alice", "relax")
+    assert task.account_id == "a-pro"
+    router.apply(router.pool.update("a-pro", plan="standard"))
+    assert router.tasks.start("alice", task.id, task.attempt)[0] is False
+    failed(client.get(task.id), "no_relax_video_account")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("task_type", "input", "says"),
+    [
+        (TaskType.VIDEO, {}, "input.image"),
+        (TaskType.VIDEO, {"image": IMAGE, "motion": "wild"}, "low or high"),
+        (TaskType.VIDEO, {"image": IMAGE, "batch_size": 3}, "1, 2 or 4"),
+        (TaskType.VIDEO, {"image": IMAGE, "video_type": "4k"}, "sd or hd"),
+        (TaskType.DESCRIBE, {}, "input.image"),
+        (TaskType.BLEND, {"images": [IMAGE]}, "2 to 5"),
+        (TaskType.BLEND, {"images": [IMAGE, IMAGE], "dimensions": "round"}, "PORTRAIT"),
+    ],
+)
+def test_bad_inputs_of_new_job_types_are_refused_naming_the_field(
+    client: Client, add_account: AddAccount, task_type: TaskType, input: Any, says: str
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    with pytest.raises(TaskRejected) as e:
+        client.submit("alice", "x", task_type=task_type, input=input)
+    assert e.value.code == "invalid_task" and says in e.value.message
+
+
+def test_describe_blend_and_shorten_run_like_images(
+    client: Client, add_account: AddAccount, drain: Drain
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    tasks = [
+        client.submit("alice", task_type=TaskType.DESCRIBE, input={"image": IMAGE}),
+        client.submit("alice", task_type=TaskType.BLEND, input={"images": [IMAGE, IMAGE]}),
+        client.submit("alice", "a very long prompt to cut", task_type=TaskType.SHORTEN),
+    ]
+    drain()
+    for t in tasks:
+        done = client.get(t.id)
+        assert done is not None and done.status is TaskStatus.COMPLETED, done
+    shortened = client.get(tasks[2].id)
+    assert shortened is not None and shortened.result and shortened.result["prompts"]
