@@ -35,13 +35,16 @@ class TaskFilter:
     """Which tasks a listing returns; None: any."""
 
     owner: str | None = None
-    status: TaskStatus | None = None
+    status: TaskStatus | frozenset[TaskStatus] | None = None
+    """One status, or any of several (the task API's `failed` is failed or cancelled)."""
     task_type: TaskType | None = None
 
     def admits(self, task: Task) -> bool:
-        return (self.status is None or task.status is self.status) and (
-            self.task_type is None or task.task_type == self.task_type.value
-        )
+        status = self.status
+        return (
+            status is None
+            or (task.status is status if isinstance(status, TaskStatus) else task.status in status)
+        ) and (self.task_type is None or task.task_type == self.task_type.value)
 
 
 class TaskList:

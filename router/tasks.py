@@ -306,9 +306,16 @@ class TaskStore:
         return outcome
 
     def cancel(self, owner: str, task_id: str) -> tuple[str, Outcome]:
-        raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])
-        (status,), out = Scripts.decode(owner, raw)
+        """Cancel a task (see CANCEL): its status after the call ('' if there is none)."""
+        _, status, out = self.cancel_seen(owner, task_id)
         return status, out
+
+    def cancel_seen(self, owner: str, task_id: str) -> tuple[str, str, Outcome]:
+        """Cancel a task: its status before the call and after it ('' if there is none), so
+        that a caller can tell a task this call ended from one that had already ended."""
+        raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])
+        (status, before), out = Scripts.decode(owner, raw)
+        return before, status, out
 
     def owner_of(self, task_id: str) -> str | None:
         owner = self.redis.get(self.keys.task_owner(task_id))

@@ -210,7 +210,10 @@ def test_another_owners_task_answers_as_an_unknown_one(
             "task_type": "upscale",
             "input": {"origin_task_id": origin, "index": 1},
         }
-        data = http.post(TASKS, json=body, headers=bob).json()["data"]
+        answer = http.post(TASKS, json=body, headers=bob)
+        assert answer.status_code == 404 and answer.json()["code"] == 404
+        assert answer.json()["error"]["code"] == "parent_not_found"
+        data = answer.json()["data"]
         assert data["status"] == "failed"
         assert data["error"]["detail"] == {"code": "parent_not_found"}
     # The owner is the key's: an `owner` in the body changes nothing.
@@ -339,3 +342,213 @@ def test_oversized_and_malformed_bodies(http: httpx.Client, alice: dict[str, str
         assert answer.json()["error"]["code"] in ("invalid_json", "invalid_task"), answer.text
     assert http.post(TASKS, content=b"{", headers=alice).json()["error"]["code"] == "invalid_json"
     assert http.put(TASKS, json={}, headers=alice).status_code == 405
+
+
+def test_model_may_be_left_out_and_then_is_midjourney(
+    http: httpx.Client, alice: dict[str, str]
+) -> None:
+    answer = http.post(
+        TASKS, json={"task_type": "imagine", "input": {"prompt": "a cat"}}, headers=alice
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["model"] == "midjourney"
+    # Without a model, the body's own problem is the one told.
+    unknown = http.post(TASKS, json={"task_type": "blend", "input": {}}, headers=alice)
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "unknown_task_type", unknown.text
+    other = http.post(TASKS, json={**imagine(), "model": "flux"}, headers=alice)
+    assert other.status_code == 400 and "model" in other.json()["error"]["message"]
+
+
+def test_an_imagine_with_nothing_to_draw_is_refused_and_makes_no_task(
+    http: httpx.Client, alice: dict[str, str], router: Router
+) -> None:
+    for input_ in (
+        {},
+        {"prompt": ""},
+        {"prompt": " \t\n"},
+        {"prompt": "--relax"},
+        {"prompt": " \u2014fast  --turbo "},
+        {"prompt": "", "aspect_ratio": "16:9", "process_mode": "fast"},
+    ):
+        body = {"model": "midjourney", "task_type": "imagine", "input": input_}
+        answer = http.post(TASKS, json=body, headers=alice)
+        assert answer.status_code == 400, (input_, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_task" and "input.prompt" in error["message"]
+        assert answer.json()["data"] is None
+    assert router.redis.zcard(router.keys.task_index("alice")) == 0
+    assert http.post(TASKS, json=imagine(prompt="x --fast"), headers=alice).status_code == 200
+
+
+def upscale_of(origin: str) -> dict[str, Any]:
+    return {
+        "model": "midjourney",
+        "task_type": "upscale",
+        "input": {"origin_task_id": origin, "index": 1},
+    }
+
+
+def test_a_child_of_a_missing_or_unfinished_parent_is_an_error_answer(
+    http: httpx.Client, alice: dict[str, str], router: Router
+) -> None:
+    pending = http.post(TASKS, json=imagine(), headers=alice).json()["data"]["task_id"]
+    for origin, status, code in (
+        ("0123456789abcdef", 404, "parent_not_found"),
+        (pending, 409, "parent_not_completed"),
+    ):
+        named = {**alice, "Idempotency-Key": f"child-of-{origin}"}
+        first = http.post(TASKS, json=upscale_of(origin), headers=named)
+        assert first.status_code == status, first.text
+        body = first.json()
+        assert body["code"] == status and body["error"]["code"] == code
+        assert body["message"].startswith(code)
+        # the failed task SUBMIT stored for it, as GET answers it
+        data = body["data"]
+        assert data["status"] == "failed" and data["error"]["detail"] == {"code": code}
+        fetched = http.get(f"{TASKS}/{data['task_id']}", headers=alice).json()["data"]
+        assert fetched == data
+        # a retry with its Idempotency-Key: the same answer, the same task, no second one
+        again = http.post(TASKS, json=upscale_of(origin), headers=named)
+        assert (again.status_code, again.json()) == (status, body)
+    assert router.redis.zcard(router.keys.task_index("alice")) == 3
+
+
+def started(router: Router, task_id: str) -> None:
+    """Start a placed task as a worker would (it runs until settled)."""
+    task = router.tasks.get(task_id)
+    assert task is not None
+    ok_, status, _ = router.tasks.start(task.owner, task.id, task.attempt)
+    assert ok_ and status == "running"
+
+
+def cancel(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, Any]:
+    answer = http.delete(f"{TASKS}/{task_id}", headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["code"] == 200 and task_id in body["message"]
+    return body["data"]
+
+
+def test_delete_answers_what_the_cancel_did(
+    http: httpx.Client, alice: dict[str, str], router: Router, drain: Callable[[], None]
+) -> None:
+    pending, running, stubborn, done = (
+        http.post(TASKS, json=imagine(prompt=f"cat {n}"), headers=alice).json()["data"]["task_id"]
+        for n in range(4)
+    )
+    now = cancel(http, alice, pending)
+    assert (now["status"], now["meta"]["cancel_outcome"]) == ("failed", "cancelled")
+    assert now["error"]["detail"] == {"code": "cancelled"}
+    # a retry of that DELETE (its answer lost, say) finds nothing to cancel
+    again = cancel(http, alice, pending)
+    assert (again["status"], again["meta"]["cancel_outcome"]) == ("failed", "already_finished")
+
+    started(router, running)
+    asked = cancel(http, alice, running)
+    assert (asked["status"], asked["meta"]["cancel_outcome"]) == ("processing", "requested")
+    assert router.tasks.settle("alice", running, 1, "completed")[0] == "cancelled"
+    ended = http.get(f"{TASKS}/{running}", headers=alice).json()["data"]
+    assert ended["meta"]["status"] == "cancelled"
+
+    started(router, stubborn)  # its worker found that the backend cannot stop its job
+    router.redis.hset(router.keys.task("alice", stubborn), "cancel_outcome", "cancel_unsupported")
+    runs_on = cancel(http, alice, stubborn)
+    assert (runs_on["status"], runs_on["meta"]["cancel_outcome"]) == (
+        "processing",
+        "cancel_unsupported",
+    )
+    assert router.tasks.settle("alice", stubborn, 1, "completed")[0] == "cancelled"
+
+    drain()
+    finished = cancel(http, alice, done)
+    assert (finished["status"], finished["meta"]["cancel_outcome"]) == (
+        "completed",
+        "already_finished",
+    )
+    assert http.get(f"{TASKS}/{done}", headers=alice).json()["data"]["status"] == "completed"
+
+
+def listed(http: httpx.Client, headers: dict[str, str], **query: Any) -> dict[str, Any]:
+    answer = http.get(TASKS, params=query, headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert (body["code"], body["message"]) == (200, "success")
+    return body["data"]
+
+
+def test_get_lists_the_callers_own_tasks_newest_first_paged_and_filtered(
+    http: httpx.Client,
+    alice: dict[str, str],
+    new_key: Callable[..., str],
+    add_account: Callable[..., None],
+    drain: Callable[[], None],
+) -> None:
+    add_account("b-pro", "bob", "pro")
+    bob = {"x-api-key": new_key("bob")}
+    assert listed(http, alice) == {
+        "tasks": [],
+        "page": 1,
+        "page_size": 50,
+        "has_more": False,
+        "truncated": False,
+    }
+    ids = [
+        http.post(TASKS, json=imagine(prompt=f"cat {n}"), headers=alice).json()["data"]["task_id"]
+        for n in range(5)
+    ]
+    theirs = http.post(TASKS, json=imagine(), headers=bob).json()["data"]["task_id"]
+    drain()
+    child = http.post(TASKS, json=upscale_of(ids[0]), headers=alice).json()["data"]["task_id"]
+    http.delete(f"{TASKS}/{child}", headers=alice)  # pending: cancelled at once
+    newest_first = [child, *reversed(ids)]
+
+    every = listed(http, alice)
+    assert [t["task_id"] for t in every["tasks"]] == newest_first
+    assert every["tasks"][1] == http.get(f"{TASKS}/{ids[-1]}", headers=alice).json()["data"]
+    pages = [listed(http, alice, page=n, page_size=2) for n in (1, 2, 3)]
+    assert [[t["task_id"] for t in p["tasks"]] for p in pages] == [
+        newest_first[0:2],
+        newest_first[2:4],
+        newest_first[4:6],
+    ]
+    assert [p["has_more"] for p in pages] == [True, True, False]
+    assert listed(http, alice, page=4, page_size=2)["tasks"] == []
+
+    def ids_of(**query: Any) -> list[str]:
+        return [t["task_id"] for t in listed(http, alice, **query)["tasks"]]
+
+    assert ids_of(status="completed") == list(reversed(ids))
+    assert ids_of(status="failed") == ids_of(status="cancelled") == [child]
+    assert ids_of(status="pending") == ids_of(status="processing") == []
+    assert ids_of(task_type="upscale") == [child]
+    assert ids_of(task_type="imagine", status="completed", page_size=1) == [ids[-1]]
+    assert [t["task_id"] for t in listed(http, bob)["tasks"]] == [theirs]
+
+    for query in (
+        {"page": "0"},
+        {"page": "x"},
+        {"page_size": "101"},
+        {"page_size": "-1"},
+        {"status": "done"},
+        {"task_type": "blend"},
+    ):
+        answer = http.get(TASKS, params=query, headers=alice)
+        assert answer.status_code == 400, query
+        assert answer.json()["error"]["code"] == "invalid_request", answer.text
+    # the key is checked first: a bad one answers 401 whatever the query
+    refused = http.get(TASKS, params={"page": "0"}, headers={"x-api-key": "nope"})
+    assert refused.status_code == 401
+
+    doc = http.get("/openapi.json").json()
+    listing = doc["paths"][TASKS]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {
+        "page",
+        "page_size",
+        "status",
+        "task_type",
+    }
+    assert listing["security"] == [{"ApiKey": []}]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TaskListEnvelope"
+    }

@@ -4,7 +4,8 @@
 `input`, `output`, `meta`, `error`); our own fields (the mode a task really runs in, why
 it fell back, its account) go in `meta`, where those APIs' clients expect extra facts.
 Errors keep the envelope too, with the HTTP status as `code` and our stable error code
-in `error.code` beside the text. A task's webhook is POSTed `{timestamp, data}`, `data`
+in `error.code` beside the text; `data` is null, but for a child refused for its parent
+(the failed task stored for it). A task's webhook is POSTed `{timestamp, data}`, `data`
 as `GET` answers it (`hook_body`).
 """
 
@@ -65,14 +66,40 @@ class TaskOut(BaseModel):
 
 
 class Envelope(BaseModel):
-    """Every answer of the task API."""
+    """Every answer of the task API about one task (or none: a refused request)."""
 
     code: int
-    data: TaskOut | None = None
+    data: TaskOut | None = Field(
+        default=None,
+        description="The task; on a refusal, none, except a child refused for its parent: "
+        "the failed task stored for it.",
+    )
     message: str
     error: dict[str, str] | None = Field(
         default=None, description="On a refused request: our stable `code` and `message`."
     )
+
+
+class TaskPageOut(BaseModel):
+    """A page of the caller's tasks, newest first."""
+
+    tasks: list[TaskOut]
+    page: int
+    page_size: int
+    has_more: bool = Field(description="More tasks match: ask for the next page.")
+    truncated: bool = Field(
+        default=False,
+        description="The listing stopped reading after the newest tens of thousands of "
+        "tasks: older matches may exist though `has_more` is false.",
+    )
+
+
+class TaskListEnvelope(BaseModel):
+    """The answer of `GET /api/v1/task`."""
+
+    code: int
+    data: TaskPageOut
+    message: str
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -147,16 +174,20 @@ def hook_body(task: Task, event: str) -> dict[str, Any]:
     }
 
 
-def ok(task: Task) -> JSONResponse:
-    """200 with the task."""
-    body = Envelope(code=200, data=task_out(task), message="success")
+def ok(task: Task, message: str = "success", **meta: Any) -> JSONResponse:
+    """200 with the task; `meta`: facts of this answer beside the record's."""
+    out = task_out(task)
+    out.meta.update(meta)
+    body = Envelope(code=200, data=out, message=message)
     return JSONResponse(body.model_dump(mode="json"))
 
 
-def refused(e: ApiError) -> JSONResponse:
-    """The error's status, in the envelope (no task)."""
+def refused(e: ApiError, task: Task | None = None) -> JSONResponse:
+    """The error's status, in the envelope; `task`: the failed task stored for the request
+    (`data`), if any."""
     body = Envelope(
         code=e.status,
+        data=task_out(task) if task is not None else None,
         message=f"{e.code}: {e.message}",
         error={"code": e.code, "message": e.message},
     )
