@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -552,3 +553,24 @@ def test_get_lists_the_callers_own_tasks_newest_first_paged_and_filtered(
     assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TaskListEnvelope"
     }
+
+
+def test_docs_and_redoc_load_every_asset_from_this_server(http: httpx.Client) -> None:
+    """Swagger UI and ReDoc work on a network without the internet: each page names only
+    this server's files, and each of them is served."""
+    for page, needed in (("/docs", ("SwaggerUIBundle", ".css")), ("/redoc", ("<redoc",))):
+        html = http.get(page)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assert all(n in html.text for n in needed), page
+        assert "//" not in re.sub(r"<!--.*?-->", "", html.text, flags=re.S), page  # no URL
+        # scripts, styles, icon, and the OpenAPI document (Swagger UI's `url`, ReDoc's)
+        refs = re.findall(r'(?:src|href|spec-url)="([^"]+)"|url: \'([^\']+)\'', html.text)
+        assets = [a or b for a, b in refs]
+        assert "/openapi.json" in assets and len(assets) >= 3, (page, assets)
+        for ref in assets:
+            assert ref.startswith("/"), (page, ref)
+            asset = http.get(ref)
+            assert asset.status_code == 200 and len(asset.content) > 100, (page, ref)
+    script = http.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"]
+    assert http.get("/docs/assets/nothing.js").status_code == 404

@@ -2,7 +2,10 @@
 
 Besides the task API it serves `/healthz` (the process lives), `/readyz` (Redis answers
 and the Lua scripts are loaded), `/metrics` (this process's request counts and latency),
-and its OpenAPI document at `/openapi.json` (browsable at `/docs`).
+and its OpenAPI document at `/openapi.json`, browsable at `/docs` (Swagger UI) and
+`/redoc` (ReDoc) with no network beyond this server: their scripts and styles are files of
+an installed package (fastapi-offline's copies of swagger-ui-dist and redoc), served
+under `/docs/assets/`, not a CDN.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, swagger_ui_default_parameters
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import Redis
 from redis.exceptions import RedisError
@@ -73,6 +78,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
         "Send an `Idempotency-Key` header (a fresh UUID per task) with every submission and "
         "the same one on each retry of it: a retry after a timeout or a 503 then returns the "
         "task the first attempt made, never a second one.",
+        docs_url=None,  # served from packaged assets instead (`_add_docs`)
         redoc_url=None,
         **_NO_TELEMETRY,
     )
@@ -85,6 +91,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
     for prefix in mjapi.PREFIXES:  # the same routes, choosing an imagine's mode
         app.include_router(mjapi.routes, prefix=prefix, include_in_schema=False)
     _add_probes(app, router, metrics)
+    _add_docs(app)
     _add_handlers(app)
     app.add_middleware(
         BodyLimit, limit=settings.max_message_bytes, timeout=settings.api_timeout_seconds
@@ -109,6 +116,44 @@ def _add_probes(app: FastAPI, router: Router, metrics: ApiMetrics) -> None:
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+DOCS_ASSETS = "/docs/assets"
+"""Where the documentation pages' scripts, styles and icon are served from."""
+ASSETS_PACKAGE = ("fastapi_offline", "static")
+"""The installed package directory that holds them: swagger-ui-bundle.js, swagger-ui.css,
+redoc.standalone.js, favicon.png."""
+
+
+def _add_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) and `/redoc` (ReDoc), loading only this server's files: an
+    operator's browser on a network without the internet still shows them."""
+    app.mount(DOCS_ASSETS, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
+    # No validator badge: Swagger UI would ask validator.swagger.io about the document.
+    parameters = {**swagger_ui_default_parameters, "validatorUrl": None}
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters=parameters,
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _add_handlers(app: FastAPI) -> None:
