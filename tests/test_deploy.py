@@ -1,7 +1,7 @@
 """The deploy/ files checked against the code they run: commands and options exist in the
-CLI, BYOA_* variables are settings, ports and probe paths are the ones the router serves,
-grace periods agree, and the real tools (promtool, compose, systemd-analyze, kustomize)
-accept the files when they are installed."""
+CLI, BYOA_* variables are settings, ports, probed and scraped paths are the ones the
+router and the task API serve, grace periods agree, and the real tools (promtool,
+compose, systemd-analyze, kustomize) accept the files when they are installed."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ SYSTEMD = DEPLOY / "systemd"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DEFAULT_METRICS_PORT: int = Settings.model_fields["metrics_port"].default
+ROUTER_JOB, API_JOB = "byoa-router", "byoa-api"
+"""The scrape jobs of the routers and of the task API (the alert rules and the dashboard
+query them by name)."""
 SYSTEMD_TEMPLATES = {
     "/etc/byoa/env": SYSTEMD / "byoa.env.example",
     "/etc/byoa/settings.toml": REPO / "config" / "settings.example.toml",
@@ -88,6 +91,36 @@ def k8s_object(kind: str, name: str) -> dict[str, Any]:
 def deployments() -> list[dict[str, Any]]:
     """The Deployments of the Kubernetes manifests."""
     return [o for o in k8s_objects() if o["kind"] == "Deployment"]
+
+
+def service_monitors() -> list[dict[str, Any]]:
+    """The Prometheus Operator's ServiceMonitors of the Kubernetes manifests."""
+    return [o for o in k8s_objects() if o["kind"] == "ServiceMonitor"]
+
+
+def monitored_services(monitor: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Services a ServiceMonitor selects."""
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    return [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "Service" and selects(selector, o["metadata"]["labels"])
+    ]
+
+
+def served_deployments(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Deployments whose pods a Service sends to."""
+    selector = service["spec"]["selector"]
+    return [
+        d for d in deployments() if selects(selector, d["spec"]["template"]["metadata"]["labels"])
+    ]
+
+
+def runs(deployment: dict[str, Any], command: str) -> bool:
+    """Whether a Deployment's pods run `byoa <command>` (a container's args)."""
+    return any(
+        c.get("args") == [command] for c in deployment["spec"]["template"]["spec"]["containers"]
+    )
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -494,11 +527,7 @@ def test_metrics_ports_agree_with_the_settings(
             assert int(container) == port, f"{name} publishes {published}"
             host_ports.append(host)
     assert len(set(host_ports)) == len(host_ports), f"routers share host ports {host_ports}"
-    scraped = set()
-    for job in load(prometheus_config_of_compose()[0])[0]["scrape_configs"]:
-        for static in job.get("static_configs", []):
-            scraped |= set(static["targets"])
-    assert scraped == targets
+    assert scrape_targets()[ROUTER_JOB] == targets
 
     pod_template = k8s_object("Deployment", "byoa-router")["spec"]["template"]
     (container,) = [c for c in pod_template["spec"]["containers"] if c["args"] == ["run"]]
@@ -522,13 +551,16 @@ def test_api_ports_agree_with_the_settings(tmp_path: Path, monkeypatch: pytest.M
     apis = [p for p in all_processes(tmp_path) if cli_path(p.argv) == ("api",)]
     assert {p.source.split()[0] for p in apis} == {"compose", "k8s", "systemd"}
     services = compose_services()
+    scraped: set[str] = set()
     for process in apis:
         port = settings_of(process, monkeypatch).api_port
         if process.source.startswith("compose"):
-            service = services[process.source.removeprefix("compose ")]
+            name = process.source.removeprefix("compose ")
+            service = services[name]
             health = " ".join(as_list(service["healthcheck"]["test"]))
             assert {urlsplit(u).port for u in re.findall(r"https?://[^\s'\"]+", health)} == {port}
             assert [str(p).rpartition(":")[2] for p in service["ports"]] == [str(port)]
+            scraped.add(f"{name}:{port}")
         elif process.source.startswith("k8s"):
             pod = k8s_object("Deployment", "byoa-api")["spec"]["template"]
             (container,) = pod["spec"]["containers"]
@@ -538,6 +570,11 @@ def test_api_ports_agree_with_the_settings(tmp_path: Path, monkeypatch: pytest.M
             assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
             (service_port,) = k8s_object("Service", "byoa-api")["spec"]["ports"]
             assert named[service_port["targetPort"]] == port
+            monitor = k8s_object("ServiceMonitor", "byoa-api")
+            assert {e["port"] for e in monitor["spec"]["endpoints"]} == {service_port["name"]}
+    # Prometheus scrapes every API the compose file runs, and nothing but the processes.
+    assert scrape_targets()[API_JOB] == scraped
+    assert scrape_targets().keys() == {ROUTER_JOB, API_JOB}
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -564,8 +601,13 @@ def test_k8s_selectors_probes_resources_and_security() -> None:
     assert selects(service, router_labels) and not selects(service, worker_labels)
     budget = k8s_object("PodDisruptionBudget", "byoa-router")["spec"]["selector"]["matchLabels"]
     assert selects(budget, router_labels) and not selects(budget, worker_labels)
-    monitor = k8s_object("ServiceMonitor", "byoa-router")["spec"]["selector"]["matchLabels"]
-    assert selects(monitor, k8s_object("Service", "byoa-router")["metadata"]["labels"])
+    for command, name in (("run", "byoa-router"), ("api", "byoa-api")):
+        monitor = k8s_object("ServiceMonitor", name)
+        assert [s["metadata"]["name"] for s in monitored_services(monitor)] == [name]
+        assert [d["metadata"]["name"] for d in served_deployments(k8s_object("Service", name))] == [
+            name
+        ]
+        assert runs(k8s_object("Deployment", name), command), name
     (container,) = router["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -581,15 +623,13 @@ def test_the_alerts_job_is_the_one_every_scrape_config_gives() -> None:
     config = load(prometheus_config_of_compose()[0])[0]
     assert {j["job_name"] for j in config["scrape_configs"]} <= jobs
     # A ServiceMonitor's targets get the Service's name as their job (no jobLabel set).
-    monitor = k8s_object("ServiceMonitor", "byoa-router")
-    assert "jobLabel" not in monitor["spec"]
-    services = [o for o in k8s_objects() if o["kind"] == "Service"]
-    matched = [
-        s["metadata"]["name"]
-        for s in services
-        if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
-    ]
-    assert matched and set(matched) <= jobs
+    monitored: set[str] = set()
+    for monitor in service_monitors():
+        assert "jobLabel" not in monitor["spec"], monitor["metadata"]["name"]
+        matched = {s["metadata"]["name"] for s in monitored_services(monitor)}
+        assert matched and matched <= jobs, monitor["metadata"]["name"]
+        monitored |= matched
+    assert monitored == {ROUTER_JOB, API_JOB}
 
 
 @pytest.fixture
@@ -612,34 +652,57 @@ def get_status(url: str) -> int:
         return e.code
 
 
-def probe_paths() -> dict[str, str]:
-    """Every HTTP path a deploy file probes or scrapes -> where."""
-    out: dict[str, str] = {}
-    for name, service in compose_services().items():
-        health = " ".join(as_list(service.get("healthcheck", {}).get("test", [])))
+def probe_paths(command: str) -> list[tuple[str, str]]:
+    """Every HTTP path a deploy file probes or scrapes on a `byoa <command>` process
+    (`run`: a router, `api`: the task API), with where."""
+    out: list[tuple[str, str]] = []
+    runners = {
+        p.source.removeprefix("compose ")
+        for p in compose_processes()
+        if cli_path(p.argv) == (command,)
+    }
+    for name in runners:
+        health = " ".join(as_list(compose_services()[name].get("healthcheck", {}).get("test", [])))
         for url in re.findall(r"https?://127\.0\.0\.1[^\s'\"]*", health):
-            out[urlsplit(url).path] = f"compose {name} healthcheck"
+            out.append((urlsplit(url).path, f"compose {name} healthcheck"))
     for deployment in deployments():
+        if not runs(deployment, command):
+            continue
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 if probe in container:
-                    out[container[probe]["httpGet"]["path"]] = f"k8s {probe}"
+                    out.append((container[probe]["httpGet"]["path"], f"k8s {probe}"))
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
         if "prometheus.io/path" in annotations:
-            out[annotations["prometheus.io/path"]] = "k8s prometheus.io/path"
-    for endpoint in k8s_object("ServiceMonitor", "byoa-router")["spec"]["endpoints"]:
-        out[endpoint.get("path", "/metrics")] = "ServiceMonitor"
+            out.append((annotations["prometheus.io/path"], "k8s prometheus.io/path"))
+    for monitor in service_monitors():
+        served = [d for s in monitored_services(monitor) for d in served_deployments(s)]
+        if any(runs(d, command) for d in served):
+            where = f"ServiceMonitor {monitor['metadata']['name']}"
+            out += [(e.get("path", "/metrics"), where) for e in monitor["spec"]["endpoints"]]
     for job in load(prometheus_config_of_compose()[0])[0]["scrape_configs"]:
-        out[job.get("metrics_path", "/metrics")] = "prometheus.yml"
+        hosts = {t.rpartition(":")[0] for s in job.get("static_configs", []) for t in s["targets"]}
+        if hosts & runners:
+            out.append((job.get("metrics_path", "/metrics"), f"prometheus.yml {job['job_name']}"))
     return out
 
 
 def test_probed_and_scraped_paths_are_served_by_the_router(http_base: str) -> None:
-    paths = probe_paths()
-    assert {"/healthz", "/readyz", "/metrics"} <= paths.keys()
-    for path, where in paths.items():
+    paths = probe_paths("run")
+    assert {"/healthz", "/readyz", "/metrics"} <= {path for path, _ in paths}
+    assert {"ServiceMonitor byoa-router", f"prometheus.yml {ROUTER_JOB}"} <= {w for _, w in paths}
+    for path, where in paths:
         assert get_status(http_base + path) == 200, f"{where}: {path}"
     assert get_status(http_base + "/health") == 404  # the server does tell paths apart
+
+
+def test_probed_and_scraped_paths_are_served_by_the_api(api: str) -> None:
+    paths = probe_paths("api")
+    assert {"/healthz", "/readyz", "/metrics"} <= {path for path, _ in paths}
+    assert {"ServiceMonitor byoa-api", f"prometheus.yml {API_JOB}"} <= {w for _, w in paths}
+    for path, where in paths:
+        assert get_status(api + path) == 200, f"{where}: {path}"
+    assert get_status(api + "/health") == 404
 
 
 def prometheus_config_of_compose() -> tuple[Path, str, dict[str, Path]]:
@@ -651,6 +714,15 @@ def prometheus_config_of_compose() -> tuple[Path, str, dict[str, Path]]:
     mounts = compose_mounts(service)
     assert container_path in mounts, "the Prometheus config is not mounted"
     return mounts[container_path], container_path, mounts
+
+
+def scrape_targets() -> dict[str, set[str]]:
+    """The compose Prometheus's static targets, by job."""
+    out: dict[str, set[str]] = {}
+    for job in load(prometheus_config_of_compose()[0])[0]["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            out.setdefault(job["job_name"], set()).update(static["targets"])
+    return out
 
 
 @needs_promtool
