@@ -532,7 +532,7 @@ def test_get_lists_the_callers_own_tasks_newest_first_paged_and_filtered(
         {"page_size": "101"},
         {"page_size": "-1"},
         {"status": "done"},
-        {"task_type": "blend"},
+        {"task_type": "teleport"},
     ):
         answer = http.get(TASKS, params=query, headers=alice)
         assert answer.status_code == 400, query
