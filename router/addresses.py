@@ -49,13 +49,16 @@ GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
 NOT_PUBLIC_V6: tuple[IPv6Network, ...] = tuple(
     IPv6Network(n)
     for n in (
-        # https://www.iana.org/assignments/iana-ipv6-special-registry, inside 2000::/3
+        # https://www.iana.org/assignments/iana-ipv6-special-registry: not globally reachable
         "2001::/23",  # IETF protocol assignments (Teredo 2001::/32 among them)
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): not globally reachable, and its
+        # prefix length is the operator's, so the IPv4 address in it cannot be read off
         "2001:db8::/32",  # documentation
         "3fff::/20",  # documentation (RFC 9637)
     )
 )
-NAT64 = (IPv6Network("64:ff9b::/96"), IPv6Network("64:ff9b:1::/48"))
+NAT64 = (IPv6Network("64:ff9b::/96"),)
+"""The well-known NAT64 prefix (RFC 6052): its last 32 bits are the IPv4 host reached."""
 SIX_TO_FOUR = IPv6Network("2002::/16")
 
 
@@ -63,10 +66,12 @@ def is_public(address: Address) -> bool:
     """Globally reachable unicast: what any tenant's endpoint may be."""
     if isinstance(address, IPv4Address):
         return not any(address in n for n in NOT_PUBLIC_V4)
+    if any(address in n for n in NOT_PUBLIC_V6):
+        return False
     inner = embedded_ipv4(address)
     if address.ipv4_mapped is not None or any(address in n for n in NAT64):
         return inner is not None and is_public(inner)  # the IPv4 host is the one reached
-    if address not in GLOBAL_UNICAST_V6 or any(address in n for n in NOT_PUBLIC_V6):
+    if address not in GLOBAL_UNICAST_V6:
         return False
     return inner is None or is_public(inner)
 

@@ -18,9 +18,7 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,7 +30,7 @@ from redis.exceptions import RedisError
 from router.keys import Keys
 from router.models import ID_RE
 from router.polls import Entry, Polls
-from router.scripts import text
+from router.shared_secret import SharedSecret
 
 if TYPE_CHECKING:
     from router.core import Router
@@ -43,9 +41,6 @@ PATH = "/hooks/job/"
 """Where callbacks arrive on a router's HTTP port."""
 SIG_CHARS = 32
 """Hex characters of the HMAC kept in a URL (128 bits)."""
-SECRET_CACHE_SECONDS = 60.0
-"""How long a process signs with the secret it read: a Redis that lost it (restarted
-without persistence) gets a new one, which every process uses within this long."""
 ATTEMPT_RE = re.compile(r"[1-9][0-9]{0,8}")
 SIG_RE = re.compile(f"[0-9a-f]{{{SIG_CHARS}}}")
 LENGTH_RE = re.compile(r"[0-9]{1,15}")
@@ -85,26 +80,7 @@ class Callbacks:
 
     def __init__(self, redis: Redis, keys: Keys, polls: Polls) -> None:
         self.redis, self.keys, self.polls = redis, keys, polls
-        self._secret: tuple[float, bytes] | None = None
-        self._lock = threading.Lock()
-
-    def _read_secret(self) -> bytes:
-        """The secret in Redis, made first if there is none (SET NX: one wins)."""
-        key, raw = self.keys.callback_secret, None
-        while raw is None:  # one deleted between the two calls is made again
-            self.redis.set(key, secrets.token_hex(32), nx=True)
-            raw = self.redis.get(key)
-        secret = text(raw).encode()
-        with self._lock:
-            self._secret = (time.monotonic() + SECRET_CACHE_SECONDS, secret)
-        return secret
-
-    def _cached_secret(self) -> bytes:
-        with self._lock:
-            held = self._secret
-        if held is not None and held[0] > time.monotonic():
-            return held[1]
-        return self._read_secret()
+        self.secret = SharedSecret(redis, keys.callback_secret)
 
     @staticmethod
     def _mac(secret: bytes, entry: Entry) -> str:
@@ -113,7 +89,7 @@ class Callbacks:
 
     def sign(self, entry: Entry) -> str:
         """The signature of one attempt's callback URL."""
-        return self._mac(self._cached_secret(), entry)
+        return self._mac(self.secret.cached(), entry)
 
     def url(self, base: str, entry: Entry) -> str:
         """The URL a backend POSTs to when this attempt's job changes."""
@@ -124,9 +100,9 @@ class Callbacks:
         """Whether the hook's signature is this prefix's for its attempt. A mismatch is
         checked again against the secret as Redis holds it now (it may have been made
         anew since this process read it)."""
-        if hmac.compare_digest(self._mac(self._cached_secret(), hook.entry), hook.sig):
+        if hmac.compare_digest(self._mac(self.secret.cached(), hook.entry), hook.sig):
             return True
-        return hmac.compare_digest(self._mac(self._read_secret(), hook.entry), hook.sig)
+        return hmac.compare_digest(self._mac(self.secret.fresh(), hook.entry), hook.sig)
 
     def receive(self, hook: Hook) -> str:
         """`accepted`: the hook is signed, and its attempt's poll is now due (if it is
@@ -173,7 +149,7 @@ _of_lock = threading.Lock()
 
 def of(router: Router) -> Callbacks:
     """The callbacks of a router: one per router, so that a process reads the secret at
-    most once per SECRET_CACHE_SECONDS."""
+    most once per `shared_secret.CACHE_SECONDS`."""
     with _of_lock:
         found = _of.get(router)
         if found is None:

@@ -1,5 +1,6 @@
-"""Connections of the router's HTTP port: each delivers its request head in time (as
-`byoa api`'s do, `router.api.protocol`), and only so many are open at once.
+"""Connections of an HTTP server (the router's port, `byoa api`): each delivers its
+request head in time (`router.api.protocol`), and only so many are open at once, within
+the process's descriptors (`descriptor_budget`).
 
 One connection past the cap drops the one that has waited longest for a request head,
 rather than being refused itself: a liveness probe sends its head at once and is
@@ -13,9 +14,26 @@ reader that may never come, holding the descriptor.
 from __future__ import annotations
 
 import asyncio
+import resource
 from typing import Any, ClassVar
 
 from router.api.protocol import HeadTimeoutProtocol
+
+BACKLOG = 1024
+"""The listen backlog: connections come in bursts (backends' callbacks, a client's pool
+opening), and a connection waiting in the kernel's queue costs the process no descriptor."""
+
+
+def descriptor_budget(configured: int) -> tuple[int, int]:
+    """(connections held open at most, connections accepted in one go) within the
+    process's open-file limit: a quarter of it, and an eighth. A connection past the cap
+    is dropped a few loop turns after it was accepted, so a flood holds a few batches
+    more than the cap; this way the process never runs out, and Redis and the next probe
+    find a descriptor."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return configured, BACKLOG
+    return max(1, min(configured, soft // 4)), max(8, min(BACKLOG, soft // 8))
 
 
 class CappedProtocol(HeadTimeoutProtocol):

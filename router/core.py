@@ -24,6 +24,7 @@ from router.pool import Pool
 from router.requests import NewTask, Rejection
 from router.scripts import Outcome, Placement, Scripts, text, text_hash
 from router.settings import Settings
+from router.shared_secret import SharedSecret
 from router.tasks import Submitted, Task, TaskStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class Router:
         self.tasks = TaskStore(self.redis, self.scripts, settings)
         self.polls = Polls(self.redis, self.keys, self.scripts)
         self.queue = Queue(settings.queue_name, connection=self.redis)
+
+    @cached_property
+    def idempotency_secret(self) -> SharedSecret:
+        """What makes an Idempotency-Key's task id (`router.api.idempotency.name`)."""
+        return SharedSecret(self.redis, self.keys.idempotency_secret)
 
     @cached_property
     def driver(self) -> Driver:

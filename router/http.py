@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from router import callbacks
-from router.connections import capped_protocol
+from router.connections import BACKLOG, capped_protocol, descriptor_budget
 from router.core import Router
 from router.errors import ByoaError
 from router.metrics import CALLBACKS, registry
@@ -40,9 +39,6 @@ from router.probes import readiness
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Headers = list[tuple[str, str]]
-BACKLOG = 1024
-"""The listen backlog: backends' callbacks come in bursts (one per job change), and a
-connection waiting in the kernel's queue costs this process no descriptor."""
 GRACE_SECONDS = 2.0
 """On shutdown, requests in hand get this long to finish."""
 BUSY = "503 Service Unavailable", "busy: no thread free in time"
@@ -229,18 +225,6 @@ async def _send(send: Send, status: str, headers: Headers, body: bytes) -> None:
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     await send({"type": "http.response.start", "status": int(status[:3]), "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-def descriptor_budget(configured: int) -> tuple[int, int]:
-    """(connections held open at most, connections accepted in one go) within the
-    process's open-file limit: a quarter of it, and an eighth. A connection past the cap
-    is dropped a few loop turns after it was accepted, so a flood holds a few batches
-    more than the cap; this way the process never runs out, and Redis and the next probe
-    find a descriptor."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft <= 0:
-        return configured, BACKLOG
-    return max(1, min(configured, soft // 4)), max(8, min(BACKLOG, soft // 8))
 
 
 def _bind(host: str, port: int) -> socket.socket:

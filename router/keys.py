@@ -224,6 +224,12 @@ class Keys:
         return f"{self.prefix}:callback-secret"
 
     @property
+    def idempotency_secret(self) -> str:
+        """String: the key of the HMAC that turns an Idempotency-Key into a task id
+        (`router.api.idempotency`); made once by whichever process needs it first."""
+        return f"{self.prefix}:idempotency-secret"
+
+    @property
     def clock(self) -> str:
         """String: the virtual time (µs) the scripts read when built for a simulation."""
         return f"{self.prefix}:clock"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -79,6 +79,14 @@ class PlanLimits(BaseModel):
     """Video jobs it runs at once, besides its slots' limits (each video job takes a slot
     of its mode too). Unconfirmed: no source gives Midjourney's (useapi keeps a
     `maxVideoJobs` apart from `maxImageJobs`), so by default no limit of its own."""
+
+    @model_validator(mode="after")
+    def _relax_slots_need_relax_time(self) -> PlanLimits:
+        """A plan without relax time has no relax slots (rule 2): said when the settings
+        load, not when an account of the plan is added."""
+        if not self.relax and self.relax_limit > 0:
+            raise ValueError("relax_limit must be 0 on a plan without relax time (relax = false)")
+        return self
 
 
 DEFAULT_PLANS: dict[Plan, PlanLimits] = {
@@ -299,6 +307,11 @@ class Settings(BaseSettings):
     """Where `byoa api` (the HTTP task API) listens."""
     api_port: int = Field(default=8080, ge=0, le=65535)
     """The port `byoa api` listens on."""
+    api_max_connections: int = Field(default=4096, gt=0, le=1_000_000)
+    """Connections `byoa api` holds open, and at most a quarter of the process's open-file
+    limit (raise the limit, e.g. systemd's `LimitNOFILE`, for more). One more drops the
+    connection that has waited longest for a request head, so idle sockets cannot keep
+    requests or probes out."""
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """`byoa api`: a request body not received within this answers 408, and a Redis call
     not answered within this fails (503); an idle keep-alive connection closes after it."""
@@ -378,7 +391,14 @@ class Settings(BaseSettings):
             base = merged.get(str(name), {})
             if isinstance(override, PlanLimits):
                 override = override.model_dump()
-            merged[str(name)] = {**base, **override} if isinstance(override, dict) else override
+            if isinstance(override, dict):
+                if str(override.get("relax", "")).lower() in ("false", "0") and (
+                    "relax_limit" not in override
+                ):  # a plan made relax-less gets no relax slots unless it says otherwise
+                    override = {**override, "relax_limit": 0}
+                merged[str(name)] = {**base, **override}
+            else:
+                merged[str(name)] = override
         return merged
 
     @field_validator("gpu_seconds", mode="before")

@@ -6,6 +6,7 @@ line and paragraph separators, lone surrogates) written as visible escapes (`\\x
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -31,3 +32,12 @@ def visible(text: str, keep: str = "") -> str:
     return "".join(
         _escape(c) if c not in keep and unicodedata.category(c) in HIDDEN else c for c in text
     )
+
+
+class VisibleFormatter(logging.Formatter):
+    """Log lines as `visible` text: a backend's message or a task's prompt quoted in a log
+    line (a worker's stderr is an operator's terminal too) cannot act on the terminal.
+    Line breaks stay, for tracebacks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep="\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from click.testing import CliRunner, Result
 from router.cli import main
 from router.core import Router
 from router.scripts import text
-from router.terminal import visible
+from router.terminal import VisibleFormatter, visible
 
 CANARY = "sk-CANARY-7f3a9c"
 ADD_PRO_WITH_CREDENTIALS = (
@@ -338,3 +339,18 @@ def test_status_watch_redraws_until_interrupted(
     assert frames == 2 and proc.returncode == 0
     assert any("a-pro" in line for line in shown)
     assert CANARY not in rest + "".join(shown)
+
+
+def test_log_lines_show_what_a_backend_said_as_visible_escapes() -> None:
+    """A worker logs a backend's failReason as it came: the formatter escapes what a
+    terminal would act on (OSC 52, a window title, colours, bidi), keeping line breaks."""
+    record = logging.LogRecord(
+        "workers.jobs", logging.WARNING, __file__, 1, "account needs attention: %s", (
+            "[Blocked] \x1b]0;PWNED\x07\x1b]52;c;ZWNobw==\x07\x1b[31mRED\x1b[0m\u202eevil",
+        ), None,
+    )  # fmt: skip
+    line = VisibleFormatter("%(name)s %(message)s").format(record)
+    assert "\x1b" not in line and "\x07" not in line and "\u202e" not in line
+    assert "\\x1b]52;c;ZWNobw==\\x07" in line and "\\u202eevil" in line
+    two = logging.LogRecord("x", logging.ERROR, __file__, 1, "a\nb", (), None)
+    assert VisibleFormatter("%(message)s").format(two) == "a\nb"

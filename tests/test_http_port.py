@@ -20,6 +20,7 @@ from typing import Protocol
 import pytest
 from redis import Redis
 
+from router.apikeys import ApiKeys
 from router.callbacks import Callbacks
 from router.core import Router
 from router.http import serve
@@ -304,3 +305,42 @@ def test_out_of_file_descriptors_the_router_answers_probes_and_does_not_spin(
             s.close()
         router.terminate()
         router.wait(15)
+
+
+def test_byoa_api_out_of_file_descriptors_answers_probes_and_requests(
+    env: dict[str, str], router: Router
+) -> None:
+    """`byoa api` holds its connections to a quarter of its descriptors too: 400 idle
+    sockets against a limit of 128 leave /healthz and an authenticated request answered."""
+    key = ApiKeys(router.redis, router.scripts).create("alice", "t")[1].get_secret_value()
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        free = probe.getsockname()[1]
+    api = subprocess.Popen(
+        [sys.executable, "-c", RUN_WITH_FD_LIMIT, "--log-level", "ERROR", "api",
+         "--host", "127.0.0.1", "--port", str(free)],
+        env={**env, "BYOA_API_TIMEOUT_SECONDS": "60"},  # none of the idle sockets times out
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    socks: list[socket.socket] = []
+    try:
+
+        def healthy() -> bool:
+            try:
+                return get(free, "/healthz", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=30, what="byoa api")
+        socks = [connect(free) for _ in range(400)]  # three times the descriptors it has
+        for _ in range(5):
+            assert get(free, "/healthz", timeout=2)[0] == 200
+            conn = http.client.HTTPConnection("127.0.0.1", free, timeout=2)
+            conn.request("GET", "/api/v1/task/none", headers={"x-api-key": key})
+            assert conn.getresponse().status == 404  # the key checked, the task looked up
+            conn.close()
+        assert api.poll() is None
+    finally:
+        for s in socks:
+            s.close()
+        api.terminate()
+        api.wait(15)

@@ -8,6 +8,7 @@ malformed key is 400 naming the header."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from router.api.app import connect, create_app
 from router.api.envelope import HOOK_FORMAT
 from router.apikeys import ApiKeys
+from router.client import Client
 from router.core import Router
 from router.scripts import text, text_hash
 from tests.conftest import TEST_REDIS_URL, served, wait_for
@@ -152,6 +154,19 @@ def test_a_key_is_per_owner(http: httpx.Client, router: Router, keys: dict[str, 
     assert task_id(create(http, bob, imagine("another"), "other")) not in (hers, his)
     assert http.get(f"{TASKS}/{hers}", headers={"x-api-key": bob}).status_code == 404
     assert task_ids(router, "alice") == {hers} and len(task_ids(router, "bob")) == 2
+
+
+def test_another_owner_cannot_take_a_keys_task_id_by_guessing_the_key(
+    http: httpx.Client, router: Router, keys: dict[str, str], client: Client
+) -> None:
+    """Task ids are global and the intake list (or the Python client) lets a message name
+    its own: the id an Idempotency-Key gives must not be computable from owner and key."""
+    guessable = hashlib.sha256(b"alice\0order-1").hexdigest()[:32]
+    squatted = client.submit("bob", "squat", id=guessable)
+    assert squatted.owner == "bob"
+    answer = create(http, keys["alice"], imagine(), "order-1")
+    assert answer.status_code == 200, answer.text  # not 409 duplicate_id
+    assert task_id(answer) != guessable
 
 
 def test_a_malformed_key_is_400_naming_the_header_after_the_api_key_check(

@@ -364,3 +364,15 @@ def test_the_largest_allowed_values_are_accepted() -> None:
     )
     assert s.plans[Plan.MEGA].fast_hours == 10_000
     assert s.estimate_ms(TaskType.IMAGINE) == 3_600_000
+
+
+def test_a_plan_made_relax_less_gets_no_relax_slots_and_a_contradiction_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`relax = false` alone takes the plan's relax slots too (accounts of it can then be
+    added); relax slots on a plan without relax time are refused when settings load."""
+    monkeypatch.setenv("BYOA_PLANS__STANDARD__RELAX", "false")
+    assert Settings().plans[Plan.STANDARD].relax_limit == 0
+    monkeypatch.setenv("BYOA_PLANS__STANDARD__RELAX_LIMIT", "2")
+    with pytest.raises(ValueError, match="relax_limit must be 0 on a plan without relax time"):
+        Settings()

@@ -60,6 +60,10 @@ INTERNAL = [
     ("[fe80::1]", "fe80::1"),  # link local
     ("[fc00::1]", "fc00::1"),  # unique local
     ("[64:ff9b::a00:1]", "64:ff9b::a00:1"),  # NAT64 of 10.0.0.1
+    # Local-use NAT64 (64:ff9b:1::/48): its prefix length is the operator's, so its low
+    # bits may read public (1.8.8.8) while the host reached is 10.0.0.1 (/64 layout).
+    ("[64:ff9b:1:0:a:0:108:808]", "64:ff9b:1:0:a:0:108:808"),
+    ("[64:ff9b:1::808:808]", "64:ff9b:1::808:808"),
     ("[2002:7f00:1::]", "2002:7f00:1::"),  # 6to4 of 127.0.0.1
     ("[2001:db8::1]", "2001:db8::1"),  # documentation
 ]
@@ -417,3 +421,20 @@ def test_a_tls_handshake_that_never_completes_is_cut_at_the_deadline() -> None:
         assert _post(Poster(parse_networks(LOOPBACK)), url, 1.0) == TIMEOUT
     finally:
         slow.close()
+
+
+def test_a_name_with_no_address_fails_as_one_refused_so_internal_names_stay_unknown() -> None:
+    """Whether a name exists inside is not told by the webhook's outcome: no address at
+    all is refused just as an internal one is (and for good: trying again won't help)."""
+
+    def missing(host: str, port: int) -> list[Address]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def down(host: str, port: int) -> list[Address]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    internal = Recorder([["10.1.2.3"]])
+    assert _post(Poster([], internal.resolve, internal.connect), "http://db.corp/h") == REFUSED
+    assert _post(Poster([], missing), "http://nope.corp/h") == REFUSED
+    assert _post(Poster([], lambda h, p: []), "http://empty.corp/h") == REFUSED
+    assert _post(Poster([], down), "http://later.example/h") == "gaierror"  # retried later

@@ -24,8 +24,13 @@ from router.addresses import Address, Network, allowed, literal
 MAX_ANSWER_BYTES = 65536
 """How much of an endpoint's answer is read (and dropped)."""
 REFUSED = "address_not_allowed"
-"""A POST's error when its endpoint resolves to an address the operator does not allow:
-nothing was sent, and trying again would not help."""
+"""A POST's error when its endpoint resolves to no address a webhook may reach (one the
+operator does not allow, or none at all): nothing was sent, and trying again would not
+help. One error for both, so a tenant cannot tell an internal name from a missing one."""
+NO_SUCH_NAME = frozenset(
+    getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n)
+)
+"""Lookup errors that say the name has no address (not that the resolver failed now)."""
 TIMEOUT = "timeout"
 """A POST's error when its deadline passed."""
 
@@ -150,11 +155,12 @@ class Poster:
             addresses = self._addresses(host, port, deadline)
         except TimeoutError:
             return TIMEOUT
+        except socket.gaierror as e:  # a name that surely has no address: as one refused,
+            # so a webhook's outcome never tells which internal names exist
+            return REFUSED if e.errno in NO_SUCH_NAME else type(e).__name__
         except (OSError, ValueError) as e:
             return type(e).__name__
-        if not addresses:
-            return "gaierror"
-        if not all(allowed(a, self.networks) for a in addresses):
+        if not addresses or not all(allowed(a, self.networks) for a in addresses):
             return REFUSED
         sock = self._open(addresses, port, deadline)
         if isinstance(sock, str):

@@ -31,8 +31,8 @@ from router.api.batcher import Batcher
 from router.api.body import BodyLimit
 from router.api.envelope import ApiError, refused
 from router.api.metrics import ApiMetrics, MetricsMiddleware
-from router.api.protocol import head_timeout_protocol
 from router.apikeys import ApiKeys
+from router.connections import capped_protocol, descriptor_budget
 from router.core import Router
 from router.errors import REDIS_OUTAGES, ByoaError
 from router.probes import readiness
@@ -224,6 +224,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         app.state.router.scripts.load_all()
     except RedisError as e:  # served anyway: /readyz says not ready until Redis answers
         log.warning("redis unavailable at start: %s", type(e).__name__)
+    cap, _ = descriptor_budget(settings.api_max_connections)
     config = uvicorn.Config(
         app,
         host=host,
@@ -233,12 +234,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
-        # httptools, with a deadline on each request head: a connection that never
-        # finishes one cannot hold a slot forever; uvloop where installed
-        http=head_timeout_protocol(settings.api_timeout_seconds),
+        # httptools, with a deadline on each request head (a connection that never
+        # finishes one cannot hold a slot forever) and a cap on open connections within
+        # the process's descriptors (idle sockets cannot starve it); uvloop where installed
+        http=capped_protocol(settings.api_timeout_seconds, cap),
         loop="auto",
         timeout_keep_alive=max(1, round(settings.api_timeout_seconds)),
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    log.info("serving the task API on %s:%d", host, port)
+    log.info("serving the task API on %s:%d (at most %d connections)", host, port, cap)
     uvicorn.Server(config).run()

@@ -12,6 +12,7 @@ the first task. Keys are per owner and remembered for the task TTL.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from router.api.envelope import ApiError
 from router.keys import Keys
 from router.models import ErrorCode
 from router.scripts import text
+from router.shared_secret import SharedSecret
 
 HEADER = "Idempotency-Key"
 MAX_LENGTH = 255
@@ -101,12 +103,18 @@ def _unquote(inner: str) -> str | None:
     return None if escaped else "".join(chars)
 
 
-def name(keys: Keys, owner: str, key: str | None, route: str, body: Any, ttl: int) -> Named | None:
+def name(
+    keys: Keys, owner: str, key: str | None, route: str, body: Any, ttl: int, secret: SharedSecret
+) -> Named | None:
     """The submission `key` names (None: no key): `body` is the request's parsed JSON,
-    `route` its path (a mode prefix included), both in the fingerprint."""
+    `route` its path (a mode prefix included), both in the fingerprint. The task id is an
+    HMAC of owner and key under the deployment's `secret` (`Keys.idempotency_secret`):
+    task ids are global, so another owner who guessed a key must not be able to take its
+    id first (through the intake list, where a message names its own id)."""
     if key is None:
         return None
-    task_id = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]
+    mac = hmac.new(secret.cached(), f"{owner}\0{key}".encode(), hashlib.sha256)
+    task_id = mac.hexdigest()[:32]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     fingerprint = hashlib.sha256(f"{route}\n{canonical}".encode()).hexdigest()
     return Named(task_id, keys.idempotency(owner, task_id), fingerprint, ttl)

@@ -127,7 +127,8 @@ class Asked:
         given = idempotency.key_of(self.keys)
         data = parse_json(self.raw)
         ttl = router.settings.task_ttl_seconds
-        named = idempotency.name(router.keys, owner, given, self.path, data, ttl)
+        secret = router.idempotency_secret
+        named = idempotency.name(router.keys, owner, given, self.path, data, ttl, secret)
         return _valid(data, model), named
 
 

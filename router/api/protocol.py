@@ -33,7 +33,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     """HttpToolsProtocol closing a connection whose request head is late; see the module."""
 
     head_timeout: float = 10.0
-    """Seconds; set by `head_timeout_protocol`."""
+    """Seconds; set per server (`router.connections.capped_protocol`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,8 +92,3 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def _close(self) -> None:
         """End a connection that missed its deadline (a subclass may end it harder)."""
         self.transport.close()
-
-
-def head_timeout_protocol(seconds: float) -> type[HeadTimeoutProtocol]:
-    """The protocol class for uvicorn's `Config(http=...)`, giving each head `seconds`."""
-    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"head_timeout": seconds})

@@ -309,7 +309,10 @@ def _create(key: ApiKey, router: Router, raw: bytes, keys: Sequence[str] = ()) -
         raise _invalid(_describe(e)) from None
     ttl = router.settings.task_ttl_seconds
     return submit(
-        router, body, key.owner, idempotency.name(router.keys, key.owner, given, PATH, data, ttl)
+        router,
+        body,
+        key.owner,
+        idempotency.name(router.keys, key.owner, given, PATH, data, ttl, router.idempotency_secret),
     )
 
 
