@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
-from router.errors import AccountError
+from router.errors import InvalidAccount, InvalidAccountsFile, InvalidCredentials
 from router.models import ID_RE, Ident, Plan, Setting
 from router.policy import US_PER_DAY, AccountState
 from router.settings import DAY_SECONDS, MAX_FAST_HOURS, MAX_SLOT_LIMIT
@@ -185,10 +185,10 @@ def describe(e: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
 
 
-def account_error(e: ValidationError) -> AccountError:
+def account_error(e: ValidationError) -> InvalidAccount:
     """A refused account change: `invalid_credentials` when the credentials are at fault."""
     bad_secret = any(x["loc"][:1] == ("credentials",) for x in e.errors())
-    return AccountError("invalid_credentials" if bad_secret else "invalid_account", describe(e))
+    return (InvalidCredentials if bad_secret else InvalidAccount)(describe(e))
 
 
 def epoch_us(at: datetime) -> int:
@@ -333,11 +333,11 @@ def read_accounts_file(path: str | Path) -> list[AccountSpec]:
         else:
             raw = tomllib.loads(p.read_text()).get("accounts", [])
     except OSError as e:
-        raise AccountError("invalid_accounts_file", f"{p}: {e.strerror}") from None
+        raise InvalidAccountsFile(f"{p}: {e.strerror}") from None
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise AccountError("invalid_accounts_file", f"{p}: {e}") from None
+        raise InvalidAccountsFile(f"{p}: {e}") from None
     if not isinstance(raw, list):
-        raise AccountError("invalid_accounts_file", f"{p}: expected a list of accounts")
+        raise InvalidAccountsFile(f"{p}: expected a list of accounts")
     specs: list[AccountSpec] = []
     for i, item in enumerate(raw):
         try:
@@ -346,5 +346,5 @@ def read_accounts_file(path: str | Path) -> list[AccountSpec]:
             name = item.get("id") if isinstance(item, dict) else None
             known = isinstance(name, str) and ID_RE.fullmatch(name)
             which = f"account {i + 1}" + (f" ({name})" if known else "")
-            raise AccountError("invalid_accounts_file", f"{p}: {which}: {describe(e)}") from None
+            raise InvalidAccountsFile(f"{p}: {which}: {describe(e)}") from None
     return specs

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pydantic import BaseModel, SecretStr
 from redis import Redis
 
-from router.errors import ByoaError
+from router.errors import InvalidKey, KeyIdCollision, UnknownKey
 from router.keys import Keys
 from router.models import ID_RE
 from router.scripts import Scripts, text, text_hash
@@ -87,13 +87,11 @@ class ApiKeys:
     ) -> tuple[ApiKey, SecretStr]:
         """A new key for `owner`: its record and the key itself (shown once)."""
         if not ID_RE.fullmatch(owner):
-            raise ByoaError("invalid_key", "owner must be 1-64 letters, digits, '_' or '-'")
+            raise InvalidKey("owner must be 1-64 letters, digits, '_' or '-'")
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
-            raise ByoaError(
-                "invalid_key", f"name must be printable and at most {MAX_NAME_LENGTH} characters"
-            )
+            raise InvalidKey(f"name must be printable and at most {MAX_NAME_LENGTH} characters")
         if rate is not None and not (MIN_RATE <= rate <= MAX_RATE and math.isfinite(rate)):
-            raise ByoaError("invalid_key", f"rate must be {MIN_RATE:g} to {MAX_RATE:g}")
+            raise InvalidKey(f"rate must be {MIN_RATE:g} to {MAX_RATE:g}")
         key_id = secrets.token_hex(ID_HEX // 2)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         now_us = int(datetime.now(UTC).timestamp() * 1e6)
@@ -107,7 +105,7 @@ class ApiKeys:
         }
         if not self.redis.sadd(self.keys.api_keys, key_id):
             # 48 random bits met an existing id: SADD is atomic, so no key is overwritten.
-            raise ByoaError("internal_error", "key id collision; try again")
+            raise KeyIdCollision("key id collision; try again")
         fields = [part for pair in record.items() for part in pair]
         self.redis.hset(self.keys.api_key(key_id), items=fields)
         return self._view(record), SecretStr(key)
@@ -127,7 +125,7 @@ class ApiKeys:
     def revoke(self, key_id: str) -> ApiKey:
         """Refuse the key from now on (its record stays, marked revoked)."""
         if not _KEY_ID.fullmatch(key_id) or not self.redis.exists(self.keys.api_key(key_id)):
-            raise ByoaError("key_not_found", f"no API key {key_id[:40]!r}")
+            raise UnknownKey(f"no API key {key_id[:40]!r}")
         now_us = int(datetime.now(UTC).timestamp() * 1e6)
         self.redis.hsetnx(self.keys.api_key(key_id), "revoked_at", str(now_us))
         self.redis.delete(self.keys.api_key_bucket(key_id))

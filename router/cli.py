@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from router.accounts import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.apikeys import ApiKeys
 from router.core import Router
-from router.errors import ByoaError
+from router.errors import ByoaError, InvalidAccount, InvalidTask, UnknownTask
 from router.models import Mode, Plan, Setting, TaskType
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
@@ -157,12 +157,10 @@ def submit(
     client = Client(_settings(ctx), _router(ctx).redis)
     hook: dict[str, Any] | None = None
     if webhook is not None:
-        secret = _secret_from_env(webhook_secret_env, "invalid_task")
+        secret = _secret_from_env(webhook_secret_env, InvalidTask)
         hook = {"endpoint": webhook, "secret": secret, "progress": webhook_progress}
     elif webhook_secret_env or webhook_progress:
-        raise ByoaError(
-            "invalid_task", "--webhook-secret-env and --webhook-progress need --webhook"
-        )
+        raise InvalidTask("--webhook-secret-env and --webhook-progress need --webhook")
     task = client.submit(
         owner, prompt, task_type=task_type, mode=mode, parent_id=parent_id, id=task_id, webhook=hook
     )
@@ -190,7 +188,7 @@ def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Print a task's record."""
     task = _router(ctx).tasks.get(task_id)
     if task is None:
-        raise ByoaError("task_not_found", f"no task {task_id}")
+        raise UnknownTask(f"no task {task_id}")
     _print_task(task, as_json)
 
 
@@ -202,7 +200,7 @@ def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Cancel a task (a running one ends cancelled when its job returns)."""
     task = _router(ctx).cancel(task_id)
     if task is None:
-        raise ByoaError("task_not_found", f"no task {task_id}")
+        raise UnknownTask(f"no task {task_id}")
     _print_task(task, as_json)
 
 
@@ -317,11 +315,11 @@ def accounts_add(ctx: click.Context, /, account_id: str, **opts: Any) -> None:
     _say(f"added {account_id}")
 
 
-def _secret_from_env(name: str | None, code: str = "invalid_account") -> SecretStr | None:
+def _secret_from_env(name: str | None, error: type[ByoaError] = InvalidAccount) -> SecretStr | None:
     if name is None:
         return None
     if name not in os.environ:
-        raise ByoaError(code, f"environment variable {name} is not set")
+        raise error(f"environment variable {name} is not set")
     return SecretStr(os.environ[name])
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from redis import Redis
 
 from router.core import Router
-from router.errors import TaskRejected
+from router.errors import rejected
 from router.models import Mode, TaskType
 from router.requests import Rejection, check_message
 from router.settings import Settings
@@ -59,10 +59,10 @@ class Client:
             message["webhook"] = webhook
         checked = check_message(message, self.router.settings)
         if isinstance(checked, Rejection):
-            raise TaskRejected(checked.code, checked.message)
+            raise rejected(checked.code, checked.message)
         _, clashes = self.router.submit_many([checked])
         if clashes:
-            raise TaskRejected(clashes[0].code, clashes[0].message)
+            raise rejected(clashes[0].code, clashes[0].message)
         task = self.router.tasks.get(checked.id, owner)
         assert task is not None
         return task

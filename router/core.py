@@ -16,7 +16,7 @@ from rq import Queue
 
 from router.accounts import AccountView
 from router.driver import AccountRef, Driver, make_driver
-from router.errors import ByoaError
+from router.errors import BadRedisUrl
 from router.keys import Keys
 from router.models import ErrorCode
 from router.polls import Polls
@@ -52,8 +52,7 @@ def connect(settings: Settings) -> Redis:
         )
         return Redis(connection_pool=pool)
     except ValueError:  # its text may quote the URL, password included
-        raise ByoaError(
-            "bad_redis_url",
+        raise BadRedisUrl(
             "BYOA_REDIS_URL is not a valid Redis URL: "
             "redis[s]://[[user]:password@]host[:port][/db]",
         ) from None

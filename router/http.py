@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from router import callbacks
 from router.connections import BACKLOG, capped_protocol, descriptor_budget
 from router.core import Router
-from router.errors import ByoaError
+from router.errors import MetricsPortUnavailable
 from router.metrics import CALLBACKS, registry
 from router.probes import readiness
 
@@ -234,8 +234,7 @@ def _bind(host: str, port: int) -> socket.socket:
         )[0]
         return socket.create_server(address, family=family, backlog=BACKLOG)
     except OSError as e:
-        raise ByoaError(
-            "metrics_port_unavailable",
+        raise MetricsPortUnavailable(
             f"cannot serve /metrics, /healthz and /readyz on {host}:{port}: "
             f"{e.strerror or e} (free the port, set BYOA_METRICS_PORT to another, "
             "or BYOA_METRICS_ENABLED=false)",
@@ -244,7 +243,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def serve(router: Router) -> HttpServer:
     """Serve on the configured address from a daemon thread. A port that cannot be bound
-    (another process holds it) raises ByoaError `metrics_port_unavailable`: a router
+    (another process holds it) raises MetricsPortUnavailable: a router
     without its probes and scrapes must not run on as if it had them."""
     s = router.settings
     cap, batch = descriptor_budget(s.metrics_max_connections)

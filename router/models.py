@@ -167,6 +167,22 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    # Refusals of an operator's or a caller's request (raised, never stored on a task).
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    ACCOUNT_EXISTS = "account_exists"
+    ACCOUNT_BUSY = "account_busy"
+    INVALID_ACCOUNT = "invalid_account"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_ACCOUNTS_FILE = "invalid_accounts_file"
+    INVALID_KEY = "invalid_key"
+    KEY_NOT_FOUND = "key_not_found"
+    TASK_NOT_FOUND = "task_not_found"
+    TASK_FINISHED = "task_finished"
+    WAIT_TIMEOUT = "wait_timeout"
+    BAD_REDIS_URL = "bad_redis_url"
+    REDIS_UNREACHABLE = "redis_unreachable"
+    METRICS_PORT_UNAVAILABLE = "metrics_port_unavailable"
+    API_PORT_UNAVAILABLE = "api_port_unavailable"
 
 
 class FallbackReason(StrEnum):

@@ -22,7 +22,14 @@ from router.accounts import (
     next_renewal,
     read_accounts_file,
 )
-from router.errors import AccountError
+from router.errors import (
+    AccountBusy,
+    AccountError,
+    AccountExists,
+    InvalidAccount,
+    InvalidAccountsFile,
+    UnknownAccount,
+)
 from router.models import ID_RE, Plan, Setting
 from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
@@ -80,7 +87,7 @@ class Pool:
     def _owner_or_raise(self, account_id: str) -> str:
         owner = self.owner_of(account_id)
         if owner is None:
-            raise AccountError("account_not_found", f"no account {account_id}")
+            raise UnknownAccount(f"no account {account_id}")
         return owner
 
     def _write(
@@ -104,14 +111,13 @@ class Pool:
         status = results[0]
         if status == "invalid":  # the script's own check; the bounds here should come first
             field = results[1] if len(results) > 1 else "a number"
-            raise AccountError("invalid_account", f"{field} is out of range")
+            raise InvalidAccount(f"{field} is out of range")
         if status == "exists":
-            raise AccountError("account_exists", f"account {account_id} exists")
+            raise AccountExists(f"account {account_id} exists")
         if status == "missing":
-            raise AccountError("account_not_found", f"no account {account_id}")
+            raise UnknownAccount(f"no account {account_id}")
         if status == "busy":
-            raise AccountError(
-                "account_busy",
+            raise AccountBusy(
                 f"account {account_id} has jobs in flight: disable it, then remove it "
                 "once they have ended",
             )
@@ -136,7 +142,7 @@ class Pool:
                     return pipe.execute()[0]
                 except WatchError:
                     continue
-        raise AccountError("account_busy", f"account {account_id} kept changing: try again")
+        raise AccountBusy(f"account {account_id} kept changing: try again")
 
     def _now_us(self) -> int:
         """The clock the scripts read: Redis's, or a simulation's virtual clock."""
@@ -155,7 +161,7 @@ class Pool:
     def _check_relax(self, plan: Plan, relax_limit: int) -> None:
         """Plans without relax time (Basic) never get relax slots (rule 2)."""
         if relax_limit > 0 and not self.settings.plans[plan].relax:
-            raise AccountError("invalid_account", f"plan {plan} has no relax time")
+            raise InvalidAccount(f"plan {plan} has no relax time")
 
     def add(self, spec: AccountSpec) -> Outcome:
         """Add an account; its id must be new across all owners."""
@@ -200,7 +206,7 @@ class Pool:
         self._claim(spec.owner, spec.id)
         if self._exists(spec.owner, spec.id):
             # An account whose index entry was lost: the claim gave it back; nothing else.
-            raise AccountError("account_exists", f"account {spec.id} exists")
+            raise AccountExists(f"account {spec.id} exists")
         cred_key = self.keys.credentials(spec.owner, spec.id)
         if spec.credentials is not None:
             self.redis.set(cred_key, spec.credentials.get_secret_value())
@@ -232,7 +238,7 @@ class Pool:
             return
         if holder is None:  # removed in between: claim it now
             return self._claim(owner, account_id)
-        raise AccountError("account_exists", f"account {account_id} exists")
+        raise AccountExists(f"account {account_id} exists")
 
     def update(
         self,
@@ -304,7 +310,7 @@ class Pool:
         if change.plan is not None or relax_limit:
             current = self.redis.hget(self.keys.account(owner, account_id), "plan")
             if current is None:
-                raise AccountError("account_not_found", f"no account {account_id}")
+                raise UnknownAccount(f"no account {account_id}")
             plan = Plan(text(current))
             if change.plan is not None and change.plan is not plan:
                 plan = change.plan
@@ -335,9 +341,7 @@ class Pool:
         owner = self._owner_or_raise(account_id)
         try:
             outcome = self._write(owner, "remove", account_id, {})
-        except AccountError as e:
-            if e.code != "account_not_found":
-                raise
+        except UnknownAccount:
             # Only the index entry (and maybe credentials) left by an `add` or a `remove`
             # that was killed between its steps: finish removing them.
             outcome = Outcome()
@@ -362,14 +366,13 @@ class Pool:
         if owner is None or (owner == spec.owner and not self._exists(owner, spec.id)):
             try:
                 return self.add(spec)  # also takes over what a killed add or remove left
-            except AccountError as e:
-                if e.code != "account_exists":
-                    raise
+            except AccountExists:
+                pass
             # The account exists after all: one whose index entry was lost (the add gave it
             # back), or one a concurrent load added first. Bring it to what `spec` declares.
             owner = self.owner_of(spec.id)
         if owner != spec.owner:
-            raise AccountError("account_exists", f"account {spec.id} belongs to another owner")
+            raise AccountExists(f"account {spec.id} belongs to another owner")
         names = ("declared_fast_ms", "declared_setting", "declared_enabled", "declared_renews_at")
         raw = self.redis.hmget(self.keys.account(owner, spec.id), list(names))
         last = {n: text(v) for n, v in zip(names, raw, strict=True) if v is not None}
@@ -427,7 +430,7 @@ class Pool:
             if relax > 0 and not plan.relax:
                 problems.append(f"{which}: relax_limit: the plan has no relax time (0 only)")
         if problems:
-            raise AccountError("invalid_accounts_file", f"{source}: {'; '.join(problems)}")
+            raise InvalidAccountsFile(f"{source}: {'; '.join(problems)}")
 
     def reset(self, account_id: str) -> Outcome:
         """Back into rotation: enabled, attention and cooldown cleared."""
@@ -460,11 +463,10 @@ class Pool:
         """Change the owner's choices, then give its waiting work the slots that changes
         (an opt-in may start relax tasks fast at once): pass the Outcome to `Router.apply`."""
         if not ID_RE.fullmatch(owner):
-            raise AccountError("invalid_account", f"owner id {owner!r} is not valid")
+            raise InvalidAccount(f"owner id {owner!r} is not valid")
         if upgrade_expiring is not None and not isinstance(upgrade_expiring, bool):
             # never read a truthy string ("false", "0", "no") as consent to spend fast hours
-            raise AccountError(
-                "invalid_account",
+            raise InvalidAccount(
                 f"upgrade_expiring must be True, False or None, not {upgrade_expiring!r}",
             )
         if upgrade_expiring is not None:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from router.errors import ByoaError
+from router.errors import RedisUnreachable
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -32,11 +32,10 @@ def ensure_redis(url: str, timeout: float = 10.0) -> subprocess.Popen[bytes] | N
         return None
     parts = urlsplit(url)
     if parts.scheme != "redis" or (parts.hostname or "") not in LOCAL_HOSTS:
-        raise ByoaError("redis_unreachable", "Redis does not answer at the configured URL")
+        raise RedisUnreachable("Redis does not answer at the configured URL")
     exe = shutil.which("redis-server")
     if exe is None:
-        raise ByoaError(
-            "redis_unreachable",
+        raise RedisUnreachable(
             "no Redis answers and redis-server is not installed: install it "
             "(e.g. apt-get install redis-server) or set BYOA_REDIS_URL",
         )
@@ -61,7 +60,7 @@ def ensure_redis(url: str, timeout: float = 10.0) -> subprocess.Popen[bytes] | N
     while not answers(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise ByoaError("redis_unreachable", "the private redis-server did not start")
+            raise RedisUnreachable("the private redis-server did not start")
         time.sleep(0.05)
     return proc
 

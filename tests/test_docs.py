@@ -36,9 +36,13 @@ def commands(group: click.Group, prefix: str = "byoa") -> list[str]:
 
 
 def test_every_error_code_is_documented() -> None:
-    text = page("submitting.md", "http-api.md")
+    """A caller's codes on the submitting and HTTP pages, an operator's (the CLI's) on the
+    CLI and accounts pages."""
+    text = page("submitting.md", "http-api.md", "cli.md", "accounts.md")
     missing = [c.value for c in ErrorCode if f"`{c.value}`" not in text]
-    assert not missing, f"error codes missing from docs/submitting.md and http-api.md: {missing}"
+    assert not missing, (
+        f"error codes missing from docs (submitting, http-api, cli, accounts): {missing}"
+    )
 
 
 def test_every_metric_is_documented() -> None:

@@ -34,7 +34,7 @@ from router.api.metrics import ApiMetrics, MetricsMiddleware
 from router.apikeys import ApiKeys
 from router.connections import capped_protocol, descriptor_budget
 from router.core import Router
-from router.errors import REDIS_OUTAGES, ByoaError
+from router.errors import REDIS_OUTAGES, BadRedisUrl
 from router.probes import readiness
 from router.settings import Settings
 
@@ -63,7 +63,7 @@ def connect(settings: Settings) -> Redis:
             health_check_interval=30,
         )
     except ValueError:  # its text may quote the URL, password included
-        raise ByoaError("bad_redis_url", "BYOA_REDIS_URL is not a valid Redis URL") from None
+        raise BadRedisUrl("BYOA_REDIS_URL is not a valid Redis URL") from None
 
 
 def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
