@@ -2,4 +2,4 @@
 
 from router.cli import main
 
-main()
+main(prog_name="byoa")

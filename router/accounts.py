@@ -24,6 +24,7 @@ from router.errors import InvalidAccount, InvalidAccountsFile, InvalidCredential
 from router.models import ID_RE, Ident, Plan, Setting
 from router.policy import US_PER_DAY, AccountState
 from router.settings import DAY_SECONDS, MAX_FAST_HOURS, MAX_SLOT_LIMIT
+from router.times import iso_us
 
 MS_PER_HOUR = 3_600_000
 US_PER_MONTH = 30 * US_PER_DAY
@@ -281,6 +282,15 @@ class AccountView(BaseModel):
             paced_until_us=int(h.get("paced_until") or 0),
         )
 
+    def public(self) -> dict[str, Any]:
+        """The account as JSON-ready data, as `byoa accounts list --json` and `byoa status
+        --json` show it: each stored time (`renews_at_us`...) as ISO 8601 in UTC under the
+        name without `_us` (`renews_at`), as task records give theirs."""
+        data = self.model_dump(mode="json")
+        for name in TIME_FIELDS:
+            data[name] = iso_us(data.pop(f"{name}_us"))
+        return data
+
     def state(self) -> AccountState:
         """The view the routing rules take (hours back to milliseconds)."""
         return AccountState(
@@ -313,6 +323,8 @@ class OwnerOptions(BaseModel):
 
 
 _MODES = ("fast", "turbo", "relax")
+TIME_FIELDS = ("flipped_at", "renews_at", "cooldown_until", "backend_synced_at")
+"""AccountView's times, kept as epoch microseconds (`<name>_us`) and shown as ISO 8601."""
 
 
 def _today() -> int:

@@ -1,4 +1,7 @@
-"""The `byoa` command: run the router and workers, manage accounts, submit and inspect tasks."""
+"""The `byoa` command: run the router and workers, manage accounts, submit and inspect tasks.
+
+Global options (`-u/--redis-url`, `--config`, `--log-level`) are taken before or after a
+command's name, as rq's and kubectl's are; `-h` is `--help`."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
@@ -17,37 +23,177 @@ from redis.exceptions import RedisError
 from router.accounts import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.apikeys import ApiKeys
 from router.core import Router
-from router.errors import ByoaError, InvalidAccount, InvalidTask, UnknownTask
-from router.models import Mode, Plan, Setting, TaskType
+from router.envcheck import warnings
+from router.errors import (
+    ByoaError,
+    InvalidAccount,
+    InvalidTask,
+    NothingToCancel,
+    UnknownTask,
+    WaitTimedOut,
+)
+from router.models import CHILD_TYPES, Mode, Plan, Setting, TaskStatus, TaskType
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
 from router.status import render, render_accounts, snapshot
+from router.tables import dead_letter, render_dead_letters, render_keys, render_tasks
+from router.task_list import MAX_LIMIT, TaskFilter, TaskList
 from router.tasks import Task
 from router.terminal import visible
+from router.times import now_iso
+
+REDIS_URL_ENV = "BYOA_REDIS_URL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+BACKEND_SERVERS = ("trueai", "novicezk")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+"""An error, said on stderr as `error: <code>: <message>`."""
+EXIT_USAGE = 2
+"""click's: an unknown command or option, or a bad value for one."""
+EXIT_TASK_FAILED = 3
+"""`submit`: the task ended failed (its record, with its error code, is printed)."""
+EXIT_WAIT_TIMEOUT = 4
+"""`submit --wait --timeout`: the wait ended first; the task goes on (its record so far
+is printed)."""
+
+EPILOG = f"""\b
+Exit codes:
+  {EXIT_OK}  done
+  {EXIT_ERROR}  an error, said on stderr as `error: <code>: <message>`
+  {EXIT_USAGE}  a usage error: an unknown command or option, or a bad value
+  {EXIT_TASK_FAILED}  submit: the task ended failed (its record is printed)
+  {EXIT_WAIT_TIMEOUT}  submit --wait: the wait timed out; the task goes on
+
+\b
+Environment: BYOA_<SETTING> for any setting (BYOA_REDIS_URL, BYOA_KEY_PREFIX...),
+BYOA_CONFIG for the settings file; a BYOA_ variable that names no setting is warned
+about. Global options go before or after the command: byoa status -u redis://host:6379/0
+(a password is better given in BYOA_REDIS_URL: a command line is visible to every user).
+"""
 
 
-def _router(ctx: click.Context) -> Router:
-    router: Router = ctx.ensure_object(dict).setdefault("router", Router(_settings(ctx)))
-    return router
+def _version() -> str:
+    try:
+        return version("byoa-router")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree never installed
+        return "unknown"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A global option's value, given at any level: the last one given wins."""
+    if value is not None and param.name is not None:
+        ctx.find_root().meta[f"byoa.{param.name}"] = value
+    return value
+
+
+def global_options() -> list[click.Parameter]:
+    """The options every group and command takes (so `byoa status -u URL` works as
+    `byoa -u URL status` does); values land in the root context's `meta`."""
+    return [
+        click.Option(
+            ["-u", "--redis-url"],
+            metavar="URL",
+            expose_value=False,
+            callback=_remember,
+            help="Redis URL, redis[s]://[[user]:password@]host[:port][/db] "
+            f"(default: ${REDIS_URL_ENV}, else redis://127.0.0.1:6379/0).",
+        ),
+        click.Option(
+            ["--config"],
+            type=click.Path(exists=True, dir_okay=False),
+            expose_value=False,
+            callback=_remember,
+            help=f"TOML settings file (also ${CONFIG_ENV}); BYOA_* variables override it.",
+        ),
+        click.Option(
+            ["--log-level"],
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            expose_value=False,
+            callback=_remember,
+            help="Log level (default: INFO).",
+        ),
+    ]
+
+
+def _start(ctx: click.Context) -> None:
+    """Once a command is chosen and its options parsed: logging, and a warning naming
+    each BYOA_* variable that is no setting (a typo would be silently ignored)."""
+    meta = ctx.find_root().meta
+    if meta.get("byoa.started"):
+        return
+    meta["byoa.started"] = True
+    level = str(meta.get("byoa.log_level") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    for line in warnings(os.environ):
+        _say(line, err=True)
 
 
 def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.ensure_object(dict)["settings"]
+    """The settings, made at the first use (after every option is parsed): environment
+    and file, with `--redis-url` over both."""
+    root = ctx.find_root()
+    obj = root.ensure_object(dict)
+    if "settings" not in obj:
+        config, url = root.meta.get("byoa.config"), root.meta.get("byoa.redis_url")
+        if config:
+            os.environ[CONFIG_ENV] = config  # rq job processes read the same settings
+        if url:
+            os.environ[REDIS_URL_ENV] = url
+        try:
+            obj["settings"] = Settings(**({"redis_url": url} if url else {}))
+        except ValidationError as e:  # field names and reasons only: values may be secrets
+            raise click.ClickException(f"bad configuration: {_errors(e)}") from None
+        except (OSError, ValueError) as e:
+            raise click.ClickException(f"bad configuration: {visible(str(e))}") from None
+    settings: Settings = obj["settings"]
     return settings
 
 
+def _router(ctx: click.Context) -> Router:
+    obj = ctx.find_root().ensure_object(dict)
+    if "router" not in obj:
+        obj["router"] = Router(_settings(ctx))
+    router: Router = obj["router"]
+    return router
+
+
+def _error_line(e: ByoaError) -> None:
+    _say(f"error: {e.code}: {visible(e.message)}", err=True)
+
+
+class ByoaCommand(click.Command):
+    """A command that takes the global options too, and starts as `_start` says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_options())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _start(ctx)
+        return super().invoke(ctx)
+
+
 class ByoaGroup(click.Group):
-    """Every command's errors as `error: code: message` (exit 1), never a traceback."""
+    """Every command's errors as `error: code: message` (exit 1), never a traceback; its
+    commands and groups take the global options too."""
+
+    command_class = ByoaCommand
+    group_class = type  # subgroups are ByoaGroups
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ByoaError as e:
-            _say(f"error: {e.code}: {visible(e.message)}", err=True)
-            sys.exit(1)
+            _error_line(e)
+            sys.exit(EXIT_ERROR)
         except RedisError as e:  # the message names host and port, never the password
             _say(f"error: redis_unreachable: {type(e).__name__}: {visible(str(e))}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_ERROR)
 
 
 def _say(message: str = "", err: bool = False) -> None:
@@ -64,25 +210,34 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-@click.group(cls=ByoaGroup)
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False),
-    help=f"TOML settings file (also ${CONFIG_ENV}); BYOA_* variables override it.",
+def choice(values: type[StrEnum] | tuple[str, ...]) -> click.Choice[str]:
+    """A choice among an enum's values (or these), whatever the case given (`--plan Pro`)."""
+    names = [str(v) for v in values]
+    return click.Choice(names, case_sensitive=False)
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
+
+
+@click.group(
+    "byoa",
+    cls=ByoaGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
 )
-@click.option("--log-level", default="INFO", show_default=True)
-@click.pass_context
-def main(ctx: click.Context, config: str | None, log_level: str) -> None:
+@click.version_option(
+    _version(), "-V", "--version", prog_name="byoa", message="%(prog)s %(version)s"
+)
+def main() -> None:
     """byoa-router: route image tasks across bring-your-own Midjourney accounts."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    if config:
-        os.environ[CONFIG_ENV] = config  # rq job processes read the same settings
-    try:
-        ctx.ensure_object(dict)["settings"] = Settings()
-    except ValidationError as e:  # field names and reasons only: values may be secrets
-        raise click.ClickException(f"bad configuration: {_errors(e)}") from None
-    except (OSError, ValueError) as e:
-        raise click.ClickException(f"bad configuration: {visible(str(e))}") from None
+
+
+def _where(router: Router) -> str:
+    """The Redis and key prefix a process works on (never a credential)."""
+    from router.presence import redis_address, redis_url_shown
+
+    return f"{redis_url_shown(redis_address(router.redis))} (prefix {router.keys.prefix})"
 
 
 @main.command()
@@ -109,21 +264,45 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     """Run a worker: submit dispatched tasks to their accounts and poll running jobs."""
     from workers.process import run_worker
 
-    run_worker(_router(ctx), burst=burst, name=name)
+    router = _router(ctx)
+    logging.getLogger(__name__).info("worker on %s", _where(router))
+    run_worker(router, burst=burst, name=name)
 
 
 @main.command()
-@click.option("--owner", required=True)
+@click.option("--owner", required=True, help="The owner whose accounts run it.")
 @click.option(
     "--type",
     "task_type",
     default="imagine",
     show_default=True,
-    type=click.Choice([t.value for t in TaskType]),
+    type=choice(TaskType),
+    help="What to run; every type but imagine is a child of --parent.",
 )
-@click.option("--prompt", default="")
-@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None)
-@click.option("--parent", "parent_id", default=None)
+@click.option(
+    "--prompt",
+    default="",
+    help="The prompt; a --fast, --relax or --turbo in it asks for that mode.",
+)
+@click.option(
+    "--mode",
+    type=choice(Mode),
+    default=None,
+    help="The mode asked for; wins over the prompt's flag (default: the flag, else relax). "
+    "Children take their parent's.",
+)
+@click.option(
+    "--parent",
+    "parent_id",
+    default=None,
+    help="The task a child acts on (its account runs the child).",
+)
+@click.option(
+    "--index",
+    type=click.IntRange(1, 4),
+    default=None,
+    help="Which image of the parent's grid a child acts on, 1 to 4 (U1-U4, V1-V4).",
+)
 @click.option("--id", "task_id", default=None, help="Your own id: retries are idempotent.")
 @click.option("--webhook", default=None, help="URL to POST the task's record to when it ends.")
 @click.option(
@@ -132,9 +311,18 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     help="Name of an environment variable holding the webhook's secret.",
 )
 @click.option("--webhook-progress", is_flag=True, help="Also POST when the task starts.")
-@click.option("--wait", is_flag=True, help="Wait until the task ends.")
-@click.option("--timeout", type=float, default=None, help="Seconds to --wait at most.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait until the task ends, saying each change of its status on stderr.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Seconds to --wait at most (then exit {EXIT_WAIT_TIMEOUT}; the task goes on).",
+)
+@_json_option
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -143,6 +331,7 @@ def submit(
     prompt: str,
     mode: str | None,
     parent_id: str | None,
+    index: int | None,
     task_id: str | None,
     webhook: str | None,
     webhook_secret_env: str | None,
@@ -151,7 +340,7 @@ def submit(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Submit a task and print its record."""
+    """Submit a task and print its record (exit 3 if it failed)."""
     from router.client import Client
 
     client = Client(_settings(ctx), _router(ctx).redis)
@@ -161,14 +350,43 @@ def submit(
         hook = {"endpoint": webhook, "secret": secret, "progress": webhook_progress}
     elif webhook_secret_env or webhook_progress:
         raise InvalidTask("--webhook-secret-env and --webhook-progress need --webhook")
+    if index is not None and TaskType(task_type) not in CHILD_TYPES:
+        raise InvalidTask(f"--index is for a child task (upscale, variation...), not {task_type}")
     task = client.submit(
-        owner, prompt, task_type=task_type, mode=mode, parent_id=parent_id, id=task_id, webhook=hook
+        owner,
+        prompt,
+        task_type=task_type,
+        mode=mode,
+        parent_id=parent_id,
+        id=task_id,
+        input=None if index is None else {"index": index},
+        webhook=hook,
     )
     if wait:
-        task = client.wait(task.id, timeout)
+        try:
+            task = client.wait(task.id, timeout, progress=None if as_json else _progress)
+        except WaitTimedOut as e:
+            _print_task(client.get(task.id) or task, as_json)
+            _error_line(e)
+            sys.exit(EXIT_WAIT_TIMEOUT)
     _print_task(task, as_json)
     if task.status == "failed":
-        sys.exit(3)
+        sys.exit(EXIT_TASK_FAILED)
+
+
+def _progress(task: Task) -> None:
+    """One line on stderr per change `--wait` sees: `<time>  <id>  <status> ...`."""
+    said = [now_iso(), task.id, task.status.value]
+    if task.account_id and task.status is not TaskStatus.QUEUED:
+        said.append(f"on {task.account_id}")
+    if task.effective_mode:
+        said.append(
+            f"({task.effective_mode}"
+            + (f", {task.fallback_reason})" if task.fallback_reason else ")")
+        )
+    if task.error:
+        said.append(f"{task.error.code}: {task.error.message}")
+    _say("  ".join(visible(p) for p in said), err=True)
 
 
 def _print_task(task: Task, as_json: bool) -> None:
@@ -182,7 +400,7 @@ def _print_task(task: Task, as_json: bool) -> None:
 
 @main.command("task")
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.pass_context
 def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Print a task's record."""
@@ -192,27 +410,89 @@ def show_task(ctx: click.Context, task_id: str, as_json: bool) -> None:
     _print_task(task, as_json)
 
 
+@main.command("tasks")
+@click.option("--owner", default=None, help="Only this owner's tasks (default: every owner's).")
+@click.option("--status", type=choice(TaskStatus), default=None, help="Only tasks in this status.")
+@click.option("--type", "task_type", type=choice(TaskType), default=None, help="Only this type.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=20,
+    show_default=True,
+    help="Most tasks listed.",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Matching tasks skipped first (the next page: --offset of the last plus --limit).",
+)
+@_json_option
+@click.pass_context
+def list_tasks(
+    ctx: click.Context,
+    owner: str | None,
+    status: str | None,
+    task_type: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List tasks, newest first (records expire after BYOA_TASK_TTL_SECONDS)."""
+    which = TaskFilter(
+        owner,
+        TaskStatus(status) if status else None,
+        TaskType(task_type) if task_type else None,
+    )
+    page = TaskList(_router(ctx).tasks).page(which, limit, offset)
+    if as_json:
+        _echo_json([t.public() for t in page.tasks])
+        return
+    _say(render_tasks(page.tasks))
+    if page.more:
+        _say(f"(more: --offset {offset + limit})", err=True)
+    if page.truncated:
+        _say("(the listing stopped early: give --owner, --status or --type)", err=True)
+
+
 @main.command()
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.pass_context
 def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
-    """Cancel a task (a running one ends cancelled when its job returns)."""
-    task = _router(ctx).cancel(task_id)
-    if task is None:
+    """Cancel a task (a running one ends cancelled when its job returns); a task that
+    has ended already is an error (task_finished: nothing to cancel)."""
+    router = _router(ctx)
+    before = router.tasks.get(task_id)
+    if before is None:
         raise UnknownTask(f"no task {task_id}")
+    if before.status.terminal:
+        raise NothingToCancel(f"nothing to cancel: task {task_id} is already {before.status}")
+    task = router.cancel(task_id)
+    if task is None:  # expired in between
+        raise UnknownTask(f"no task {task_id}")
+    if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):  # it ended in between
+        raise NothingToCancel(f"nothing to cancel: task {task_id} is already {task.status}")
     _print_task(task, as_json)
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.option(
     "--watch", is_flag=True, help="Redraw until Ctrl-C (for when Grafana is not at hand)."
 )
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Seconds between redraws.",
+)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
-    """Print the pool, the waiting lines per owner and the backlogs."""
+    """Print the Redis read, the live routers, workers and API processes, the pool, the
+    waiting lines per owner and the backlogs."""
     router = _router(ctx)
     if as_json:
         _echo_json(snapshot(router))
@@ -224,18 +504,30 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> N
         while True:
             frame = render(snapshot(router))
             click.clear()
-            _say(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{frame}")
+            _say(f"{now_iso()}  every {interval:g} s, Ctrl-C to stop\n{frame}")
             time.sleep(interval)
 
 
 @main.command("dead-letters")
-@click.option("--limit", default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Most dead letters listed, newest first.",
+)
+@_json_option
 @click.pass_context
-def dead_letters(ctx: click.Context, limit: int) -> None:
-    """Print the newest dead letters (messages that could not become tasks)."""
+def dead_letters(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """List the newest dead letters (messages that could not become tasks): when, why,
+    and the start of the message (--json: all of it)."""
     router = _router(ctx)
-    for raw in router.redis.lrange(router.keys.dead_letters, 0, limit - 1):
-        _say(visible(text(raw)))  # one line each, whatever line breaks it holds
+    raws = router.redis.lrange(router.keys.dead_letters, 0, limit - 1)
+    entries = [dead_letter(text(raw)) for raw in raws]
+    if as_json:
+        _echo_json(entries)
+        return
+    _say(render_dead_letters(entries))
 
 
 @main.group()
@@ -280,10 +572,14 @@ def health_options(fn: Any) -> Any:
 
 @accounts.command("add")
 @click.argument("account_id")
-@click.option("--owner", required=True)
-@click.option("--plan", required=True, type=click.Choice([p.value for p in Plan]))
+@click.option("--owner", "owner", required=True, help="The owner whose tasks it runs.")
+@click.option("--plan", required=True, type=choice(Plan), help="Its Midjourney plan.")
 @click.option(
-    "--setting", type=click.Choice([s.value for s in Setting]), default="fast", show_default=True
+    "--setting",
+    type=choice(Setting),
+    default="fast",
+    show_default=True,
+    help="Its own mode setting (Midjourney's /fast or /relax).",
 )
 @click.option("--fast-hours", type=float, default=None, help="Default: the plan's allowance.")
 @click.option("--fast-limit", type=int, default=None, help="Default: the plan's.")
@@ -296,7 +592,7 @@ def health_options(fn: Any) -> Any:
 @click.option("--backend-url", default=None, help="Base URL of the account's backend.")
 @click.option(
     "--backend-server",
-    type=click.Choice(["trueai", "novicezk"]),
+    type=choice(BACKEND_SERVERS),
     default=None,
     help="Which midjourney-proxy server the backend is (default: ask it).",
 )
@@ -341,19 +637,31 @@ def _errors(e: ValidationError) -> str:
 @click.argument("account_id")
 @click.option(
     "--plan",
-    type=click.Choice([p.value for p in Plan]),
+    type=choice(Plan),
     default=None,
     help="A new plan: its limits (unless given here), its fast hours from the next renewal.",
 )
-@click.option("--fast-hours", type=float, default=None)
-@click.option("--setting", type=click.Choice([s.value for s in Setting]), default=None)
-@click.option("--enable/--disable", "enabled", default=None)
-@click.option("--fast-limit", type=int, default=None)
-@click.option("--relax-limit", type=int, default=None)
+@click.option(
+    "--fast-hours",
+    type=float,
+    default=None,
+    help="Fast hours left (a top-up flips an exhausted account back to fast).",
+)
+@click.option(
+    "--setting", type=choice(Setting), default=None, help="Its own mode setting (fast, relax)."
+)
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="Into rotation (ends a driver's attention episode), or out of it.",
+)
+@click.option("--fast-limit", type=int, default=None, help="Concurrent fast jobs at most.")
+@click.option("--relax-limit", type=int, default=None, help="Concurrent relax jobs at most.")
 @click.option("--backend-url", default=None, help="Base URL of the account's backend.")
 @click.option(
     "--backend-server",
-    type=click.Choice(["trueai", "novicezk"]),
+    type=choice(BACKEND_SERVERS),
     default=None,
     help="Which midjourney-proxy server the backend is (default: ask it).",
 )
@@ -401,16 +709,16 @@ def accounts_load(ctx: click.Context, path: str) -> None:
 
 
 @accounts.command("list")
-@click.option("--owner", default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--owner", default=None, help="Only this owner's accounts.")
+@_json_option
 @click.pass_context
 def accounts_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
-    """List accounts (credentials are never shown)."""
-    views = _router(ctx).pool.accounts(owner)
+    """List accounts (credentials are never shown; times in ISO 8601, UTC)."""
+    views = [v.public() for v in _router(ctx).pool.accounts(owner)]
     if as_json:
-        _echo_json([v.model_dump(mode="json") for v in views])
+        _echo_json(views)
         return
-    _say(render_accounts([v.model_dump(mode="json") for v in views]))
+    _say(render_accounts(views))
 
 
 @main.group()
@@ -436,7 +744,7 @@ def owners_set(ctx: click.Context, owner: str, upgrade_expiring: bool | None) ->
 
 @owners.command("show")
 @click.argument("owner")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.pass_context
 def owners_show(ctx: click.Context, owner: str, as_json: bool) -> None:
     """Print an owner's choices."""
@@ -472,10 +780,10 @@ def _api_keys(ctx: click.Context) -> ApiKeys:
 
 
 @keys_group.command("create")
-@click.option("--owner", required=True)
+@click.option("--owner", required=True, help="The owner whose tasks the key submits.")
 @click.option("--name", default="", help="A label to tell keys apart.")
 @click.option("--rate", type=float, default=None, help="Most requests a second (default: none).")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.pass_context
 def keys_create(
     ctx: click.Context, owner: str, name: str, rate: float | None, as_json: bool
@@ -490,8 +798,8 @@ def keys_create(
 
 
 @keys_group.command("list")
-@click.option("--owner", default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--owner", default=None, help="Only this owner's keys.")
+@_json_option
 @click.pass_context
 def keys_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     """List keys (never the keys themselves, nor their hashes)."""
@@ -499,13 +807,7 @@ def keys_list(ctx: click.Context, owner: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json([r.model_dump(mode="json") for r in records])
         return
-    for r in records:
-        state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
-        rate = f"{r.rate:g}/s" if r.rate is not None else "-"
-        _say(
-            f"{r.id}  {r.owner:20} {visible(r.name) or '-':20} {rate:>8}  "
-            f"{r.created_at:%Y-%m-%d %H:%M}  {state}"
-        )
+    _say(render_keys(records))
 
 
 @keys_group.command("revoke")
@@ -518,9 +820,15 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
 
 
 @main.command()
-@click.option("--tasks", "n_tasks", default=40, show_default=True)
-@click.option("--workers", "n_workers", default=6, show_default=True)
-@click.option("--accounts-file", default="config/accounts.example.toml", show_default=True)
+@click.option("--tasks", "n_tasks", default=40, show_default=True, help="Parent tasks submitted.")
+@click.option("--workers", "n_workers", default=6, show_default=True, help="Worker processes.")
+@click.option(
+    "--accounts-file",
+    type=click.Path(dir_okay=False),
+    default="config/accounts.example.toml",
+    show_default=True,
+    help="The pool.",
+)
 @click.pass_context
 def demo(ctx: click.Context, n_tasks: int, n_workers: int, accounts_file: str) -> None:
     """Run a router, workers and a demo pool on this machine; show what ran where."""

@@ -7,18 +7,21 @@ it returns the stored record at once (failed with its error code if it cannot ru
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis import Redis
 
 from router.core import Router
-from router.errors import rejected
+from router.errors import WaitTimedOut, rejected
 from router.models import Mode, TaskType
 from router.requests import Rejection, check_message
 from router.settings import Settings
 from router.tasks import Task
 from router.webhooks import Webhook
+
+PROGRESS_SECONDS = 0.25
+"""How often `wait` looks at a task whose progress it reports (a start sends no message)."""
 
 
 class Client:
@@ -71,24 +74,39 @@ class Client:
         """The task's record, or None if there is no such task (or it has expired)."""
         return self.router.tasks.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None = None) -> Task:
-        """Block until the task is terminal; TimeoutError after `timeout` seconds.
+    def wait(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        progress: Callable[[Task], None] | None = None,
+    ) -> Task:
+        """Block until the task is terminal; WaitTimedOut (a TimeoutError) after `timeout`
+        seconds. `progress` is called with the record each time its status, mode or
+        account changes (the first record read and the last included), looked at every
+        PROGRESS_SECONDS.
 
         A task still in the intake list (not yet read by a router) is waited for too.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        step = PROGRESS_SECONDS if progress is not None else 1.0
         pubsub = self.router.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.router.keys.done_channel(task_id))
+        seen: tuple[object, ...] | None = None
         try:
             while True:
                 task = self.get(task_id)
+                if progress is not None and task is not None:
+                    now = (task.status, task.effective_mode, task.account_id)
+                    if now != seen:
+                        seen = now
+                        progress(task)
                 if task is not None and task.status.terminal:
                     return task
-                left = 1.0 if deadline is None else deadline - time.monotonic()
+                left = step if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     state = task.status.value if task else "not yet routed"
-                    raise TimeoutError(f"task {task_id} is still {state}")
-                pubsub.get_message(timeout=min(left, 1.0))
+                    raise WaitTimedOut(f"task {task_id} is still {state}")
+                pubsub.get_message(timeout=min(left, step))
         finally:
             pubsub.close()
 

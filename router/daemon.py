@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import FrameType
 from typing import cast
 
@@ -21,10 +20,12 @@ from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.metrics import INTAKE_MESSAGES, REAPED, ROUTING_LATENCY
 from router.models import ErrorCode
+from router.presence import redis_address, redis_url_shown
 from router.reaper import Reaper
 from router.requests import NewTask, Rejection, parse_message
 from router.scripts import Outcome, text
 from router.tasks import Submitted
+from router.times import now_iso
 from router.webhooks import HIDDEN, redact
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ class IntakeDaemon:
 
     def dead_letter(self, items: Sequence[tuple[Rejection, bytes]]) -> None:
         """Keep each rejected message with its reason, newest first, bounded in number."""
-        now = datetime.now(UTC).isoformat()
+        now = now_iso()
         pipe = self.router.redis.pipeline(transaction=False)
         for rejection, raw in items:
             entry = {
@@ -253,7 +254,8 @@ class IntakeDaemon:
         reaper = Reaper(self.router)
         interval = self.router.settings.reap_interval_seconds
         next_beat = 0.0
-        log.info("router %s reading %s", self.router_id, self.keys.intake)
+        where = redis_url_shown(redis_address(self.router.redis))
+        log.info("router %s reading %s on %s", self.router_id, self.keys.intake, where)
         backoff, resume = 0.1, False
         while not self.stopping.is_set():
             try:

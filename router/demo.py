@@ -17,7 +17,8 @@ from router.core import Router
 from router.models import TaskType
 from router.redis_server import ensure_redis, purge
 from router.settings import Settings
-from router.status import render, snapshot, table
+from router.status import render, snapshot
+from router.tables import table
 from router.tasks import Task
 
 DEMO_PREFIX = "byoa-demo"

@@ -227,12 +227,18 @@ async def _send(send: Send, status: str, headers: Headers, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def listen(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on `host`:`port` (OSError if it cannot be had): bound before
+    a server starts, so a port another process holds stops the process at once."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family, backlog=backlog)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, _, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        return socket.create_server(address, family=family, backlog=BACKLOG)
+        return listen(host, port, BACKLOG)
     except OSError as e:
         raise MetricsPortUnavailable(
             f"cannot serve /metrics, /healthz and /readyz on {host}:{port}: "

@@ -96,6 +96,12 @@ class Keys:
         return f"{self.prefix}:routers"
 
     @property
+    def api_processes(self) -> str:
+        """Sorted set `byoa api` process id -> last heartbeat (ms, Redis clock): the live
+        API processes, for `byoa status`."""
+        return f"{self.prefix}:api-processes"
+
+    @property
     def account_owners(self) -> str:
         """Hash account id -> owner: account ids are unique across owners."""
         return f"{self.prefix}:accounts"

@@ -7,11 +7,13 @@ from typing import Any
 
 from router.core import Router
 from router.models import Slot
-from router.terminal import visible
+from router.presence import presence, redis_address, redis_url_shown
+from router.tables import table
 
 
 def snapshot(router: Router) -> dict[str, Any]:
-    """Accounts, per-owner queue depths and opt-ins, intake, dead letters and rq backlog."""
+    """The Redis read (never its credentials), the live routers, workers and API processes,
+    accounts, per-owner queue depths and opt-ins, intake, dead letters and rq backlog."""
     keys, redis = router.keys, router.redis
     accounts = router.pool.accounts()
     owners = sorted({a.owner for a in accounts})
@@ -45,9 +47,10 @@ def snapshot(router: Router) -> dict[str, Any]:
     for (owner, _), n in zip(pin_keys, pipe.execute(), strict=True):
         queues[owner]["waiting_children"] += n
     return {
-        "accounts": [a.model_dump(mode="json") for a in accounts],
+        "redis": {**redis_address(redis), "key_prefix": keys.prefix},
+        **presence(router).as_dict(),
+        "accounts": [a.public() for a in accounts],
         "owners": queues,
-        "routers": redis.zcard(keys.routers),
         "intake": redis.llen(keys.intake),
         "dead_letters": redis.llen(keys.dead_letters),
         "rq_queued": router.queue.count,
@@ -56,19 +59,6 @@ def snapshot(router: Router) -> dict[str, Any]:
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A left-aligned plain-text table; a cell's controls and line breaks are escaped
-    (`router.terminal`), so none moves the cursor or forges a row."""
-    cells = [[str(h) for h in headers]]
-    cells += [["" if c is None else visible(str(c)) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def render_accounts(accounts: Sequence[dict[str, Any]]) -> str:
@@ -112,9 +102,29 @@ def render(snap: dict[str, Any]) -> str:
         f"{label}: {snap[key]}"
         for label, key in (
             ("routers", "routers"),
+            ("workers", "workers"),
+            ("api", "api"),
             ("intake", "intake"),
             ("dead letters", "dead_letters"),
             ("rq queued", "rq_queued"),
         )
     )
-    return f"{render_accounts(snap['accounts'])}\n\n{queues}\n\n{tail}"
+    where = f"redis: {redis_url_shown(snap['redis'])}  prefix: {snap['redis']['key_prefix']}"
+    lines = [where, "", render_accounts(snap["accounts"]), "", queues, "", tail, *hints(snap)]
+    return "\n".join(lines)
+
+
+def hints(snap: dict[str, Any]) -> list[str]:
+    """What the counts mean when work waits for a process that is not running."""
+    said = []
+    if snap["rq_queued"] and not snap["workers"]:
+        said.append(
+            f"no worker is running: {snap['rq_queued']} dispatched job(s) wait for one "
+            "(start `byoa worker`)"
+        )
+    if snap["intake"] and not snap["routers"]:
+        said.append(
+            f"no router is running: {snap['intake']} message(s) wait on the intake list "
+            "(start `byoa run`)"
+        )
+    return said

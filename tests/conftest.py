@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from redis import Redis
 
 from router.accounts import AccountSpec
@@ -176,6 +177,23 @@ def drain(router: Router) -> Callable[[], None]:
         # (a test may have changed it after the router fixture).
         drain_worker(Router(Settings(), router.redis))
         jobs.use_settings(router.settings)  # jobs the test runs itself: its settings again
+
+    return run
+
+
+@pytest.fixture
+def cli(env: dict[str, str], router: Router) -> Callable[..., Result]:
+    """`byoa ...` in this process (click's runner) with this test's settings; asserts the
+    exit code (`code=`, default 0); `extra_env` sets variables (None unsets one).
+    `result.stdout` is stdout alone, `.output` both."""
+    from router.cli import main
+
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, **extra_env: str | None) -> Result:
+        result = runner.invoke(main, list(args), env={**env, **extra_env})
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return result
 
     return run
 

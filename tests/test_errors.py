@@ -32,6 +32,7 @@ from router.errors import (
     UnknownAccount,
     UnknownKey,
     UnknownTaskType,
+    WaitTimedOut,
 )
 from router.models import ErrorCode, Plan
 from router.settings import Settings
@@ -108,3 +109,15 @@ def test_key_task_and_redis_failures_raise_their_own_class(router: Router) -> No
     with pytest.raises(BadRedisUrl) as url:
         connect(Settings(redis_url=SecretStr("redis://:CANARY@127.0.0.1:notaport/0")))
     assert url.value.code == "bad_redis_url" and "CANARY" not in str(url.value)
+
+
+def test_a_wait_that_times_out_is_wait_timed_out_and_still_a_timeout_error(
+    router: Router,
+) -> None:
+    client = Client(router.settings, router.redis)
+    task = client.submit("alice", "x", id="waits")  # no account: it fails at once
+    assert client.wait(task.id, 1).status == "failed"
+    with pytest.raises(WaitTimedOut) as caught:
+        client.wait("never-submitted", 0.05)
+    assert isinstance(caught.value, TimeoutError) and caught.value.code == "wait_timeout"
+    assert caught.value.message == "task never-submitted is still not yet routed"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -34,13 +36,17 @@ from router.api.metrics import ApiMetrics, MetricsMiddleware
 from router.apikeys import ApiKeys
 from router.connections import capped_protocol, descriptor_budget
 from router.core import Router
-from router.errors import REDIS_OUTAGES, BadRedisUrl
+from router.errors import REDIS_OUTAGES, ApiPortUnavailable, BadRedisUrl
+from router.http import listen
+from router.presence import ApiBeat, redis_address, redis_url_shown
 from router.probes import readiness
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 20
 """On SIGTERM, requests in hand get this long to finish (the deploy files' grace is longer)."""
+BACKLOG = 2048
+"""The listen queue (uvicorn's default)."""
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 FAILED = "the server failed; see its log"
 _NO_TELEMETRY: dict[str, Any] = (
@@ -218,10 +224,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in hand)."""
-    app = create_app(settings)
+    """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in hand). A port that
+    cannot be bound raises ApiPortUnavailable before anything starts. The process's
+    heartbeat (`router.presence.ApiBeat`) lets `byoa status` count it."""
     try:
-        app.state.router.scripts.load_all()
+        sock = listen(host, port, BACKLOG)
+    except OSError as e:
+        raise ApiPortUnavailable(
+            f"cannot serve the task API on {host}:{port}: {e.strerror or e} "
+            "(free the port, or give --port or BYOA_API_PORT another)"
+        ) from None
+    app = create_app(settings)
+    router: Router = app.state.router
+    try:
+        router.scripts.load_all()
     except RedisError as e:  # served anyway: /readyz says not ready until Redis answers
         log.warning("redis unavailable at start: %s", type(e).__name__)
     cap, _ = descriptor_budget(settings.api_max_connections)
@@ -239,8 +255,38 @@ def serve(settings: Settings, host: str, port: int) -> None:
         # the process's descriptors (idle sockets cannot starve it); uvloop where installed
         http=capped_protocol(settings.api_timeout_seconds, cap),
         loop="auto",
+        backlog=BACKLOG,
         timeout_keep_alive=max(1, round(settings.api_timeout_seconds)),
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    log.info("serving the task API on %s:%d (at most %d connections)", host, port, cap)
-    uvicorn.Server(config).run()
+    log.info(
+        "serving the task API on %s:%d (at most %d connections; redis %s, prefix %s)",
+        host,
+        sock.getsockname()[1],
+        cap,
+        redis_url_shown(redis_address(router.redis)),
+        settings.key_prefix,
+    )
+    beat, stop = ApiBeat(router.redis, router.keys).start()
+
+    def leave() -> None:
+        stop.set()
+        beat.join(timeout=2)
+
+    try:
+        _Server(config, leave).run(sockets=[sock])
+    finally:
+        leave()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, calling `on_shutdown` once the requests in hand are finished: uvicorn
+    raises the signal that stopped it again right after, so nothing after `run` runs."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        self.on_shutdown()
