@@ -825,12 +825,12 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
 @click.option(
     "--accounts-file",
     type=click.Path(dir_okay=False),
-    default="config/accounts.example.toml",
-    show_default=True,
-    help="The pool.",
+    default=None,
+    help="The pool (default: the example pool that comes with byoa, "
+    "config/accounts.example.toml in its source).",
 )
 @click.pass_context
-def demo(ctx: click.Context, n_tasks: int, n_workers: int, accounts_file: str) -> None:
+def demo(ctx: click.Context, n_tasks: int, n_workers: int, accounts_file: str | None) -> None:
     """Run a router, workers and a demo pool on this machine; show what ran where."""
     from router.demo import run_demo
 

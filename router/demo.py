@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from contextlib import ExitStack
+from importlib.resources import as_file, files
 from typing import Any
 
 import click
 
-from router.accounts import read_accounts_file
+from router.accounts import AccountSpec, read_accounts_file
 from router.client import Client
 from router.core import Router
 from router.models import TaskType
@@ -58,8 +59,23 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: str) -> None:
-    """Bring everything up, submit a mix of tasks from four owners, print the outcome."""
+EXAMPLE_ACCOUNTS = "examples/accounts.example.toml"
+"""The example pool, inside the `router` package (`config/accounts.example.toml` in the
+source links to it), so `byoa demo` finds it wherever byoa is installed."""
+
+
+def example_accounts() -> list[AccountSpec]:
+    """The accounts of the example pool that comes with the package."""
+    with as_file(files("router") / EXAMPLE_ACCOUNTS) as path:
+        return read_accounts_file(path)
+
+
+def run_demo(
+    settings: Settings, n_tasks: int, n_workers: int, accounts_file: str | None = None
+) -> None:
+    """Bring everything up, submit a mix of tasks from four owners, print the outcome;
+    the pool is `accounts_file`'s, or the example pool."""
+    specs = example_accounts() if accounts_file is None else read_accounts_file(accounts_file)
     overrides: dict[str, Any] = {}
     if "BYOA_KEY_PREFIX" not in os.environ:
         overrides["key_prefix"] = DEMO_PREFIX
@@ -81,7 +97,7 @@ def run_demo(settings: Settings, n_tasks: int, n_workers: int, accounts_file: st
         router = Router(settings)
         purge(router.redis, settings.key_prefix)
         stack.callback(purge, router.redis, settings.key_prefix)
-        for spec in read_accounts_file(accounts_file):
+        for spec in specs:
             router.apply(router.pool.upsert(spec))
         port = settings.metrics_port  # the second replica serves on the next port
         procs = [_spawn(["run"], {**env, "BYOA_METRICS_PORT": str(port + i)}) for i in range(2)]

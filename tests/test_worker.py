@@ -103,10 +103,11 @@ def test_router_stops_cleanly_on_sigterm(
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(env: dict[str, str]) -> None:
-    result = subprocess.run(
+def test_demo_runs_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
+    result = subprocess.run(  # away from the source tree: the package's own example pool
         [sys.executable, "-m", "router", "demo", "--tasks", "30", "--workers", "3"],
         env={**env, "BYOA_SIM_SPEED": "1000"},
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
