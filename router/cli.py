@@ -39,7 +39,7 @@ from router.status import render, render_accounts, snapshot
 from router.tables import dead_letter, render_dead_letters, render_keys, render_tasks
 from router.task_list import MAX_LIMIT, TaskFilter, TaskList
 from router.tasks import Task
-from router.terminal import visible
+from router.terminal import VisibleFormatter, visible
 from router.times import now_iso
 
 REDIS_URL_ENV = "BYOA_REDIS_URL"
@@ -124,7 +124,10 @@ def _start(ctx: click.Context) -> None:
         return
     meta["byoa.started"] = True
     level = str(meta.get("byoa.log_level") or "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()  # stderr, as basicConfig's; a log line quoting a
+    # backend's message or a prompt cannot act on the terminal (terminal.VisibleFormatter)
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for line in warnings(os.environ):
         _say(line, err=True)
 
