@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,16 +26,10 @@ from router.core import Router
 from router.models import TaskStatus
 from router.scripts import text
 from tests.conftest import terminal, wait_for
+from tests.servers import free_port
 
 PIAPI_CLI = Path(sys.executable).parent / "piapi-cli"
 FUZZ_EXAMPLES = int(os.environ.get("BYOA_FUZZ_EXAMPLES", "300"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
