@@ -123,17 +123,21 @@ class Keys:
         """
         return f"{self.prefix}:polls"
 
+    # The simulator's keys of one account share the hash tag `{sim:<account>}`: its
+    # script touches the account, its running jobs and the job in one slot.
     def sim_account(self, account_id: str) -> str:
         """Hash: the simulated Midjourney account's own view (balance, running jobs)."""
-        return f"{self.prefix}:sim:{account_id}"
+        return f"{self.prefix}:{{sim:{account_id}}}"
 
     def sim_running(self, account_id: str, slot: Slot) -> str:
         """Sorted set: the simulated account's running jobs (handle -> end, Redis µs)."""
-        return f"{self.prefix}:sim:{account_id}:running:{slot.value}"
+        return f"{self.sim_account(account_id)}:running:{slot.value}"
 
     def sim_job(self, handle: str) -> str:
-        """Hash: one simulated job (account, slot, end time, GPU ms, output)."""
-        return f"{self.prefix}:simjob:{handle}"
+        """Hash: one simulated job (slot, end time, GPU ms, output), by its handle,
+        `<account>:<key>` (`SimulatedDriver`): under its account's tag."""
+        account_id, _, key = handle.partition(":")
+        return f"{self.sim_account(account_id)}:job:{key}"
 
     # Owner-scoped keys.
     def owner_base(self, owner: str) -> str:
@@ -260,9 +264,44 @@ class Keys:
         return f"{self.prefix}:stats"
 
 
+ALL_NEEDS = tuple(need(slot, c) for slot, classes in NEEDS.items() for c in classes)
+OWNER_KEYS: tuple[tuple[str, str], ...] = (
+    ("K_ACCOUNTS", ACCOUNTS),  # KEYS[1]: it names the hash slot
+    ("K_ENABLED", ENABLED),
+    ("K_FASTCAP", FASTCAP),
+    ("K_RELAXCAP", RELAXCAP),
+    ("K_PINNED", PINNED),
+    ("K_FALLEN", FALLEN),
+    ("K_FALLEN_VIDEO", f"{FALLEN}:video"),
+    ("K_INFLIGHT", INFLIGHT),
+    ("K_TIMERS", TIMERS),
+    ("K_STATS", STATS),
+    ("K_OUTBOX", OUTBOX),
+    ("K_CURSOR", CURSOR),
+    ("K_OPTIONS", OPTIONS),
+    ("K_EXPIRING", EXPIRING),
+    ("K_TASKS", TASKS),
+    *((f"line:{n}", f"{LINE}:{n}") for n in ALL_NEEDS),
+    *((f"free:{n}", f"{FREE}:{n}") for n in ALL_NEEDS),
+    *((f"cap:{n}", f"{CAP}:{n}") for n in ALL_NEEDS if ":" in n),
+)
+"""Every fixed key of an owner an owner script may touch, in the order of its KEYS: the
+scripts are passed all of them (Redis Cluster wants the keys a script touches declared),
+and the generated helpers name each (`lua_key_helpers`). Keys of one task or account
+(its record, its pin lines, its webhook secret) are built in the scripts from the owner
+base, `ARGV[1]`: they carry the same hash tag, so a call touches one slot only."""
+
+
+def owner_keys(keys: Keys, owner: str) -> list[str]:
+    """An owner script's KEYS (OWNER_KEYS, in order)."""
+    base = keys.owner_base(owner)
+    return [f"{base}:{suffix}" for _, suffix in OWNER_KEYS]
+
+
 def lua_key_helpers() -> str:
-    """Lua that builds owner-scoped keys from `O` (the owner base, ARGV[1]) and `P` (prefix),
-    and the needs (`need`): `need_of(slot, class)`, and NEEDS[slot], the needs of a slot."""
+    """Lua that names an owner script's KEYS (OWNER_KEYS), builds the keys of one task or
+    account from `O` (the owner base, ARGV[1]) and `P` (prefix), and the needs (`need`):
+    `need_of(slot, class)`, and NEEDS[slot], the needs of a slot."""
     suffix = ", ".join(f"{c.value} = '{s}'" for c, s in NEED_SUFFIX.items())
     needs = ", ".join(
         f"{slot.value} = {{{', '.join(repr(need(slot, c)) for c in classes)}}}"
@@ -271,6 +310,14 @@ def lua_key_helpers() -> str:
     class_of = ",\n  ".join(
         f"[{need(slot, c)!r}] = {c.value!r}" for slot, classes in NEEDS.items() for c in classes
     )
+    index = {name: i + 1 for i, (name, _) in enumerate(OWNER_KEYS)}
+    named = "\n".join(f"local {n} = KEYS[{i}]" for n, i in index.items() if n.startswith("K_"))
+
+    def table(kind: str, needs: tuple[str, ...]) -> str:
+        rows = ",\n  ".join(f"[{n!r}] = KEYS[{index[f'{kind}:{n}']}]" for n in needs)
+        return f"{{\n  {rows},\n}}"
+
+    capped = tuple(n for n in ALL_NEEDS if ":" in n)
     return f"""
 local NEED_SUFFIX = {{{suffix}}}
 local function need_of(slot, class) return slot .. (NEED_SUFFIX[class] or '') end
@@ -279,33 +326,20 @@ local CLASSES = {{{", ".join(repr(c.value) for c in JobClass)}}}
 local CLASS_OF = {{
   {class_of},
 }}
+{named}
+local LINES = {table("line", ALL_NEEDS)}
+local FREES = {table("free", ALL_NEEDS)}
+local CAPS = {table("cap", capped)}
+CAPS['fast'], CAPS['relax'] = K_FASTCAP, K_RELAXCAP
+local FALLENS = {{image = K_FALLEN, video = K_FALLEN_VIDEO}}
+local function known(t, name) return t[name] or error('no such need or class: ' .. name) end
+local function k_line(need) return known(LINES, need) end
+local function k_free(need) return known(FREES, need) end
+local function k_cap(need) return known(CAPS, need) end
+local function k_fallen(class) return known(FALLENS, class) end
 local function k_acct(id) return O .. ':{ACCOUNT}:' .. id end
 local function k_task(id) return O .. ':{TASK}:' .. id end
-local function k_line(slot) return O .. ':{LINE}:' .. slot end
-local function k_free(slot) return O .. ':{FREE}:' .. slot end
-local function k_pin(id, slot) return O .. ':{PIN}:' .. id .. ':' .. slot end
+local function k_pin(id, need) return O .. ':{PIN}:' .. id .. ':' .. need end
 local function k_done(id) return P .. ':done:' .. id end
 local function k_hook(id) return O .. ':{WEBHOOK}:' .. id end
-local function k_fallen(class)
-  if class == 'image' then return O .. ':{FALLEN}' end
-  return O .. ':{FALLEN}:' .. class
-end
-local K_ACCOUNTS = O .. ':{ACCOUNTS}'
-local K_ENABLED = O .. ':{ENABLED}'
-local K_FASTCAP = O .. ':{FASTCAP}'
-local K_RELAXCAP = O .. ':{RELAXCAP}'
-local function k_cap(need)
-  if need == 'fast' then return K_FASTCAP elseif need == 'relax' then return K_RELAXCAP end
-  return O .. ':{CAP}:' .. need
-end
-local K_PINNED = O .. ':{PINNED}'
-local K_FALLEN = O .. ':{FALLEN}'
-local K_INFLIGHT = O .. ':{INFLIGHT}'
-local K_TIMERS = O .. ':{TIMERS}'
-local K_STATS = O .. ':{STATS}'
-local K_OUTBOX = O .. ':{OUTBOX}'
-local K_CURSOR = O .. ':{CURSOR}'
-local K_OPTIONS = O .. ':{OPTIONS}'
-local K_EXPIRING = O .. ':{EXPIRING}'
-local K_TASKS = O .. ':{TASKS}'
 """

@@ -61,13 +61,14 @@ def _plans(plans: Mapping[Plan, PlanLimits], flag: str) -> str:
 
 def generated(
     strategy: Strategy = Strategy.RENEWAL,
-    clock_key: str | None = None,
+    clock_key: int | None = None,
     plans: Mapping[Plan, PlanLimits] = DEFAULT_PLANS,
     hd_factor: float = CostFactors().hd_video,
 ) -> dict[str, str]:
     """The generated includes: key helpers, constants, and this process's configuration
-    (how accounts are chosen; a simulation's virtual clock key, read instead of TIME; what
-    each plan allows, from the configured plan table; what HD costs against SD)."""
+        (how accounts are chosen; which of KEYS is a simulation's virtual clock, read instead
+    of TIME; what
+        each plan allows, from the configured plan table; what HD costs against SD)."""
     buckets = ", ".join(_string(str(b)) for b in DURATION_BUCKETS)
     return {
         "generated/keys": lua_key_helpers(),
@@ -82,7 +83,7 @@ def generated(
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"
         ),
         "generated/config": (
-            f"local CLOCK = {_string(clock_key) if clock_key else 'nil'}"
+            f"local CLOCK = {f'KEYS[{clock_key}]' if clock_key else 'nil'}"
             "  -- a simulation's virtual clock key, else the Redis clock\n"
             f"local STRATEGY = {_string(Strategy(strategy).value)}"
             "  -- how a task's account is chosen\n"

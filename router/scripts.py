@@ -11,7 +11,7 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from router import lua
-from router.keys import Keys
+from router.keys import OWNER_KEYS, Keys, owner_keys
 from router.models import Setting, Slot
 from router.settings import Settings
 
@@ -83,7 +83,10 @@ class Scripts:
             round(settings.dispatch_lease_seconds * 1e6),
             round(settings.run_lease_seconds * 1e6),
         ]
-        clock = self.keys.clock if settings.sim_clock else None
+        self._clock = [self.keys.clock] if settings.sim_clock else []
+        """A simulation's virtual clock, declared after the owner's keys (single-node only:
+        it is one key for every owner)."""
+        clock = len(OWNER_KEYS) + 1 if settings.sim_clock else None
         includes = lua.generated(settings.strategy, clock, settings.plans, settings.costs.hd_video)
         for name in lua.OWNER_SCRIPTS + lua.PLAIN_SCRIPTS:
             setattr(self, name, redis.register_script(lua.source(name, includes)))
@@ -103,7 +106,8 @@ class Scripts:
     ) -> Any:
         """Run an owner script (convention: `router/commands/includes/owner.lua`)."""
         argv = [self.keys.owner_base(owner), self.keys.prefix, owner, *self._common, *args]
-        return script(keys=[self.keys.accounts(owner)], args=argv, client=pipe or self.redis)
+        keys = [*owner_keys(self.keys, owner), *self._clock]
+        return script(keys=keys, args=argv, client=pipe or self.redis)
 
     @staticmethod
     def decode(owner: str, raw: Sequence[Any]) -> tuple[list[str], Outcome]:

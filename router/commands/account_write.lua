@@ -2,7 +2,7 @@
 -- ARGV[7] 'add'|'set'|'remove', ARGV[8] account id, ARGV[9:] field/value pairs
 -- results {'ok'|'exists'|'missing'|'busy' (remove with jobs in flight)|
 --          'invalid' (a number field is not a whole number in its range; nothing written)}
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/int_arg"

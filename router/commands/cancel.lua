@@ -2,7 +2,7 @@
 -- and the worker polling its driver job cancels that job and settles it cancelled.
 -- ARGV[7] task id
 -- results {status after the call, status before it} ('' and '' if there is no such task)
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/finish"

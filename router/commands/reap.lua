@@ -11,7 +11,7 @@
 -- fails `internal_error`; a running task whose worker died before recording a driver job
 -- is retried (retries + 1, retry_reason worker_lost) up to the limit, then fails
 -- `worker_lost`.
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/finish"

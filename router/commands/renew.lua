@@ -4,7 +4,7 @@
 -- ARGV[7] task id, ARGV[8] attempt, ARGV[9] driver job handle to record ('' for none)
 -- results {'renewed'|'lost', cancel requested '1'|''}: 'lost' if the task is no longer
 -- this attempt's (reaped, re-placed) or no longer running.
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 

@@ -14,7 +14,7 @@
 --         differs from the task's is recorded (`ran_mode`, stats `mode_mismatch:<placed>:
 --         <ran>`) and the account is charged for what really ran
 -- results {'settled'|'stale', status}
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/int_arg"

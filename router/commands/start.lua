@@ -14,7 +14,7 @@
 -- results {'run'|'skip'|'missing', current status}: 'run' again for a running attempt
 -- only to the token that started it (a retry whose reply was lost), never to a second
 -- delivery of the same rq job (its token differs).
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/class_of"

@@ -8,7 +8,7 @@
 --          ('image', 'video', 'hd_video'; '': a child's is its parent's, and an HD parent
 --          makes its estimate HD: x HD_FACTOR)
 -- results  flat (id, 'created'|'duplicate', status, error code)
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/slot_of"

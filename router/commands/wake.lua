@@ -1,7 +1,7 @@
 -- WAKE: accounts whose rest ended or whose renewal date came are refreshed and given work.
 -- ARGV[7]  'all' (optional): refresh every account of the owner (its choices changed)
 -- results {number of accounts woken}
--- KEYS[1], ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
+-- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
 --- @include "includes/owner"
 --- @include "includes/pins"

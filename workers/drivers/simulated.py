@@ -80,8 +80,9 @@ def draw(task_id: str, salt: str) -> float:
 class SimulatedDriver(Driver):
     """Runs jobs on simulated accounts; `settings.sim_speed` compresses time.
 
-    Jobs live in Redis under their handle (the job's key when it has one), so any process
-    can poll them, and a job keeps its account busy after its submitter dies.
+    Jobs live in Redis under their handle (`<account>:<the job's key>`, a random key when
+    it has none), so any process can poll them, and a job keeps its account busy after its
+    submitter dies.
     """
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
@@ -121,7 +122,7 @@ class SimulatedDriver(Driver):
         gpu_ms = round(gpu_s * 1000)
         wall_us = round(gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed * 1e6)
         output = _output(account.id, job.task_id, task_type, given, job.prompt or "")
-        handle = job.key or uuid.uuid4().hex
+        handle = f"{account.id}:{job.key or uuid.uuid4().hex}"  # its account's key tag
         keys = [
             self.keys.sim_account(account.id),
             self.keys.sim_running(account.id, slot),
@@ -188,10 +189,11 @@ class SimulatedDriver(Driver):
         return int(gpu_ms)  # charged in full when it started
 
     def lookup(self, account: AccountRef, key: str, started_ms: int | None = None) -> str | None:
-        """The job's handle is its key: the account has it or surely has not."""
+        """The job's handle is its account and key: the account has it or surely has not."""
         if not key:
             raise DriverError("a job submitted without a key cannot be looked up")
-        return key if self.redis.exists(self.keys.sim_job(key)) else None
+        handle = f"{account.id}:{key}"
+        return handle if self.redis.exists(self.keys.sim_job(handle)) else None
 
     def account_state(self, account: AccountRef) -> BackendAccount | None:
         """The simulated account's own fast balance, once its first job seeded it (a job is

@@ -1,7 +1,10 @@
 -- The calling convention and the shared functions of every owner script.
 --
--- KEYS[1]  the owner's account set (`<prefix>:{o:<owner>}:accounts`); it names the hash
---          slot, and every key the script touches carries the same `{o:<owner>}` tag.
+-- KEYS     every fixed key of the owner (`router.keys.OWNER_KEYS`, in order; named by
+--          the generated helpers: K_ACCOUNTS = KEYS[1], which names the hash slot, the
+--          lines, free indexes and capability sets per need...), then in a simulation
+--          its virtual clock. Keys of one task or account are built from ARGV[1]: every
+--          key a call touches carries the same `{o:<owner>}` tag (one cluster slot).
 -- ARGV[1]  owner base key `<prefix>:{o:<owner>}`
 -- ARGV[2]  key prefix
 -- ARGV[3]  owner id
