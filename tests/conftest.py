@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,6 +25,9 @@ from router.demo import stop_processes
 from router.redis_server import purge
 from router.settings import Settings
 from router.tasks import Task
+
+if TYPE_CHECKING:
+    from tests.servers import Endpoint
 from workers.process import drain as drain_worker
 
 TEST_REDIS_URL = os.environ.get("BYOA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -226,3 +229,15 @@ def terminal(router: Router, task_ids: list[str]) -> Callable[[], list[Task] | N
         return None
 
     return check
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A webhook receiver on this host (`tests.servers.Endpoint`), shut at the end."""
+    from tests.servers import Endpoint  # (tests.servers imports this module)
+
+    receiver = Endpoint()
+    yield receiver
+    receiver.release.set()
+    receiver.server.shutdown()
+    receiver.server.server_close()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 
@@ -73,3 +78,66 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+SECRET = "whsec-CANARY-5b7e1f"
+"""The webhook secret of the tests' receivers (a canary: it must show nowhere else)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class Endpoint:
+    """A webhook receiver on 127.0.0.1 that records every POST. Per path, `answers` are
+    given in turn (the last one repeats; 200 by default); POSTs to `/hang...` are held
+    unanswered until `release` is set."""
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.answers: dict[str, list[int]] = {}
+        self.held = 0
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, *args: Any) -> None:
+                pass  # a killed worker's connection
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers["content-length"])))
+        with self.lock:
+            self.hits.append(Hit(h.path, {k.lower(): v for k, v in h.headers.items()}, body))
+            plan = self.answers.get(h.path, [200])
+            status = plan.pop(0) if len(plan) > 1 else plan[0]
+            hold = h.path.startswith("/hang") and not self.release.is_set()
+            self.held += hold
+        if hold:
+            self.release.wait(60)
+            with self.lock:
+                self.held -= 1
+        h.send_response(status)
+        h.send_header("content-length", "0")
+        h.end_headers()
+
+    def to(self, path: str) -> list[Hit]:
+        with self.lock:
+            return [h for h in self.hits if h.path == path]
+
+    def hook(self, path: str, **more: Any) -> dict[str, Any]:
+        return {"endpoint": self.url + path, "secret": SECRET, **more}

@@ -18,7 +18,7 @@ from router.apikeys import ApiKeys
 from router.core import Router
 from router.settings import Settings
 from tests.conftest import allow_loopback_webhooks, wait_for
-from tests.test_webhooks import Endpoint
+from tests.servers import Endpoint
 
 TASKS = "/api/v1/task"
 
@@ -257,14 +257,6 @@ def test_webhook_config_becomes_the_task_webhook(
     bad = {**imagine(), "config": {"webhook_config": {"endpoint": "ftp://x/"}}}
     answer = http.post(TASKS, json=bad, headers=alice)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_task"
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    receiver = Endpoint()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 def test_webhook_config_is_posted_goapis_body_with_the_secret_header(

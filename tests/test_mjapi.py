@@ -7,7 +7,7 @@ Tasks run to their end through real rq jobs on the simulated pool (the drain fix
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from router.apikeys import ApiKeys
 from router.core import Router
 from router.settings import Settings
 from tests.conftest import allow_loopback_webhooks, wait_for
-from tests.test_webhooks import Endpoint, Hit
+from tests.servers import Endpoint, Hit
 
 IMAGINE = "/mj/submit/imagine"
 CONDITION = "/mj/task/list-by-condition"
@@ -391,14 +391,6 @@ def test_prefixes_set_the_mode_and_cancel_fails_the_task(
     assert cancelled.status_code == 200 and cancelled.json()["result"] == relax
     (task,) = poll(http, alice, [relax])
     assert (task["status"], task["failReason"]) == ("FAILURE", "cancelled")
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    receiver = Endpoint()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 def test_notify_hook_is_posted_this_apis_task_json(

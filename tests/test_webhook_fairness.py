@@ -13,8 +13,9 @@ import pytest
 from router.client import Client
 from router.settings import Settings
 from tests.conftest import allow_loopback_webhooks, wait_for
+from tests.servers import Endpoint
 from tests.test_webhook_guard import Trickler
-from tests.test_webhooks import Endpoint, settled
+from tests.test_webhooks import settled
 
 AddAccount = Callable[..., None]
 Spawn = Callable[..., Any]
@@ -24,15 +25,6 @@ Spawn = Callable[..., Any]
 def settings(settings: Settings) -> Settings:
     """The receivers of these tests (on this host) allowed."""
     return allow_loopback_webhooks(settings)
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    receiver = Endpoint()
-    yield receiver
-    receiver.release.set()
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from router.daemon import IntakeDaemon
 from router.errors import TaskRejected
 from router.settings import Settings
 from tests.conftest import LOOPBACK, allow_loopback_webhooks, wait_for
+from tests.servers import SECRET, Endpoint
 from tests.test_redis_security import make_certs
-from tests.test_webhooks import SECRET, Endpoint
 from workers.webhook_post import REFUSED, TIMEOUT, Poster
 
 AddAccount = Callable[..., None]
@@ -209,15 +209,6 @@ class Recorder:
         return socket.create_connection(address, timeout=timeout)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Endpoint]:
-    endpoint = Endpoint()
-    yield endpoint
-    endpoint.release.set()
-    endpoint.server.shutdown()
-    endpoint.server.server_close()
-
-
 def _post(poster: Poster, url: str, timeout: float = 5.0) -> str:
     return poster.post(url, {"content-type": "application/json"}, b"{}", timeout)
 
@@ -237,16 +228,16 @@ def test_one_internal_answer_among_public_ones_refuses_the_name() -> None:
 
 
 def test_the_connection_goes_to_the_checked_address_not_a_second_answer(
-    receiver: Endpoint,
+    endpoint: Endpoint,
 ) -> None:
     """The name answers 127.0.0.1 (allowed here) first and 10.0.0.1 after: the POST goes
     to 127.0.0.1 and the name is looked up once."""
-    port = receiver.server.server_port
+    port = endpoint.server.server_port
     seen = Recorder([["127.0.0.1"], ["10.0.0.1"]])
     poster = Poster(parse_networks("127.0.0.0/8"), seen.resolve, seen.connect)
     assert _post(poster, f"http://changing.example:{port}/rebind") == ""
     assert seen.lookups == ["changing.example"] and seen.connects == ["127.0.0.1"]
-    (hit,) = receiver.to("/rebind")
+    (hit,) = endpoint.to("/rebind")
     assert hit.headers["host"] == f"changing.example:{port}"  # the name, as the URL said
 
 
@@ -258,13 +249,13 @@ def test_the_first_answer_internal_and_the_second_public_is_still_refused() -> N
 
 
 def test_localhost_resolved_by_this_host_is_refused_then_allowed_by_the_setting(
-    receiver: Endpoint,
+    endpoint: Endpoint,
 ) -> None:
-    url = f"http://localhost:{receiver.server.server_port}/local"
+    url = f"http://localhost:{endpoint.server.server_port}/local"
     assert _post(Poster([]), url) == REFUSED
-    assert receiver.to("/local") == []
+    assert endpoint.to("/local") == []
     assert _post(Poster(parse_networks(LOOPBACK)), url) == ""
-    assert len(receiver.to("/local")) == 1
+    assert len(endpoint.to("/local")) == 1
 
 
 def test_an_address_in_the_url_is_checked_without_a_lookup() -> None:
@@ -276,14 +267,14 @@ def test_an_address_in_the_url_is_checked_without_a_lookup() -> None:
 
 
 def test_a_stored_internal_endpoint_fails_its_webhook_once_and_posts_nothing(
-    router: Router, add_account: AddAccount, drain: Drain, receiver: Endpoint
+    router: Router, add_account: AddAccount, drain: Drain, endpoint: Endpoint
 ) -> None:
     """A task accepted while the operator allowed loopback (or stored by an earlier
     release) is delivered by workers that no longer allow it: refused for good at delivery,
-    no retries, and the receiver saw nothing."""
+    no retries, and the endpoint saw nothing."""
     add_account("a-pro", "alice", "pro")
     allowing = Client(allow_loopback_webhooks(router.settings), router.redis)
-    hook = {"endpoint": f"{receiver.url}/x", "secret": SECRET}
+    hook = {"endpoint": f"{endpoint.url}/x", "secret": SECRET}
     task = allowing.submit("alice", "a cat", mode="fast", webhook=hook)
     drain()  # workers with the setting empty (the environment of this test)
     done = allowing.get(task.id)
@@ -293,7 +284,7 @@ def test_a_stored_internal_endpoint_fails_its_webhook_once_and_posts_nothing(
         REFUSED,
         1,
     )
-    assert receiver.hits == []
+    assert endpoint.hits == []
 
 
 # One deadline for the whole POST.
@@ -369,18 +360,18 @@ def test_a_lookup_that_never_answers_times_the_post_out() -> None:
 
 
 class TlsReceiver:
-    """An HTTPS receiver on 127.0.0.1 with a certificate of a test CA (`ca`)."""
+    """An HTTPS endpoint on 127.0.0.1 with a certificate of a test CA (`ca`)."""
 
     def __init__(self, workdir: Path, hold: threading.Event | None = None) -> None:
         make_certs(workdir)
         self.ca = ssl.create_default_context(cafile=str(workdir / "ca.crt"))
         self.hits: list[str] = []
-        receiver = self
+        endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["content-length"]))
-                receiver.hits.append(self.headers["host"])
+                endpoint.hits.append(self.headers["host"])
                 self.send_response(204)
                 self.end_headers()
 
@@ -397,10 +388,10 @@ class TlsReceiver:
 
 @pytest.fixture
 def tls_receiver(tmp_path: Path) -> Iterator[TlsReceiver]:
-    receiver = TlsReceiver(tmp_path)
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    endpoint = TlsReceiver(tmp_path)
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()
 
 
 def test_https_is_posted_over_tls_checked_against_the_url_host(tls_receiver: TlsReceiver) -> None:

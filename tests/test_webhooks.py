@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,9 +22,8 @@ from router.scripts import text
 from router.settings import Settings
 from router.tasks import Task
 from tests.conftest import allow_loopback_webhooks, wait_for
-from tests.servers import free_port, kill_tree
+from tests.servers import SECRET, Endpoint, free_port, kill_tree
 
-SECRET = "whsec-CANARY-5b7e1f"
 AddAccount = Callable[..., None]
 Drain = Callable[[], None]
 Spawn = Callable[..., Any]
@@ -50,74 +46,6 @@ def env(env: dict[str, str]) -> dict[str, str]:
         "BYOA_WEBHOOK_RETRIES": "3",
         "BYOA_WEBHOOK_BACKOFF_SECONDS": "0.05",
     }
-
-
-@dataclass(frozen=True)
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-class Endpoint:
-    """A webhook receiver on 127.0.0.1 that records every POST. Per path, `answers` are
-    given in turn (the last one repeats; 200 by default); POSTs to `/hang...` are held
-    unanswered until `release` is set."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        self.answers: dict[str, list[int]] = {}
-        self.held = 0
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, *args: Any) -> None:
-                pass  # a killed worker's connection
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        body = json.loads(h.rfile.read(int(h.headers["content-length"])))
-        with self.lock:
-            self.hits.append(Hit(h.path, {k.lower(): v for k, v in h.headers.items()}, body))
-            plan = self.answers.get(h.path, [200])
-            status = plan.pop(0) if len(plan) > 1 else plan[0]
-            hold = h.path.startswith("/hang") and not self.release.is_set()
-            self.held += hold
-        if hold:
-            self.release.wait(60)
-            with self.lock:
-                self.held -= 1
-        h.send_response(status)
-        h.send_header("content-length", "0")
-        h.end_headers()
-
-    def to(self, path: str) -> list[Hit]:
-        with self.lock:
-            return [h for h in self.hits if h.path == path]
-
-    def hook(self, path: str, **more: Any) -> dict[str, Any]:
-        return {"endpoint": self.url + path, "secret": SECRET, **more}
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    receiver = Endpoint()
-    yield receiver
-    receiver.release.set()
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 def settled(client: Client, task_id: str) -> Callable[[], Task | None]:
