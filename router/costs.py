@@ -19,10 +19,14 @@ Factor = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
 VIDEO_TYPES = frozenset({TaskType.VIDEO, TaskType.ANIMATE, TaskType.VIDEO_EXTEND})
 """Jobs that make a batch of video clips (`batch_size` of them)."""
-HD_ONLY = frozenset({TaskType.VIDEO_UPSCALE})
-"""Jobs whose result is HD video whatever they are given."""
-INHERITED = frozenset({TaskType.VIDEO_EXTEND})
-"""Jobs whose resolution is their parent's, unless their input says: SUBMIT reads it."""
+INHERITED = frozenset({TaskType.VIDEO_EXTEND, TaskType.VIDEO_UPSCALE})
+"""Jobs whose class (SD or HD video) is their parent video's, unless their input says:
+SUBMIT reads it. An extend (a video batch) of an HD video costs HD (`HD_SCALED`); a
+video's upscale (its U1-U4: one clip separated, which trueai counts free) costs little
+whatever the clip."""
+HD_SCALED = frozenset({TaskType.VIDEO_EXTEND})
+"""Inherited jobs whose estimate SUBMIT multiplies by `CostFactors.hd_video` when their
+parent is HD."""
 BATCH_SIZES = (1, 2, 4)
 """A video's clips per job (trueai SubmitVideoDTO.cs `BatchSize` 1 | 2 | 4; `--bs`)."""
 MAX_ESTIMATE_MS = 6 * 3_600_000
@@ -87,11 +91,9 @@ def is_hd(input: Mapping[str, Any]) -> bool | None:
 
 
 def job_class(task_type: TaskType, input: Mapping[str, Any]) -> JobClass | None:
-    """What the job needs of an account; None: its parent's (a video extend of a video
-    whose resolution its input does not say, read by SUBMIT)."""
-    if task_type in HD_ONLY:
-        return JobClass.HD_VIDEO
-    if task_type not in VIDEO_TYPES:
+    """What the job needs of an account; None: its parent's (a video extend or a video's
+    upscale whose resolution its input does not say, read by SUBMIT)."""
+    if task_type not in VIDEO_TYPES and task_type not in INHERITED:
         return JobClass.IMAGE
     hd = is_hd(input)
     if hd is None and task_type in INHERITED:
@@ -113,7 +115,7 @@ def estimate_ms(
     if task_type in VIDEO_TYPES:
         cost *= batch_size(prompt, input) / 4
     kind = job_class(task_type, input)
-    if kind is JobClass.HD_VIDEO:
+    if kind is JobClass.HD_VIDEO and task_type in VIDEO_TYPES:
         cost *= factors.hd_video
     params = _params(prompt)
     if kind is JobClass.IMAGE:

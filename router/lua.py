@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from router.costs import CostFactors
+from router.costs import HD_SCALED, CostFactors
 from router.keys import lua_key_helpers
 from router.models import Plan, Strategy
 from router.policy import (
@@ -78,6 +78,8 @@ def generated(
             f"local HEADSTART = {CHILD_HEADSTART_US}\n"
             f"local MAX_VIDEO = {MAX_SLOT_LIMIT}  -- no video limit of its own\n"
             f"local ROOMY = {ROOMY_SCAN}\n"
+            f"local HD_SCALED = {{{', '.join(f'{t.value} = true' for t in sorted(HD_SCALED))}}}"
+            "  -- inherited jobs an HD parent makes HD in cost\n"
             f"local UPGRADE_REASON = {_string(UPGRADE_REASON)}\n"
             f"local BUCKETS = {{\n  {buckets},\n}}\n"
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"

@@ -123,7 +123,8 @@ DEFAULT_GPU_SECONDS: dict[TaskType, float] = {
     TaskType.VIDEO: 480.0,
     TaskType.ANIMATE: 480.0,  # a video from an image: as a video
     TaskType.VIDEO_EXTEND: 480.0,  # as a video batch (unconfirmed)
-    TaskType.VIDEO_UPSCALE: 120.0,  # one clip, made HD (unconfirmed): x hd_video
+    TaskType.VIDEO_UPSCALE: 20.0,  # a video's U1-U4: one clip separated (trueai counts it
+    # free, DiscordService.cs): as an image's U1-U4
 }
 """GPU seconds a task of each type uses at the fast rate, before its parameters
 (`router.costs.estimate_ms`): the router's reservation estimate."""

@@ -58,7 +58,7 @@ def test_hd_video_is_about_three_times_sd_and_needs_a_plan_with_hd() -> None:
     assert ms(TaskType.VIDEO, "", image="u", video_type="sd") == 480_000
     assert job_class(TaskType.VIDEO, {"video_type": "hd"}) is JobClass.HD_VIDEO
     assert job_class(TaskType.ANIMATE, {}) is JobClass.VIDEO
-    assert job_class(TaskType.VIDEO_UPSCALE, {}) is JobClass.HD_VIDEO
+    assert job_class(TaskType.VIDEO_UPSCALE, {}) is None  # a clip of its parent's class
     assert job_class(TaskType.VIDEO_EXTEND, {}) is None  # its parent's: SUBMIT reads it
     assert job_class(TaskType.UPSCALE_CREATIVE, {}) is JobClass.IMAGE
 
@@ -72,7 +72,8 @@ def test_every_type_has_a_sourced_default_and_children_cost_what_they_do() -> No
     assert ms(TaskType.UPSCALE) < ms(TaskType.VARIATION) <= ms(TaskType.IMAGINE)
     assert ms(TaskType.UPSCALE_SUBTLE) > ms(TaskType.IMAGINE)
     assert ms(TaskType.DESCRIBE) < ms(TaskType.IMAGINE)
-    assert ms(TaskType.VIDEO_UPSCALE) == round(120_000 * 3.2)
+    assert ms(TaskType.VIDEO_UPSCALE) == ms(TaskType.UPSCALE)  # a video's U1-U4: small
+    assert ms(TaskType.VIDEO_UPSCALE, video_type="hd") == ms(TaskType.UPSCALE)
 
 
 def test_no_factors_multiply_past_the_largest_estimate() -> None:

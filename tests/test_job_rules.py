@@ -181,3 +181,22 @@ def test_describe_blend_and_shorten_run_like_images(
         assert done is not None and done.status is TaskStatus.COMPLETED, done
     shortened = client.get(tasks[2].id)
     assert shortened is not None and shortened.result and shortened.result["prompts"]
+
+
+def test_a_videos_upscale_is_a_cheap_clip_of_its_parents_class(
+    client: Client, add_account: AddAccount, router: Router, drain: Drain
+) -> None:
+    """A video's U1-U4 separates one clip (trueai counts it free): it runs in its parent's
+    mode on its account, relax included, at an upscale's cost, and stays the parent's class."""
+    add_account("a-pro", "alice", "pro")
+    relax = video(client, "alice", "relax")
+    hd = video(client, "alice", "fast", video_type="hd")
+    drain()
+    for parent, mode, kind in ((relax, "relax", "video"), (hd, "fast", "hd_video")):
+        clip = client.submit(
+            "alice", task_type=TaskType.VIDEO_UPSCALE, parent_id=parent.id, input={"index": 2}
+        )
+        assert (clip.account_id, clip.effective_mode) == ("a-pro", mode)
+        record = router.redis.hmget(router.keys.task("alice", clip.id), "job_class", "estimate_ms")
+        assert [v.decode() for v in record] == [kind, "20000"]
+    drain()

@@ -6,7 +6,7 @@
 --          runs at `k_hook(id) .. ':' .. nonce`, never in ARGV; it becomes the task's
 --          (`k_hook(id)`) if this call creates the task, else it is deleted; job class
 --          ('image', 'video', 'hd_video'; '': a child's is its parent's, and an HD parent
---          makes its estimate HD: x HD_FACTOR)
+--          makes the estimate of a type in HD_SCALED HD: x HD_FACTOR)
 -- results  flat (id, 'created'|'duplicate', status, error code)
 -- KEYS, ARGV[1] to ARGV[6] and the reply: the owner scripts' convention (includes/owner.lua).
 
@@ -105,7 +105,7 @@ for i = 0, n - 1 do
         if class == '' then  -- its parent's class (a video extend): an HD one costs HD
           class = pf[5] or ''
           if class == '' then class = 'image' end
-          if class == 'hd_video' then
+          if class == 'hd_video' and HD_SCALED[ttype] then
             redis.call('HSET', t, 'estimate_ms', istr(math.floor(ARGV[b + 6] * HD_FACTOR + 0.5)))
           end
         end

@@ -233,10 +233,10 @@ def _output(
         output["prompts"] = [f"{prompt or 'an image'} ({n})".strip() for n in range(1, 5)]
         return output
     kind = job_class(task_type, given)
-    if kind is JobClass.IMAGE:
+    if kind is JobClass.IMAGE and task_type not in INHERITED:
         output["image_url"] = f"{base}.png"
         return output
-    clips = 1 if task_type is TaskType.VIDEO_UPSCALE else batch_size(prompt, given)
+    clips = 1 if task_type is TaskType.VIDEO_UPSCALE else batch_size(prompt, given)  # its U1-4
     output["video_urls"] = [f"{base}-{n}.mp4" for n in range(1, clips + 1)]
     output["hd"] = kind is JobClass.HD_VIDEO
     return output
