@@ -169,9 +169,10 @@ def test_children_by_origin_task_id_and_their_checks(
     assert strong["input"]["strength"] == "strong"
 
     refusals = [
-        ({"task_type": "describe", "input": {"prompt": "x"}}, "unknown_task_type"),
+        ({"task_type": "video", "input": {"prompt": "x"}}, "unknown_task_type"),  # not PiAPI's
         ({"task_type": "upscale", "input": {"origin_task_id": parent}}, "invalid_task"),
-        ({"task_type": "upscale", "input": {"origin_task_id": parent, "index": "4x"}}, None),
+        ({"task_type": "upscale", "input": {"origin_task_id": parent, "index": "light"}}, None),
+        ({"task_type": "upscale", "input": {"origin_task_id": parent, "index": "8x"}}, None),
         ({"task_type": "upscale", "input": {"index": 1}}, "invalid_task"),
         ({"task_type": "variation", "input": {"origin_task_id": parent, "index": []}}, None),
         ({"task_type": "variation", "input": {"origin_task_id": parent, "index": {}}}, None),
@@ -346,7 +347,7 @@ def test_model_may_be_left_out_and_then_is_midjourney(
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["model"] == "midjourney"
     # Without a model, the body's own problem is the one told.
-    unknown = http.post(TASKS, json={"task_type": "blend", "input": {}}, headers=alice)
+    unknown = http.post(TASKS, json={"task_type": "video", "input": {}}, headers=alice)
     assert unknown.status_code == 400
     assert unknown.json()["error"]["code"] == "unknown_task_type", unknown.text
     other = http.post(TASKS, json={**imagine(), "model": "flux"}, headers=alice)

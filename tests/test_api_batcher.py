@@ -61,7 +61,7 @@ def test_one_batch_of_several_owners_answers_each_request_on_its_own(
             _item(loop, keys["revoked"], imagine(), router),
             _item(loop, "byoa_nonsense", imagine(), router),
             _item(loop, keys["alice"], b"{not json", router),
-            _item(loop, keys["bob"], {**imagine(), "task_type": "describe"}, router),
+            _item(loop, keys["bob"], {**imagine(), "task_type": "video"}, router),
             _item(loop, keys["alice"], imagine(prompt="alice 2"), router),
         ]
         Batcher(router, ApiKeys(router.redis, router.scripts)).batch(items)

@@ -97,8 +97,20 @@ def test_the_published_piapi_client_runs_tasks_through_byoa_api(
     assert missing.returncode == 1 and "fetch failed [404]" in missing.stderr
     refused = piapi(base, "byoa_000000000000_" + "x" * 43, "imagine", "x", "--no-wait")
     assert refused.returncode == 1 and "submit failed [401]" in refused.stderr
-    bad = piapi(base, key, "submit", "midjourney", "blend", "{}")
+    bad = piapi(base, key, "submit", "midjourney", "video", "{}")
     assert bad.returncode == 1 and "unknown_task_type" in bad.stderr
+
+    # describe and blend as the client's model list names them, PiAPI's inputs.
+    image = "https://example.com/a.png"
+    describe = json.dumps({"image_url": image})
+    described = piapi(base, key, "run", "midjourney", "describe", describe, *fast)
+    assert described.returncode == 0, described.stderr
+    output = json.loads(described.stdout)["data"]["output"]
+    assert len(output["prompts"]) == 4 and output["description"]
+    blend = json.dumps({"image_urls": [image, image], "dimension": "square"})
+    blended = piapi(base, key, "run", "midjourney", "blend", blend, *fast)
+    assert blended.returncode == 0, blended.stderr
+    assert json.loads(blended.stdout)["data"]["output"]["image_url"]
 
 
 JSONISH = st.recursive(

@@ -40,7 +40,12 @@ SUBMIT_ROUTES = [
     "/mj/submit/modal",
     "/mj/submit/change",
     "/mj/submit/simple-change",
+    "/mj/submit/describe",
+    "/mj/submit/blend",
+    "/mj/submit/shorten",
+    "/mj/submit/video",
 ]
+IMAGE = "https://example.com/a.png"
 
 
 @pytest.fixture
@@ -265,10 +270,22 @@ def test_every_midjourney_proxy_submit_route_honours_the_key(
         assert mj(http, path, alice, key, **body) == first
         return first
 
-    grid = accepted(twice(IMAGINE, "i", prompt="a boat"))
+    grid = accepted(twice(IMAGINE, "i", prompt="a boat --v 7"))
     changed = mj(http, IMAGINE, alice, "i", prompt="a ship")
     assert (changed["status"], changed["code"]) == (422, 4)
+    jobs = {
+        accepted(twice("/mj/submit/describe", "d", link=IMAGE)),
+        accepted(twice("/mj/submit/blend", "b", base64Array=[IMAGE, IMAGE])),
+        accepted(twice("/mj/submit/shorten", "h", prompt="a long prompt")),
+        accepted(twice("/mj-fast/mj/submit/video", "v", prompt="a wave", image=IMAGE)),
+    }
+    reused = mj(http, "/mj/submit/describe", alice, "d", link=IMAGE + "?2")
+    assert (reused["status"], reused["properties"]["errorCode"]) == (422, "idempotency_key_reused")
     drain()
+    (video,) = [t for t in jobs if getattr(router.tasks.get(t), "task_type", "") == "video"]
+    extended = accepted(
+        twice("/mj/submit/video", "e", action="extend", taskId=video, index=0, prompt="on")
+    )
     u1 = f"MJ::JOB::upsample::1::{grid}"
     upscaled = accepted(twice("/mj/submit/action", "a", customId=u1, taskId=grid))
     ids = {
@@ -286,9 +303,9 @@ def test_every_midjourney_proxy_submit_route_honours_the_key(
     assert accepted(confirmed) == modal and confirmed["code"] == 1
     other = mj(http, "/mj/submit/modal", alice, "m", **{**body, "prompt": "a boat --zoom 2"})
     assert (other["status"], other["properties"]["errorCode"]) == (422, "idempotency_key_reused")
-    assert task_ids(router, "alice") == {grid, upscaled, modal, *ids}
+    assert task_ids(router, "alice") == {grid, upscaled, modal, *ids, *jobs, extended}
     drain()
-    assert ran(router, "alice") == (5, 5)
+    assert ran(router, "alice") == (10, 10)
 
 
 def test_the_openapi_document_declares_the_header_on_every_submit_route(

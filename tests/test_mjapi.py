@@ -47,6 +47,7 @@ TASK_FIELDS: dict[str, tuple[type, ...]] = {
     "startTime": GO_INT,
     "finishTime": GO_INT,
     "imageUrl": GO_STRING,
+    "videoUrl": GO_STRING,
     "status": GO_STRING,
     "progress": GO_STRING,
     "failReason": GO_STRING,
@@ -54,7 +55,9 @@ TASK_FIELDS: dict[str, tuple[type, ...]] = {
     "properties": (dict, type(None)),
 }
 """`dto.MidjourneyDto` (`dto/midjourney.go:47-66`), which new-api's poller decodes a
-list-by-condition answer into (`controller/midjourney.go:109-114`)."""
+list-by-condition answer into (`controller/midjourney.go:109-114`); `videoUrl` and
+`videoUrls` (`[{url}]`) as QuantumNous/new-api 08b94b7 has them (`dto/midjourney.go:60-61,
+70-72`)."""
 
 
 def go_decodes(value: Any, fields: dict[str, tuple[type, ...]]) -> None:
@@ -67,6 +70,11 @@ def go_decodes(value: Any, fields: dict[str, tuple[type, ...]]) -> None:
     if fields is TASK_FIELDS and isinstance(properties, dict):
         for name in ("finalPrompt", "finalZhPrompt"):  # dto.Properties, :98-101
             assert isinstance(properties.get(name), GO_STRING), (name, properties)
+    if fields is TASK_FIELDS:
+        videos = value.get("videoUrls")
+        assert videos is None or isinstance(videos, list), videos
+        for video in videos or []:  # []struct{Url string `json:"url"`}
+            assert isinstance(video, dict) and isinstance(video.get("url"), str), videos
 
 
 @pytest.fixture
@@ -133,9 +141,13 @@ def poll(http: httpx.Client, headers: dict[str, str], ids: list[str]) -> list[di
 
 def new_api_action(custom_id: str) -> tuple[str, int]:
     """What new-api reads from a customId (`service/midjourney.go:71-127`): the action
-    (UPSCALE, VARIATION, PAN...) and index; it refuses a button it cannot read."""
+    (UPSCALE, VARIATION, PAN...) and index. It refuses, code 4 `unknown_action`, the video
+    buttons trueai runs (Animate, a clip's upscale and extend: 08b94b7 :76-132), and no
+    other button we offer."""
     splits = custom_id.split("::")
     action = splits[2] if splits[1] == "JOB" else splits[1]
+    if action.startswith("animate_") or action == "video_virtual_upscale":
+        return "UNKNOWN_ACTION", 0
     if "upsample" in action:
         return "UPSCALE", int(splits[3])
     if action == "variation":
@@ -187,13 +199,18 @@ def test_imagine_poll_press_u1_poll_as_new_api_does(
     assert upscaled["description"] == f"/up {task_id} U1"
     assert upscaled["properties"]["parentId"] == task_id
     kinds = {new_api_action(b["customId"])[0] for b in upscaled["buttons"]}
-    assert kinds == {"LOW_VARIATION", "HIGH_VARIATION", "ZOOM", "CUSTOM_ZOOM", "PAN", "INPAINT"}
+    assert kinds == {
+        *("UPSCALE", "LOW_VARIATION", "HIGH_VARIATION", "ZOOM", "CUSTOM_ZOOM", "PAN"),
+        *("INPAINT", "REROLL", "UNKNOWN_ACTION"),  # Animate: trueai's, not new-api's
+    }
+    upscales = [b["label"] for b in upscaled["buttons"] if "upsample_v6_2x" in b["customId"]]
+    assert upscales == ["Upscale (Subtle)", "Upscale (Creative)"]  # a --v 6 image's
 
 
 def test_every_button_change_and_simple_change(
     http: httpx.Client, alice: dict[str, str], drain: Callable[[], None]
 ) -> None:
-    grid = accepted(submit(http, IMAGINE, alice, prompt="a boat"))
+    grid = accepted(submit(http, IMAGINE, alice, prompt="a boat --v 7"))
     drain()
     # relay/relay-mj.go:394-401: change needs taskId, action and a non-zero index.
     ids = [
@@ -233,10 +250,13 @@ def test_every_button_change_and_simple_change(
         pressed.append(accepted(made))
     drain()
     done = poll(http, alice, pressed)
-    assert len(done) == len(pressed) == 10
+    assert len(done) == len(pressed) == 15
     assert all(t["status"] == "SUCCESS" for t in done), done
     actions = sorted(t["action"] for t in done)
-    assert actions == ["INPAINT", *["PAN"] * 4, "VARIATION", "VARIATION", *["ZOOM"] * 3]
+    assert actions == [
+        *("INPAINT", *["PAN"] * 4, "REROLL", "UPSCALE_HD", "UPSCALE_HD"),
+        *("VARIATION", "VARIATION", "VIDEO", "VIDEO", *["ZOOM"] * 3),
+    ]
 
 
 def test_refusals_keep_the_shape_and_a_stable_code(
@@ -251,7 +271,7 @@ def test_refusals_keep_the_shape_and_a_stable_code(
         (IMAGINE, {"prompt": "x" * 501}, "prompt_too_long"),
         (IMAGINE, {"prompt": "x", "base64Array": ["data:image/png;base64,AA"]}, "invalid_task"),
         (IMAGINE, {"prompt": "x", "notifyHook": "ftp://x/"}, "invalid_task"),
-        ("/mj/submit/action", {"customId": "MJ::JOB::animate_high::1::x::SOLO"}, "invalid_task"),
+        ("/mj/submit/action", {"customId": "MJ::JOB::bookmark::1::x::SOLO"}, "invalid_task"),
         ("/mj/submit/change", {"action": "DESCRIBE", "index": 1, "taskId": pending}, None),
         ("/mj/submit/change", {"action": "UPSCALE", "index": 5, "taskId": pending}, None),
         ("/mj/submit/simple-change", {"content": f"{pending} U9"}, None),
@@ -284,8 +304,8 @@ def test_refusals_keep_the_shape_and_a_stable_code(
     nowhere = http.get("/mj/nowhere", headers=alice)
     assert nowhere.status_code == 404 and nowhere.json()["properties"]["errorCode"] == "not_found"
     assert nowhere.json()["code"] == 4  # code 3 is for tasks only (relay/relay-mj.go:548-556)
-    blend = submit(http, "/mj/submit/blend", alice, base64Array=["a", "b"], dimensions="SQUARE")
-    assert (blend["code"], blend["properties"]["errorCode"]) == (4, "unsupported")
+    swap = submit(http, "/mj/submit/swap_face", alice, sourceBase64="a", targetBase64="b")
+    assert (swap["code"], swap["properties"]["errorCode"]) == (4, "unsupported")
 
 
 def test_keys_in_either_header_and_401_in_the_api_shape(
@@ -433,6 +453,10 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
         "/mj/submit/simple-change",
         CONDITION,
         "/mj-fast/mj/submit/imagine",
+        "/mj/submit/describe",
+        "/mj/submit/blend",
+        "/mj/submit/shorten",
+        "/mj-relax/mj/submit/video",
     ]
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
@@ -452,6 +476,15 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
             "state",
             "maskBase64",
             "base64Array",
+            "base64",
+            "link",
+            "image",
+            "endImage",
+            "motion",
+            "loop",
+            "videoType",
+            "batchSize",
+            "dimensions",
         ]
     )
     prefixes = [
@@ -461,6 +494,9 @@ def test_random_bodies_never_answer_5xx(http: httpx.Client, alice: dict[str, str
         "MJ::CustomZoom::",
         "MJ::Inpaint::1::",
         "MJ::JOB::reroll::0::",
+        "MJ::JOB::upsample_v7_2x_subtle::1::",
+        "MJ::JOB::animate_high_extend::",
+        "MJ::JOB::video_virtual_upscale::",
         "MJ::",
     ]
     custom_ids = st.builds(

@@ -94,7 +94,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
     app.state.batcher = Batcher(router, api_keys, metrics.batch_requests.observe)
     app.include_router(taskapi.routes)
     app.include_router(mjapi.routes)
-    for prefix in mjapi.PREFIXES:  # the same routes, choosing an imagine's mode
+    for prefix in mjapi.PREFIXES:  # the same routes, choosing a new task's mode
         app.include_router(mjapi.routes, prefix=prefix, include_in_schema=False)
     _add_probes(app, router, metrics)
     _add_docs(app)

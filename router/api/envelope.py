@@ -17,7 +17,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from router.models import TaskStatus
+from router.models import TaskStatus, TaskType
 from router.tasks import Task
 
 MODEL = "midjourney"
@@ -119,6 +119,11 @@ def task_out(task: Task) -> TaskOut:
         output["result"] = result
     if "image_url" in output and "image_urls" not in output:
         output["image_urls"] = [output["image_url"]]
+    prompts = output.get("prompts")
+    if task.task_type == TaskType.DESCRIBE and isinstance(prompts, list):
+        # PiAPI's describe answers its prompts as `output.description`
+        # (https://piapi.ai/docs/midjourney-api/describe), one text.
+        output.setdefault("description", "\n\n".join(str(p) for p in prompts))
     error = TaskErrorOut()
     if task.error is not None:
         error = TaskErrorOut(

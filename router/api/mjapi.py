@@ -2,15 +2,19 @@
 front ends and scripts already speak to novicezk/midjourney-proxy and
 trueai-org/midjourney-proxy.
 
-`POST /mj/submit/imagine`, `/mj/submit/action` (a button's `customId`), `/mj/submit/modal`
-(the prompt or mask a custom zoom or vary region waits for), `/mj/submit/change` and
-`/mj/submit/simple-change` (the older form), `GET /mj/task/{id}/fetch`,
-`POST /mj/task/list-by-condition` and `POST /mj/task/{id}/cancel`; the same under
-`/mj-fast`, `/mj-relax` and `/mj-turbo`, which set an imagine's mode (trueai
-`src/Midjourney.API/Controllers/SubmitController.cs:37-40`, `TaskController.cs:34-37`).
-Every submission becomes our task message and goes through `check_message` and
-`Router.submit_many`, as the intake list's and the client's do. `notifyHook` is the task's
-webhook, POSTed this API's task JSON when the task starts and when it ends.
+`POST /mj/submit/imagine`, `/mj/submit/describe` (an image's prompts), `/mj/submit/blend`
+(2 to 5 images), `/mj/submit/shorten` (a prompt's key words), `/mj/submit/video` (a video
+from an image, or with `action` `extend` a clip of one made longer: trueai's bodies,
+`router.api.mjapi_jobs`), `/mj/submit/action` (a button's `customId`:
+`router.api.mjapi_buttons`), `/mj/submit/modal` (the prompt or mask a custom zoom or vary
+region waits for), `/mj/submit/change` and `/mj/submit/simple-change` (the older form),
+`GET /mj/task/{id}/fetch`, `POST /mj/task/list-by-condition` and
+`POST /mj/task/{id}/cancel`; the same under `/mj-fast`, `/mj-relax` and `/mj-turbo`, which
+set a new task's mode (trueai `src/Midjourney.API/Controllers/SubmitController.cs:37-40`,
+`TaskController.cs:34-37`). Every submission becomes our task message and goes through
+`check_message` and `Router.submit_many`, as the intake list's and the client's do.
+`notifyHook` is the task's webhook, POSTed this API's task JSON when the task starts and
+when it ends.
 
 Answers are the servers': a submission `{code, description, result, properties}` with code
 1 (submitted), 22 (waiting for a free account), 21 (an action waiting for its modal) or an
@@ -38,6 +42,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from router.api import idempotency
+from router.api import mjapi_buttons as buttons
+from router.api import mjapi_jobs as jobs
 from router.api import mjapi_models as mj
 from router.api.auth import Key, MjCaller
 from router.api.batcher import Submission
@@ -52,16 +58,24 @@ from router.tasks import Task
 from router.webhooks import endpoint_problem, keep_body_format
 
 PREFIXES = {"/mj-fast": Mode.FAST, "/mj-relax": Mode.RELAX, "/mj-turbo": Mode.TURBO}
-"""Path prefixes that choose an imagine's mode (the routes are the same under each)."""
+"""Path prefixes that choose a new task's mode (the routes are the same under each; a
+child keeps its parent's)."""
 """Suffix under an owner's base key: an action waiting for its modal, by its task id."""
 NOT_FOUND = ApiError(404, "task_not_found", "task not found")
 MAX_IDS = 1000
 """Most ids one `list-by-condition` reads."""
 ROUTED_NOT_FOUND = frozenset(
-    {ErrorCode.NO_ACCOUNT, ErrorCode.NO_RELAX_ACCOUNT, ErrorCode.PARENT_NOT_FOUND}
+    {
+        ErrorCode.NO_ACCOUNT,
+        ErrorCode.NO_RELAX_ACCOUNT,
+        ErrorCode.PARENT_NOT_FOUND,
+        ErrorCode.NO_RELAX_VIDEO_ACCOUNT,
+        ErrorCode.NO_FAST_HOURS,
+    }
 )
 """Routing failures answered with code 3, as novicezk answers "no account instance"
-(`service/TaskServiceImpl.java:31`)."""
+(`service/TaskServiceImpl.java:31`) and trueai a video no account can run (relax video, HD:
+`src/Midjourney.Services/TaskService.cs:466-469, 486-490`)."""
 
 
 def is_mj_path(path: str) -> bool:
@@ -156,6 +170,10 @@ def _invalid(description: str, code: str = ErrorCode.INVALID_TASK) -> JSONRespon
     return answer(mj.VALIDATION_ERROR, description, None, {"errorCode": code})
 
 
+def _refuse(refused: jobs.Refused) -> JSONResponse:
+    return answer(refused.code, refused.description, None, {"errorCode": refused.error_code})
+
+
 def _message(
     owner: str, task_type: TaskType, body: mj.Body, input_: dict[str, Any], parent: str = ""
 ) -> dict[str, Any]:
@@ -226,12 +244,16 @@ def _parent(router: Router, owner: str, task_id: str) -> Task | JSONResponse:
 
 
 def _child(
-    router: Router, owner: str, body: mj.Body, press: mj.Press, named: idempotency.Named | None
+    router: Router,
+    owner: str,
+    body: mj.Body,
+    press: buttons.Press,
+    named: idempotency.Named | None,
 ) -> JSONResponse | Submission:
     parent = _parent(router, owner, press.parent_id)
     if isinstance(parent, JSONResponse):
         return parent
-    input_ = {**press.input, "prompt": ""}
+    input_ = {**press.input, **buttons.inherited(press.task_type, parent), "prompt": ""}
     message = _message(owner, press.task_type, body, input_, press.parent_id)
     return submit(router, message, named=named)
 
@@ -269,18 +291,22 @@ async def action(request: Request, key: MjCaller) -> JSONResponse:
 
 def _action(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submission:
     body, named = asked.read(router, key.owner, mj.ActionBody)
-    pressed = mj.press(body.customId)
+    pressed = buttons.press(body.customId)
     if pressed is None:
         return _invalid("customId is not a button this server runs")
     if body.taskId:
-        pressed = mj.Press(pressed.task_type, body.taskId, pressed.input, pressed.modal)
+        pressed = buttons.Press(pressed.task_type, body.taskId, pressed.input, pressed.modal)
     if pressed.modal:
         return _hold_modal(router, key.owner, body, pressed, named)
     return _child(router, key.owner, body, pressed, named)
 
 
 def _hold_modal(
-    router: Router, owner: str, body: mj.Body, press: mj.Press, named: idempotency.Named | None
+    router: Router,
+    owner: str,
+    body: mj.Body,
+    press: buttons.Press,
+    named: idempotency.Named | None,
 ) -> JSONResponse:
     """Keep the pressed button until its modal comes, under the id its task will have (the
     one its Idempotency-Key gives, if any: a retry answers that id again, holding nothing new)."""
@@ -334,6 +360,7 @@ def _confirm(key: ApiKey, router: Router, asked: Asked) -> JSONResponse | Submis
     if isinstance(parent, JSONResponse):
         return parent
     input_["prompt"] = body.prompt or parent.prompt or ""
+    input_.update(buttons.inherited(task_type, parent))
     first = mj.Body(state=held.get("state"), notifyHook=held.get("notifyHook"))
     message = _message(owner, task_type, first, input_, parent.id)
     return submit(router, message, body.taskId, named)  # a task id of its own: the held one
@@ -395,13 +422,106 @@ def _change(
         if index not in (1, 2, 3, 4):
             return _invalid("index must be 1, 2, 3 or 4")
         input_["index"] = index
-    press = mj.Press(task_type, task_id, input_)
+    press = buttons.Press(task_type, task_id, input_)
     return _child(router, owner, body, press, named)
+
+
+@routes.post("/mj/submit/describe", summary="Describe an image", openapi_extra=idempotency.OPENAPI)
+async def describe(request: Request, key: MjCaller) -> JSONResponse:
+    """Four prompts for the image `base64` (a data URL or bare base64) or `link` (trueai
+    `SubmitDescribeDTO.cs`); the path's prefix sets the mode."""
+    asked = await Asked.of(request, key)
+    return await key.run(_describe_image, request.app.state.router, asked, _mode(request))
+
+
+def _describe_image(
+    key: ApiKey, router: Router, asked: Asked, mode: Mode | None
+) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.DescribeBody)
+    made = jobs.describe_input(body)
+    if isinstance(made, jobs.Refused):
+        return _refuse(made)
+    input_ = {**made, "process_mode": mode or ""}
+    return submit(router, _message(key.owner, TaskType.DESCRIBE, body, input_), named=named)
+
+
+@routes.post("/mj/submit/blend", summary="Blend 2 to 5 images", openapi_extra=idempotency.OPENAPI)
+async def blend(request: Request, key: MjCaller) -> JSONResponse:
+    """A grid blending `base64Array` (2 to 5 images: data URLs, bare base64 or URLs) in
+    `dimensions` PORTRAIT, SQUARE (the default) or LANDSCAPE (trueai `SubmitBlendDTO.cs`);
+    the path's prefix sets the mode."""
+    asked = await Asked.of(request, key)
+    return await key.run(_blend, request.app.state.router, asked, _mode(request))
+
+
+def _blend(
+    key: ApiKey, router: Router, asked: Asked, mode: Mode | None
+) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.BlendBody)
+    made = jobs.blend_input(body)
+    if isinstance(made, jobs.Refused):
+        return _refuse(made)
+    input_ = {**made, "process_mode": mode or ""}
+    return submit(router, _message(key.owner, TaskType.BLEND, body, input_), named=named)
+
+
+@routes.post("/mj/submit/shorten", summary="Shorten a prompt", openapi_extra=idempotency.OPENAPI)
+async def shorten(request: Request, key: MjCaller) -> JSONResponse:
+    """`prompt`'s key words, as prompts (trueai takes an imagine's body,
+    `SubmitController.cs:345-376`); the path's prefix or the prompt's flag sets the mode."""
+    asked = await Asked.of(request, key)
+    return await key.run(_shorten, request.app.state.router, asked, _mode(request))
+
+
+def _shorten(
+    key: ApiKey, router: Router, asked: Asked, mode: Mode | None
+) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.ShortenBody)
+    input_: dict[str, Any] = {"prompt": (body.prompt or "").strip(), "process_mode": mode or ""}
+    return submit(router, _message(key.owner, TaskType.SHORTEN, body, input_), named=named)
+
+
+@routes.post(
+    "/mj/submit/video",
+    summary="Make a video from an image, or extend one",
+    openapi_extra=idempotency.OPENAPI,
+)
+async def video(request: Request, key: MjCaller) -> JSONResponse:
+    """A video (trueai `SubmitVideoDTO.cs`): `prompt` and the start `image` (a URL or
+    base64), optionally `endImage`, `motion` low or high, `loop`, `videoType`
+    `vid_1.1_i2v_480` (SD) or `vid_1.1_i2v_720` (HD), `batchSize` 1, 2 or 4; the path's
+    prefix or the prompt's flag sets the mode. With `action` `extend`, `taskId` and `index`
+    (0-3): that clip of the video `taskId` made longer, on its account."""
+    asked = await Asked.of(request, key)
+    return await key.run(_video, request.app.state.router, asked, _mode(request))
+
+
+def _video(
+    key: ApiKey, router: Router, asked: Asked, mode: Mode | None
+) -> JSONResponse | Submission:
+    body, named = asked.read(router, key.owner, mj.VideoBody)
+    refused = jobs.video_refusal(body)
+    if refused is not None:
+        return _refuse(refused)
+    prompt = (body.prompt or "").strip()
+    if not jobs.extends(body):
+        input_ = {**jobs.video_input(body), "prompt": prompt, "process_mode": mode or ""}
+        return submit(router, _message(key.owner, TaskType.VIDEO, body, input_), named=named)
+    parent = _parent(router, key.owner, (body.taskId or "").strip())
+    if isinstance(parent, JSONResponse):
+        return parent
+    made = jobs.extend_input(body)
+    if isinstance(made, jobs.Refused):
+        return _refuse(made)
+    message = _message(
+        key.owner, TaskType.VIDEO_EXTEND, body, {**made, "prompt": prompt}, parent.id
+    )
+    return submit(router, message, named=named)
 
 
 @routes.post("/mj/submit/{kind}", summary="Submissions this server does not run")
 async def unsupported(kind: str, key: MjCaller) -> JSONResponse:
-    """describe, blend, shorten, uploads...: refused with code 4 (after the key check)."""
+    """Uploads, face swaps, edits...: refused with code 4 (after the key check)."""
     return await key.run(_unsupported, kind)
 
 

@@ -1,5 +1,5 @@
-"""The midjourney-proxy API's vocabulary: return codes, statuses, the task JSON with its
-buttons, and the buttons' `customId`s read back as our child tasks.
+"""The midjourney-proxy API's vocabulary: return codes, statuses, the task JSON (its
+buttons: `router.api.mjapi_buttons`) and the submissions' bodies.
 
 Shapes as the two open servers answer them (read at novicezk/midjourney-proxy 0be95a9 and
 trueai-org/midjourney-proxy ed32197, "11.10.3"), and as new-api's relay parses them
@@ -9,20 +9,22 @@ trueai-org/midjourney-proxy ed32197, "11.10.3"), and as new-api's relay parses t
   (novicezk `result/SubmitResultVO.java:14-24`): `result` the task id, or null when
   refused (`SubmitResultVO.java:53-55`);
 - a task is `{id, action, status, prompt, promptEn, description, state, submitTime,
-  startTime, finishTime, imageUrl, progress, failReason, buttons, properties}` (novicezk
-  `support/Task.java:20-48`, trueai `src/Midjourney.Base/Models/TaskInfo.cs:190-350`),
-  times in epoch milliseconds. new-api reads `properties` as `{finalPrompt, finalZhPrompt}`
-  strings (`dto/midjourney.go:98-101`), so every value we add there is a string or null.
+  startTime, finishTime, imageUrl, videoUrl, videoUrls, progress, failReason, buttons,
+  properties}` (novicezk `support/Task.java:20-48`, trueai `src/Midjourney.Base/Models/
+  TaskInfo.cs:190-628`), times in epoch milliseconds, `videoUrls` `[{url}]` as new-api
+  decodes it (at 08b94b7, `dto/midjourney.go:60-61, 70-72`). new-api reads `properties`
+  as `{finalPrompt, finalZhPrompt}` strings (`dto/midjourney.go:98-101`), so every value
+  we add there is a string or null.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
 
+from router.api.mjapi_buttons import buttons
 from router.models import TaskStatus, TaskType
 from router.tasks import Task
 
@@ -55,22 +57,37 @@ trueai fails a cancelled task (`TaskController.cs:96-118`)."""
 
 ACTION = {
     TaskType.IMAGINE: "IMAGINE",
+    TaskType.DESCRIBE: "DESCRIBE",
+    TaskType.BLEND: "BLEND",
+    TaskType.SHORTEN: "SHORTEN",
+    TaskType.VIDEO: "VIDEO",
     TaskType.UPSCALE: "UPSCALE",
     TaskType.VARIATION: "VARIATION",
     TaskType.REROLL: "REROLL",
     TaskType.OUTPAINT: "ZOOM",
     TaskType.PAN: "PAN",
     TaskType.INPAINT: "INPAINT",
+    TaskType.UPSCALE_SUBTLE: "UPSCALE_HD",
+    TaskType.UPSCALE_CREATIVE: "UPSCALE_HD",
+    TaskType.UPSCALE_2X: "UPSCALE_HD",
+    TaskType.UPSCALE_4X: "UPSCALE_HD",
+    TaskType.ANIMATE: "VIDEO",
+    TaskType.VIDEO_EXTEND: "VIDEO",
+    TaskType.VIDEO_UPSCALE: "UPSCALE",
 }
-"""Task types as trueai's TaskAction (`src/Midjourney.Base/Models/Enums.cs:243-306`)."""
+"""Task types as trueai records them (its TaskAction, `src/Midjourney.Base/Models/Enums.cs:
+243-360`): describe, shorten, blend and video as their routes set them
+(`SubmitController.cs:329, 351, 418, 952`), an Upscale (Subtle/Creative) or (2x/4x)
+UPSCALE_HD (:645-651), an Animate VIDEO (:665-671), a clip's upscale UPSCALE (:538-557), a
+video extend VIDEO once it runs (`src/Midjourney.Services/DiscordWebSocketService.cs:
+4134-4138`)."""
 
-GRIDS = frozenset({TaskType.IMAGINE, TaskType.VARIATION, TaskType.REROLL, TaskType.OUTPAINT})
-"""Tasks whose image is a grid of four (U1-U4, V1-V4 and reroll act on it); the rest
-make one image (an upscale's buttons)."""
-
-MODAL_PREFIXES = ("MJ::CustomZoom::", "MJ::Inpaint::")
-"""Buttons that open a modal (a prompt, a mask): the action waits for `/submit/modal`
-(trueai `SubmitController.cs:654-667`, `TaskService.cs:1697-1718`)."""
+PROMPTS_JOIN = "\r\n"
+"""A describe's four prompts in one text, as trueai joins them into `promptEn` and
+`properties.finalPrompt` (`src/Midjourney.Base/Models/TaskInfo.cs:1251-1252`); a shorten's
+too."""
+WORDED = frozenset({TaskType.DESCRIBE, TaskType.SHORTEN})
+"""Tasks whose result is text (`prompts`), not an image."""
 
 
 HOOK_FORMAT = "midjourney-proxy"
@@ -83,48 +100,41 @@ def _ms(value: datetime | None) -> int | None:
     return round(value.timestamp() * 1000) if value else None
 
 
-def grid_buttons(job: str) -> list[dict[str, Any]]:
-    """U1-U4, reroll, V1-V4 of a grid, in trueai's order and form (`customId`, `emoji`,
-    `label`, `style`, `type`: `src/Midjourney.Base/Models/CustomComponentModel.cs:51-59`)."""
-    ups = [(f"MJ::JOB::upsample::{i}::{job}", f"U{i}", "") for i in range(1, 5)]
-    vs = [(f"MJ::JOB::variation::{i}::{job}", f"V{i}", "") for i in range(1, 5)]
-    rows = [*ups, (f"MJ::JOB::reroll::0::{job}::SOLO", "", "\U0001f504"), *vs]
-    return [{"customId": c, "emoji": e, "label": lbl, "style": 2, "type": 2} for c, lbl, e in rows]
-
-
-def image_buttons(job: str) -> list[dict[str, Any]]:
-    """An upscaled image's buttons: vary, zoom out, custom zoom, pan, vary region."""
-    rows = [
-        (f"MJ::JOB::low_variation::1::{job}::SOLO", "Vary (Subtle)"),
-        (f"MJ::JOB::high_variation::1::{job}::SOLO", "Vary (Strong)"),
-        (f"MJ::Outpaint::50::1::{job}::SOLO", "Zoom Out 2x"),
-        (f"MJ::Outpaint::75::1::{job}::SOLO", "Zoom Out 1.5x"),
-        (f"MJ::CustomZoom::{job}", "Custom Zoom"),
-        *((f"MJ::JOB::pan_{d}::1::{job}::SOLO", "") for d in ("left", "right", "up", "down")),
-        (f"MJ::Inpaint::1::{job}::SOLO", "Vary (Region)"),
-    ]
-    return [{"customId": c, "emoji": "", "label": lbl, "style": 2, "type": 2} for c, lbl in rows]
-
-
-def buttons(task: Task) -> list[dict[str, Any]]:
-    """A finished task's buttons, each `customId` naming the task itself as its hash (the
-    action endpoint takes them back); none before it succeeds."""
-    if task.status is not TaskStatus.COMPLETED or task.task_type not in set(TaskType):
-        return []
-    return grid_buttons(task.id) if TaskType(task.task_type) in GRIDS else image_buttons(task.id)
+def _prompts(task: Task) -> str | None:
+    """A describe's or shorten's prompts, as one text; None before it has them."""
+    result = task.result if isinstance(task.result, dict) else {}
+    prompts = result.get("prompts")
+    if not isinstance(prompts, list):
+        return None
+    return PROMPTS_JOIN.join(str(p) for p in prompts)
 
 
 def description(task: Task) -> str:
-    """novicezk's descriptions: `/imagine <prompt>`, `/up <parent> U1` (`SubmitController.
-    java:86,115-120`); the other children name their kind."""
+    """The servers' descriptions: `/imagine <prompt>`, `/up <parent> U1` (novicezk
+    `SubmitController.java:86,115-120`); `/describe`, `/shorten <prompt>` (a finished one:
+    its prompts), `/blend <id> <n>`, `/video <prompt>` and `/video extend` as trueai writes
+    them (`SubmitController.cs:332, 369, 419, 1017`; `DiscordWebSocketService.cs:2707`;
+    `TaskService.cs:812`); the other children name their kind."""
     given = task.input
-    if task.task_type == TaskType.IMAGINE:
+    kind = task.task_type
+    if kind == TaskType.IMAGINE:
         return f"/imagine {task.prompt or ''}"
-    if task.task_type in (TaskType.UPSCALE, TaskType.VARIATION) and "index" in given:
-        return f"/up {task.parent_id} {task.task_type[0].upper()}{given['index']}"
-    if task.task_type == TaskType.REROLL:
+    if kind == TaskType.DESCRIBE:
+        return "/describe"
+    if kind == TaskType.SHORTEN:
+        return _prompts(task) or f"/shorten {task.prompt or ''}"
+    if kind == TaskType.BLEND:
+        images = given.get("images")
+        return f"/blend {task.id} {len(images) if isinstance(images, list) else 0}"
+    if kind == TaskType.VIDEO:
+        return f"/video {task.prompt or ''}"
+    if kind == TaskType.VIDEO_EXTEND:
+        return "/video extend"
+    if kind in (TaskType.UPSCALE, TaskType.VARIATION) and "index" in given:
+        return f"/up {task.parent_id} {kind[0].upper()}{given['index']}"
+    if kind == TaskType.REROLL:
         return f"/up {task.parent_id} R"
-    return f"/{task.task_type} {task.parent_id}"
+    return f"/{kind} {task.parent_id}"
 
 
 def status(task: Task) -> str:
@@ -141,10 +151,26 @@ def progress(task: Task) -> str:
     return "" if task.status.terminal else "0%"
 
 
+def _media(task: Task) -> tuple[str | None, list[dict[str, str]] | None]:
+    """The task's image (a video's first clip, as trueai's `imageUrl` is the video link:
+    `TaskInfo.cs:782-783`; a describe's: the image described) and its clips as trueai's
+    `videoUrls`, `[{url}]` (`TaskInfo.cs:1542-1564`), which new-api decodes
+    (at 08b94b7, `dto/midjourney.go:60-61, 70-72`)."""
+    result = task.result if isinstance(task.result, dict) else {}
+    clips = result.get("video_urls")
+    videos = [{"url": u} for u in clips if isinstance(u, str)] if isinstance(clips, list) else None
+    image = result.get("image_url")
+    if not isinstance(image, str):
+        image = videos[0]["url"] if videos else None
+    if image is None and task.task_type == TaskType.DESCRIBE:
+        link = task.input.get("image")
+        image = link if isinstance(link, str) and link.startswith(("http://", "https://")) else None
+    return image, videos
+
+
 def task_json(task: Task) -> dict[str, Any]:
     """A stored task as a midjourney-proxy task."""
-    result = task.result if isinstance(task.result, dict) else {}
-    image = result.get("image_url")
+    image, videos = _media(task)
     fail = None
     if task.error is not None:
         fail = f"{task.error.code}: {task.error.message}"
@@ -152,23 +178,34 @@ def task_json(task: Task) -> dict[str, Any]:
         fail = "cancelled"
     state = task.input.get("state")
     prompt = task.prompt or ""
+    final = prompt
+    prompt_en = prompt
+    worded = _prompts(task) if task.task_type in WORDED else None
+    if worded is not None:
+        # trueai: a describe's prompts are its promptEn, a shorten's its description, both
+        # its finalPrompt (DiscordWebSocketService.cs:2636-2645, 2705-2714).
+        final = worded
+        if task.task_type == TaskType.DESCRIBE:
+            prompt_en = worded
     return {
         "id": task.id,
         "action": ACTION.get(TaskType(task.task_type)) if task.task_type in set(TaskType) else None,
         "status": status(task),
         "prompt": prompt,
-        "promptEn": prompt,
+        "promptEn": prompt_en,
         "description": description(task),
         "state": state if isinstance(state, str) else None,
         "submitTime": _ms(task.created_at),
         "startTime": _ms(task.started_at),
         "finishTime": _ms(task.finished_at),
-        "imageUrl": image if isinstance(image, str) else None,
+        "imageUrl": image,
+        "videoUrl": videos[0]["url"] if videos else None,
+        "videoUrls": videos,
         "progress": progress(task),
         "failReason": fail,
         "buttons": buttons(task),
         "properties": {
-            "finalPrompt": prompt,
+            "finalPrompt": final,
             "parentId": task.parent_id,
             "processMode": task.effective_mode.value if task.effective_mode else None,
             "requestedMode": task.requested_mode.value if task.requested_mode else None,
@@ -196,64 +233,13 @@ def modal_json(task_id: str, held: dict[str, Any]) -> dict[str, Any]:
         "startTime": None,
         "finishTime": None,
         "imageUrl": None,
+        "videoUrl": None,
+        "videoUrls": None,
         "progress": "0%",
         "failReason": None,
         "buttons": [],
         "properties": {"finalPrompt": "", "parentId": held.get("parent_id")},
     }
-
-
-@dataclass(frozen=True)
-class Press:
-    """A button pressed: the child task it makes, of which task."""
-
-    task_type: TaskType
-    parent_id: str
-    input: dict[str, Any]
-    modal: bool = False
-    """It waits for `/submit/modal` (a prompt, a mask) before it can run."""
-
-
-ZOOMS = {"50": "2", "75": "1.5"}
-"""Outpaint's zoom out factors as Midjourney's buttons name them (`MJ::Outpaint::50`: 2x)."""
-PANS = frozenset({"left", "right", "up", "down"})
-
-
-def press(custom_id: str) -> Press | None:
-    """The child a `customId` makes, or None for a button we do not run. The forms are
-    trueai's (`SubmitController.cs:520-668`) and new-api's reading of them
-    (`service/midjourney.go:71-127`): `MJ::JOB::<kind>::<n>::<hash>[::SOLO]`,
-    `MJ::Outpaint::<50|75>::1::<hash>::SOLO`, `MJ::CustomZoom::<hash>`,
-    `MJ::Inpaint::1::<hash>::SOLO`."""
-    parts = custom_id.split("::")
-    if len(parts) < 3 or parts[0] != "MJ":
-        return None
-    if parts[1] == "CustomZoom" and len(parts) == 3:
-        return Press(TaskType.OUTPAINT, parts[2], {"zoom": "custom"}, modal=True)
-    if parts[1] == "Inpaint":
-        if len(parts) == 5 and parts[2] == "1" and parts[4] == "SOLO":
-            return Press(TaskType.INPAINT, parts[3], {}, modal=True)
-        return None
-    if len(parts) not in (5, 6) or (len(parts) == 6 and parts[5] != "SOLO"):
-        return None
-    kind, number, job = parts[2], parts[3], parts[4]
-    if parts[1] == "Outpaint" and kind in ZOOMS and len(parts) == 6:
-        return Press(TaskType.OUTPAINT, job, {"zoom": ZOOMS[kind]})
-    if parts[1] != "JOB":
-        return None
-    indexed = number in ("1", "2", "3", "4")
-    if kind == "upsample" and indexed:
-        return Press(TaskType.UPSCALE, job, {"index": int(number)})
-    if kind == "variation" and indexed:
-        return Press(TaskType.VARIATION, job, {"index": int(number)})
-    if kind in ("low_variation", "high_variation"):
-        strength = "subtle" if kind == "low_variation" else "strong"
-        return Press(TaskType.VARIATION, job, {"strength": strength})
-    if kind == "reroll":
-        return Press(TaskType.REROLL, job, {})
-    if kind.startswith("pan_") and kind[4:] in PANS:
-        return Press(TaskType.PAN, job, {"direction": kind[4:]})
-    return None
 
 
 CHANGES = {"UPSCALE": TaskType.UPSCALE, "VARIATION": TaskType.VARIATION, "REROLL": TaskType.REROLL}
@@ -316,3 +302,42 @@ class ConditionBody(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
     ids: list[str] | None = None
+
+
+class DescribeBody(Body):
+    """trueai `SubmitDescribeDTO.cs:32-60`: the image as `base64` (a data URL or bare) or
+    as `link`; `botType`, `language` and `accountFilter` mean nothing here."""
+
+    base64: str | None = None
+    link: str | None = None
+
+
+class ShortenBody(Body):
+    """trueai takes a shorten as an imagine's body (`SubmitController.cs:345-346`)."""
+
+    prompt: str | None = None
+
+
+class BlendBody(Body):
+    """trueai `SubmitBlendDTO.cs:32-56`: 2 to 5 images (data URLs, bare base64 or URLs)."""
+
+    base64Array: list[str] | None = None
+    dimensions: str | None = "SQUARE"
+
+
+class VideoBody(Body):
+    """trueai `SubmitVideoDTO.cs:31-87`, defaults as there: a new video (`prompt`, `image`,
+    `endImage`, `motion`, `loop`, `videoType`, `batchSize`) or, with `action` `extend`,
+    `taskId` and `index` (0-3), the extend of a clip of that video. Numbers and booleans
+    are JSON's own, as trueai binds them (`Program.cs:219-223`)."""
+
+    prompt: str | None = None
+    motion: str | None = "low"
+    image: str | None = None
+    endImage: str | None = None
+    loop: StrictBool = False
+    action: str | None = None
+    index: StrictInt | None = None
+    taskId: str | None = None
+    videoType: str | None = "vid_1.1_i2v_480"
+    batchSize: StrictInt | None = 4

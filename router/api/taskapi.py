@@ -10,10 +10,17 @@ does (404). `GET /api/v1/task` lists the caller's tasks, newest first, a page at
 Their inputs as ours: `imagine` takes `prompt` (required: one that is empty once its mode
 flags are taken out is refused, 400, since the account would get nothing to draw),
 `process_mode` and `aspect_ratio` (added to the prompt as `--ar W:H`, which is how
-Midjourney takes it); the children (`upscale`, `variation`, `reroll`, `outpaint`, `pan`,
-`inpaint`) take `origin_task_id` (our `parent_id`) and `index` (1 to 4), outpaint's
-`zoom_ratio` (our `zoom`), inpaint's `mask` (our `mask_base64`); other input fields travel
-to the driver as they are. A child whose `origin_task_id` names no task of the caller
+Midjourney takes it); `describe` its `image_url` (our `image`, PiAPI
+https://piapi.ai/docs/midjourney-api/describe), `blend` its `image_urls` (2 to 5, our
+`images`) and `dimension` (our `dimensions`: portrait, square or landscape), as PiAPI's
+published clients send them; the children (`upscale`, `variation`, `reroll`, `outpaint`,
+`pan`, `inpaint`) take `origin_task_id` (our `parent_id`) and `index` (1 to 4), an
+upscale's `2x`, `4x`, `subtle` and `creative` being our `upscale_2x`, `upscale_4x`,
+`upscale_subtle` and `upscale_creative` (PiAPI https://piapi.ai/docs/midjourney-api/upscale;
+its V4 `light` and `beta` are not served), outpaint's `zoom_ratio` (our `zoom`), inpaint's
+`mask` (our `mask_base64`); other input fields travel to the driver as they are. PiAPI
+documents no Midjourney video, so none is served here (the midjourney-proxy API and the
+client take them). A child whose `origin_task_id` names no task of the caller
 answers 404 `parent_not_found`, one whose parent has not completed 409
 `parent_not_completed`: SUBMIT stores such a child failed, as it does from every door, and
 the answer carries that task in `data`.
@@ -53,6 +60,7 @@ from router.api.envelope import (
 )
 from router.apikeys import ApiKey
 from router.core import Router
+from router.job_inputs import MAX_BLEND_IMAGES
 from router.models import ID_RE, ErrorCode, TaskStatus, TaskType
 from router.modes import strip_flags
 from router.requests import Rejection, _describe, check_message
@@ -68,6 +76,8 @@ VARIATION_STRENGTH = {"high_variation": "strong", "low_variation": "subtle"}
 INDEXED = frozenset({TaskType.UPSCALE, TaskType.VARIATION})
 SERVED = (
     TaskType.IMAGINE,
+    TaskType.DESCRIBE,
+    TaskType.BLEND,
     TaskType.UPSCALE,
     TaskType.VARIATION,
     TaskType.REROLL,
@@ -75,7 +85,18 @@ SERVED = (
     TaskType.PAN,
     TaskType.INPAINT,
 )
-"""The task types this API takes, PiAPI's names for them."""
+"""The task types this API takes, PiAPI's names for them (an upscale's HD indexes make
+our HD upscales: `HD_UPSCALES`)."""
+HD_UPSCALES = {
+    "2x": TaskType.UPSCALE_2X,
+    "4x": TaskType.UPSCALE_4X,
+    "subtle": TaskType.UPSCALE_SUBTLE,
+    "creative": TaskType.UPSCALE_CREATIVE,
+}
+"""PiAPI's `upscale` indexes beyond 1-4: V5's 2x and 4x, V6's (and later) Subtle and
+Creative, each our task type of its own."""
+UNSERVED_INDEXES = frozenset({"light", "beta"})
+"""PiAPI's V4 upscales: no task type of ours."""
 EMPTY_PROMPT = "input.prompt is required: imagine needs a prompt besides a mode flag"
 PARENT_REFUSED: dict[str, int] = {
     ErrorCode.PARENT_NOT_FOUND: 404,
@@ -200,6 +221,26 @@ def _index(task_type: TaskType, value: Any) -> dict[str, Any]:
     return {"index": int(digit)}
 
 
+def _describe_input(given: dict[str, Any]) -> None:
+    """PiAPI's `image_url` as our `image` (our own `image` or `base64` as they are)."""
+    if "image_url" in given:
+        given["image"] = given.pop("image_url")
+    if not any(given.get(name) for name in ("image", "base64")):
+        raise _invalid("describe needs input.image_url, the image to describe")
+
+
+def _blend_input(given: dict[str, Any]) -> None:
+    """PiAPI's `image_urls` and `dimension` as our `images` and `dimensions`."""
+    if "image_urls" in given:
+        given["images"] = given.pop("image_urls")
+    images = given.get("images")
+    if not isinstance(images, list) or not 2 <= len(images) <= MAX_BLEND_IMAGES:
+        raise _invalid(f"blend needs input.image_urls, 2 to {MAX_BLEND_IMAGES} image URLs")
+    if "dimension" in given:
+        dimension = given.pop("dimension")
+        given["dimensions"] = dimension.upper() if isinstance(dimension, str) else dimension
+
+
 def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
     """Our task message for a task API request (`check_message` checks the rest)."""
     if request.model != MODEL:
@@ -217,8 +258,17 @@ def to_message(request: TaskRequest, owner: str) -> dict[str, Any]:
     given = dict(request.input)
     prompt = given.pop("prompt", "")
     mode = given.pop("process_mode", None)
+    named = given.get("index") if task_type is TaskType.UPSCALE else None
+    if isinstance(named, str) and named in UNSERVED_INDEXES:
+        raise _invalid(f"input.index {named} (a V4 upscale) is not served")
+    if isinstance(named, str) and named in HD_UPSCALES:
+        task_type = HD_UPSCALES[given.pop("index")]
     message: dict[str, Any] = {"owner": owner, "task_type": task_type.value}
-    if task_type is TaskType.IMAGINE:
+    if task_type is TaskType.DESCRIBE:
+        _describe_input(given)
+    elif task_type is TaskType.BLEND:
+        _blend_input(given)
+    elif task_type is TaskType.IMAGINE:
         if isinstance(prompt, str) and not strip_flags(prompt):  # else check_message says
             raise _invalid(EMPTY_PROMPT)
         ratio = given.pop("aspect_ratio", None)
