@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from router.accounts import AccountChange, AccountSpec, account_error, read_accounts_file
 from router.apikeys import ApiKeys
 from router.core import Router
+from router.costs import BATCH_SIZES
 from router.envcheck import warnings
 from router.errors import (
     ByoaError,
@@ -32,6 +33,7 @@ from router.errors import (
     UnknownTask,
     WaitTimedOut,
 )
+from router.job_inputs import DIMENSIONS, MOTIONS
 from router.models import CHILD_TYPES, Mode, Plan, Setting, TaskStatus, TaskType
 from router.scripts import text
 from router.settings import CONFIG_ENV, Settings
@@ -280,7 +282,8 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     default="imagine",
     show_default=True,
     type=choice(TaskType),
-    help="What to run; every type but imagine is a child of --parent.",
+    help="What to run; imagine, describe, blend, shorten and video start from nothing, the "
+    "rest are children of --parent.",
 )
 @click.option(
     "--prompt",
@@ -304,7 +307,43 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     "--index",
     type=click.IntRange(1, 4),
     default=None,
-    help="Which image of the parent's grid a child acts on, 1 to 4 (U1-U4, V1-V4).",
+    help="Which image of the parent's grid a child acts on, 1 to 4 (U1-U4, V1-V4); a video "
+    "child's clip.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="URL",
+    help="An image, a URL or base64 (a data URL): describe's, a video's start image; "
+    "repeat it for a blend's 2 to 5.",
+)
+@click.option("--end-image", default=None, metavar="URL", help="A video's end image.")
+@click.option(
+    "--motion",
+    type=choice(MOTIONS),
+    default=None,
+    help="How much a video moves (video, animate, video_extend; default low).",
+)
+@click.option(
+    "--batch-size",
+    type=click.Choice([str(n) for n in BATCH_SIZES]),
+    default=None,
+    help="Clips a video job makes (video, animate, video_extend; default 4).",
+)
+@click.option(
+    "--video-type",
+    type=choice(("sd", "hd")),
+    default=None,
+    help="SD (480p) or HD (720p: fast only, not on Basic) video (video, animate, "
+    "video_extend; default sd, an extend its video's).",
+)
+@click.option("--loop", is_flag=True, help="A video that ends on its start image.")
+@click.option(
+    "--dimensions",
+    type=choice(DIMENSIONS),
+    default=None,
+    help="A blend's shape (default square).",
 )
 @click.option("--id", "task_id", default=None, help="Your own id: retries are idempotent.")
 @click.option("--webhook", default=None, help="URL to POST the task's record to when it ends.")
@@ -335,6 +374,13 @@ def submit(
     mode: str | None,
     parent_id: str | None,
     index: int | None,
+    images: tuple[str, ...],
+    end_image: str | None,
+    motion: str | None,
+    batch_size: str | None,
+    video_type: str | None,
+    loop: bool,
+    dimensions: str | None,
     task_id: str | None,
     webhook: str | None,
     webhook_secret_env: str | None,
@@ -355,6 +401,18 @@ def submit(
         raise InvalidTask("--webhook-secret-env and --webhook-progress need --webhook")
     if index is not None and TaskType(task_type) not in CHILD_TYPES:
         raise InvalidTask(f"--index is for a child task (upscale, variation...), not {task_type}")
+    given = {
+        "--image": list(images) or None,
+        "--end-image": end_image,
+        "--motion": motion,
+        "--batch-size": int(batch_size) if batch_size else None,
+        "--video-type": video_type,
+        "--loop": loop or None,
+        "--dimensions": dimensions.upper() if dimensions else None,
+    }
+    input_ = _job_input(TaskType(task_type), given)
+    if index is not None:
+        input_["index"] = index
     task = client.submit(
         owner,
         prompt,
@@ -362,7 +420,7 @@ def submit(
         mode=mode,
         parent_id=parent_id,
         id=task_id,
-        input=None if index is None else {"index": index},
+        input=input_ or None,
         webhook=hook,
     )
     if wait:
@@ -375,6 +433,44 @@ def submit(
     _print_task(task, as_json)
     if task.status == "failed":
         sys.exit(EXIT_TASK_FAILED)
+
+
+VIDEO_JOBS = frozenset({TaskType.VIDEO, TaskType.ANIMATE, TaskType.VIDEO_EXTEND})
+JOB_OPTIONS: dict[str, tuple[str, frozenset[TaskType]]] = {
+    "--image": ("image", frozenset({TaskType.DESCRIBE, TaskType.BLEND, TaskType.VIDEO})),
+    "--end-image": ("end_image", frozenset({TaskType.VIDEO})),
+    "--loop": ("loop", frozenset({TaskType.VIDEO})),
+    "--motion": ("motion", VIDEO_JOBS),
+    "--batch-size": ("batch_size", VIDEO_JOBS),
+    "--video-type": ("video_type", VIDEO_JOBS),
+    "--dimensions": ("dimensions", frozenset({TaskType.BLEND})),
+}
+"""`submit`'s job options: the input field each sets (router.job_inputs), and the task
+types that take it."""
+
+
+def _job_input(task_type: TaskType, given: dict[str, Any]) -> dict[str, Any]:
+    """The input `submit`'s job options give; an option the type does not take is
+    refused (invalid_task), as `--index` is for a top-level task. A describe's one image
+    is `image` if it is a URL, else `base64`; a blend's are `images`."""
+    input_: dict[str, Any] = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        field, types = JOB_OPTIONS[option]
+        if task_type not in types:
+            takers = ", ".join(sorted(t.value for t in types))
+            raise InvalidTask(f"{option} is for {takers}, not {task_type}")
+        input_[field] = value
+    images = input_.pop("image", None)
+    if task_type is TaskType.BLEND and images:
+        input_["images"] = images
+    elif images:
+        if len(images) > 1:
+            raise InvalidTask(f"{task_type} takes one --image")
+        url = images[0].startswith(("http://", "https://"))
+        input_["image" if url or task_type is not TaskType.DESCRIBE else "base64"] = images[0]
+    return input_
 
 
 def _progress(task: Task) -> None:
