@@ -107,6 +107,7 @@ class Router:
             secret,
             view.backend_url,
             view.backend_server,
+            view.setting,
         )
 
     def job_id(self, task_id: str, attempt: int) -> str:

@@ -56,6 +56,10 @@ class AccountRef:
     """Base URL of the account's backend, for drivers that call one over HTTP."""
     backend_server: str | None = None
     """Which server that backend is, where the operator said (a driver may ask it)."""
+    setting: Setting = Setting.FAST
+    """The account's own mode setting as the router holds it: relax once it flipped (rule
+    4) or an operator set it (rule 3). A driver whose backend runs a job in the account's
+    Midjourney mode, not the job's, reads it to tell whether a relax job would run relax."""
 
 
 @dataclass(frozen=True)

@@ -907,3 +907,12 @@ def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends
     assert [b for b in stub.requests if b[1].endswith("/cancel")] == []
     placed = client.get(second.id)
     assert placed is not None and placed.account_id == "a-pro"  # the slot is free now
+
+
+def test_the_account_ref_carries_the_accounts_own_setting(
+    router: Router, account: AccountRef
+) -> None:
+    assert account.setting is Setting.FAST
+    router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
+    flipped = router.account_ref("alice", "a-pro")
+    assert flipped is not None and flipped.setting is Setting.RELAX
