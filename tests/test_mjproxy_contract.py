@@ -184,25 +184,148 @@ def test_transient_answers_never_end_a_task_on_first_try_nor_take_the_account_ou
     assert router.pool.get("a-pro").setting == "fast"  # type: ignore[union-attr]
 
 
-def test_a_relax_child_never_runs_fast(
+def spent(router: Router, mode: str, account_id: str = "a-pro") -> float:
+    """GPU seconds the router charged the account in `mode`."""
+    account = router.pool.get(account_id)
+    assert account is not None
+    return account.gpu_seconds_used[mode]
+
+
+def test_relax_imagine_then_u1_completes_relax_and_spends_no_fast_time(
     client: Client,
     router: Router,
     pro: StubProxy,
     drain: Callable[[], None],
 ) -> None:
+    """U1-U4 take no fast time on either server (trueai counts none and gives them no
+    slot): a relax grid's upscale is sent, whatever the account's Midjourney setting."""
     proxy = pro
-    grid = client.submit("alice", "a fox", mode="fast")
+    grid = client.submit("alice", "a fox", mode="relax")
     drain()
-    router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
-    before = (proxy.mj_fast_jobs, len(proxy.requests))
+    before = proxy.mj_fast_jobs
     child = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 1})
+    drain()
+    done = client.get(child.id)
+    assert done is not None and done.status == "completed", done
+    assert (done.effective_mode, done.ran_mode) == ("relax", None)  # a U says no mode
+    assert proxy.mj_fast_jobs == before and spent(router, "fast") == 0
+    assert spent(router, "relax") > 0
+    assert router.pool.get("a-pro").setting == "fast"  # type: ignore[union-attr]
+
+
+def test_a_relax_child_that_costs_fast_time_is_never_sent_to_an_account_set_to_fast(
+    client: Client,
+    router: Router,
+    pro: StubProxy,
+    drain: Callable[[], None],
+) -> None:
+    """A button press runs in the account's own Midjourney mode, fast here: a relax
+    variation would spend fast hours, so it fails before anything is sent."""
+    proxy = pro
+    grid = client.submit("alice", "a fox", mode="relax")
+    drain()
+    before = (proxy.mj_fast_jobs, len(proxy.requests))
+    child = client.submit("alice", task_type="variation", parent_id=grid.id, input={"index": 1})
     drain()
     refused = client.get(child.id)
     assert refused is not None and refused.status == "failed", refused
     assert refused.effective_mode == "relax"
     assert refused.error is not None and refused.error.code == "mode_unsupported"
+    assert "would spend fast hours" in refused.error.message
     sent = [p for _, p, _ in proxy.requests[before[1] :] if "/submit/" in p]
     assert sent == [] and proxy.mj_fast_jobs == before[0]  # never sent, nothing spent
+
+
+def test_a_relax_upscale_creative_runs_only_on_an_account_set_to_relax(
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
+) -> None:
+    """Upscale (Creative) costs fast time (trueai counts it): refused while the account is
+    set to fast; once an operator sets it to relax (in Midjourney and here) it is sent,
+    runs relax and is charged relax."""
+    proxy = trueai
+    grid = client.submit("alice", "a fox --v 6.1", mode="relax")
+    drain()
+    up = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 2})
+    drain()
+    refused = client.submit("alice", task_type="upscale_creative", parent_id=up.id)
+    drain()
+    failed = client.get(refused.id)
+    assert failed is not None and failed.error is not None
+    assert (failed.status, failed.error.code) == ("failed", "mode_unsupported")
+    assert len(proxy.sent("/mj/submit/action")) == 1  # the upscale only
+    proxy.mj_setting = "relax"  # the operator's /relax, and the router's setting
+    router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
+    before = (proxy.mj_fast_jobs, spent(router, "fast"))
+    child = client.submit("alice", task_type="upscale_creative", parent_id=up.id)
+    drain()
+    done = client.get(child.id)
+    assert done is not None and done.status == "completed", done
+    assert done.result is not None and done.result["mode"] == "relax"  # as Midjourney said
+    assert (done.effective_mode, done.ran_mode) == ("relax", None)  # no mismatch
+    pressed = proxy.sent("/mj/submit/action")[-1]["customId"]
+    assert pressed.startswith("MJ::JOB::upsample_v6r1_2x_creative::1::")
+    assert (proxy.mj_fast_jobs, spent(router, "fast")) == before
+
+
+def test_after_credits_exhausted_trueai_runs_a_relax_child_relax_and_it_is_charged_relax(
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
+) -> None:
+    """trueai's "Credits exhausted" with EnableAutoSetRelax: it allows the account relax
+    only and sends Midjourney /relax; the router flips it. A fast grid's variation then
+    runs relax (rule 5): sent, and charged as Midjourney's message says it ran (relaxed),
+    not as trueai's `mode`, which reads the parent's `--fast` in the echoed prompt."""
+    proxy = trueai
+    grid = client.submit("alice", "a fox", mode="fast")
+    drain()
+    proxy.mj_fast_jobs = 0
+    out = client.submit("alice", "a cat", mode="fast")
+    drain()
+    flipped = router.pool.get("a-pro")
+    assert flipped is not None and flipped.setting == "relax"
+    assert (proxy.allow_modes, proxy.mj_setting, proxy.fast_available) == (["RELAX"], "relax", 0)
+    assert client.get(out.id).effective_mode == "relax"  # type: ignore[union-attr]
+    before = spent(router, "fast")
+    child = client.submit("alice", task_type="variation", parent_id=grid.id, input={"index": 3})
+    drain()
+    done = client.get(child.id)
+    assert done is not None and done.status == "completed", done
+    assert done.result is not None and done.result["mode"] == "relax"
+    assert (done.effective_mode, done.ran_mode) == ("relax", None)  # no mismatch
+    assert b"mode_mismatch:relax:fast" not in router.redis.hgetall(router.keys.stats("alice"))
+    varied = next(t for t in proxy.tasks.values() if t["action"] == "VARIATION")
+    assert varied["mode"] == "FAST"  # trueai's own reading: the parent's flag
+    assert spent(router, "fast") == before and spent(router, "relax") > 0
+
+
+def test_a_relax_inpaint_is_not_sent_while_trueai_would_write_fast_into_its_prompt(
+    client: Client, router: Router, trueai: StubProxy, drain: Callable[[], None]
+) -> None:
+    """trueai writes its own choice, fast first, into a modal's prompt: an account an
+    operator set to relax still has fast time by trueai's count, so a relax vary region
+    would run fast and fails `mode_unsupported` before anything is sent."""
+    proxy = trueai
+    grid = client.submit("alice", "a fox", mode="relax")
+    drain()
+    up = client.submit("alice", task_type="upscale", parent_id=grid.id, input={"index": 1})
+    drain()
+    proxy.mj_setting = "relax"
+    router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
+    mask = {"mask_base64": "data:image/png;base64,AAAA"}
+    region = client.submit("alice", task_type="inpaint", parent_id=up.id, input=mask)
+    drain()
+    done = client.get(region.id)
+    assert done is not None and done.error is not None
+    assert (done.status, done.error.code) == ("failed", "mode_unsupported")
+    assert "1000 fast jobs" in done.error.message
+    assert len(proxy.sent("/mj/submit/action")) == 1 and proxy.sent("/mj/submit/modal") == []
+    proxy.fast_available = 6  # no FAST for trueai now (more than 6 needed): it picks relax
+    again = client.submit("alice", task_type="inpaint", parent_id=up.id, input=mask)
+    drain()
+    ran = client.get(again.id)
+    assert ran is not None and ran.status == "completed", ran
+    assert ran.result is not None and ran.result["mode"] == "relax"
+    assert (ran.effective_mode, ran.ran_mode) == ("relax", None)
+    assert proxy.sent("/mj/submit/modal")[-1]["prompt"].endswith("--relax")
 
 
 def test_a_child_trueai_runs_in_another_mode_is_recorded_and_charged_as_what_ran(

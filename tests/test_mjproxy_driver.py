@@ -35,7 +35,7 @@ from router.driver import (
     make_driver,
 )
 from router.errors import AccountError
-from router.models import Mode, Setting
+from router.models import Mode, Plan, Setting
 from router.reaper import Reaper
 from router.settings import Settings
 from tests.conftest import wait_for
@@ -162,9 +162,11 @@ def test_child_actions_press_the_parents_buttons(
     with pytest.raises(DriverError, match="no MJ::JOB::pan_sideways"):
         bad = job(None, task_type="pan", input={"direction": "sideways"}, parent_result=upscaled)
         driver.submit(account, bad)
-    relax_child = job(None, task_type="upscale", mode=Mode.RELAX, parent_result=grid)
-    with pytest.raises(ModeUnsupported, match="cannot run a relax upscale"):
+    relax_child = job(None, task_type="variation", mode=Mode.RELAX, parent_result=grid)
+    sent = len(stub.requests)
+    with pytest.raises(ModeUnsupported, match="set to fast: it would spend fast hours"):
         driver.submit(account, relax_child)  # the button would run fast: refused, not run
+    assert stub.requests[sent:] == []
     elsewhere = {**grid, "account_id": "a-other"}
     with pytest.raises(DriverError, match="on account a-other"):
         driver.submit(account, job(None, task_type="reroll", parent_result=elsewhere))
@@ -909,6 +911,18 @@ def test_a_cancel_the_backend_cannot_carry_out_keeps_the_slot_until_the_job_ends
     assert placed is not None and placed.account_id == "a-pro"  # the slot is free now
 
 
+# --- Every 2026 job type on trueai; what novicezk lacks is refused unsent (issue 22) ------
+
+CAT = "https://example.invalid/cat.png"
+PNG = "data:image/png;base64,AAAA"
+
+
+def stored(stub: StubProxy, output: dict[str, Any]) -> dict[str, Any]:
+    """The proxy's own record of the task behind a result."""
+    task: dict[str, Any] = stub.tasks[output["proxy_task_id"]]
+    return task
+
+
 def test_the_account_ref_carries_the_accounts_own_setting(
     router: Router, account: AccountRef
 ) -> None:
@@ -916,3 +930,192 @@ def test_the_account_ref_carries_the_accounts_own_setting(
     router.apply(router.pool.update("a-pro", setting=Setting.RELAX))
     flipped = router.account_ref("alice", "a-pro")
     assert flipped is not None and flipped.setting is Setting.RELAX
+
+
+def test_describe_blend_and_shorten_on_trueai(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    link = job("--fast", task_type="describe", input={"image": CAT}, key="d1")
+    described = finish(driver, driver.submit(account, link)).output
+    assert stub.sent("/mj/submit/describe") == [{"link": CAT, "state": "d1"}]
+    assert described["image_url"] == CAT and len(described["prompts"]) == 4
+    assert described["prompts"][0].startswith("a described image")
+    relax = job("--relax", Mode.RELAX, task_type="describe", input={"base64": PNG})
+    assert finish(driver, driver.submit(account, relax)).mode is Mode.RELAX  # no fast time:
+    assert stub.sent("/mj/submit/describe")[-1] == {"base64": PNG, "state": ""}  # any mode
+    assert [p for _, p, _ in stub.requests if "describe" in p][-1] == "/mj-relax/mj/submit/describe"
+
+    images = {"images": [CAT, PNG], "dimensions": "portrait"}
+    blended = finish(driver, driver.submit(account, job("--fast", task_type="blend", input=images)))
+    assert stub.sent("/mj/submit/blend") == [
+        {"base64Array": [CAT, PNG], "dimensions": "PORTRAIT", "state": ""}
+    ]
+    assert len(blended.output["buttons"]) == 9 and blended.output["image_url"].endswith(".png")
+    assert stored(stub, blended.output)["properties"]["finalPrompt"].endswith("--ar 2:3 --fast")
+
+    shorten = job("a lighthouse on a cliff at dusk --fast", task_type="shorten")
+    shortened = finish(driver, driver.submit(account, shorten)).output
+    assert stub.sent("/mj/submit/shorten")[-1]["prompt"] == "a lighthouse on a cliff at dusk --fast"
+    assert shortened["prompts"][0] == "a lighthouse on a cliff at dusk"
+    assert len(shortened["prompts"]) == 5
+
+
+def test_video_and_its_clips_upscale_and_extend_on_trueai(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    stub.remix = True  # trueai refuses every video of a Discord account with Remix off
+    given = {"image": CAT, "end_image": PNG, "motion": "high", "loop": False, "batch_size": 2}
+    video = job("a cat runs --fast", task_type="video", input={**given, "video_type": "hd"})
+    clip = finish(driver, driver.submit(account, video))
+    assert stub.sent("/mj/submit/video") == [
+        {"prompt": "a cat runs --fast", "image": CAT, "endImage": PNG, "motion": "high",
+         "loop": False, "batchSize": 2, "videoType": "vid_1.1_i2v_720", "state": ""}
+    ]  # fmt: skip
+    made = stored(stub, clip.output)
+    assert made["promptEn"].startswith(f"{CAT} a cat runs --fast --video 1 --end https://")
+    assert made["promptEn"].endswith("--motion high --bs 2")
+    assert clip.output["hd"] is True and clip.output["video_urls"] == [clip.output["image_url"]]
+    assert clip.output["image_url"].endswith(".mp4")
+    assert stub.fast_available == 1000 - 4  # trueai counts a batch of 2 as four fast jobs
+
+    upscale = job(None, task_type="video_upscale", input={"index": 2}, parent_result=clip.output)
+    upscaled = finish(driver, driver.submit(account, upscale)).output
+    pressed = stub.sent("/mj/submit/action")[-1]["customId"]
+    assert pressed == f"MJ::JOB::video_virtual_upscale::2::{clip.output['proxy_task_id']}-hash"
+    assert upscaled["hd"] is True and upscaled["video_urls"][0].endswith(".mp4")
+
+    extend = job(None, task_type="video_extend", input={"index": 1}, parent_result=clip.output)
+    extended = finish(driver, driver.submit(account, extend)).output
+    sent = stub.sent("/mj/submit/video")[-1]
+    assert (sent["action"], sent["taskId"], sent["index"]) == (
+        "extend", clip.output["proxy_task_id"], 0  # trueai counts clips from 0
+    )  # fmt: skip
+    assert sent["videoType"] == "vid_1.1_i2v_720" and sent["prompt"].endswith(" --fast")
+    assert stored(stub, extended)["action"] == "VIDEO" and extended["hd"] is True
+
+    stub.fill_official_cdn = True  # then trueai lists each clip's CDN link
+    sd = job("a dog runs --fast", task_type="video", input={"image": CAT})
+    clips = finish(driver, driver.submit(account, sd)).output
+    assert stub.sent("/mj/submit/video")[-1]["videoType"] == "vid_1.1_i2v_480"
+    assert len(clips["video_urls"]) == 4 and clips["hd"] is False
+    assert clips["video_urls"][0].startswith("https://cdn.midjourney.com/video/")
+
+
+@pytest.mark.parametrize(
+    ("version", "task_type", "pressed"),
+    [
+        ("", "upscale_subtle", "upsample_v7_2x_subtle"),
+        ("--v 7", "upscale_creative", "upsample_v7_2x_creative"),
+        ("--v 6.1", "upscale_subtle", "upsample_v6r1_2x_subtle"),
+        ("--niji 6", "upscale_creative", "upsample_v6_2x_creative"),
+        ("--v 5.2", "upscale_2x", "upsample_v5_2x"),
+        ("--v 5.2", "upscale_4x", "upsample_v5_4x"),
+        ("--v 7", "animate", "animate_high"),
+    ],
+)
+def test_an_upscaled_images_new_buttons_are_pressed_by_its_version(
+    driver: MjProxyDriver,
+    account: AccountRef,
+    stub: StubProxy,
+    version: str,
+    task_type: str,
+    pressed: str,
+) -> None:
+    grid = finish(driver, driver.submit(account, job(f"a fox {version} --fast"))).output
+    up = job(None, task_type="upscale", input={"index": 4}, parent_result=grid)
+    upscaled = finish(driver, driver.submit(account, up)).output
+    child = job(None, task_type=task_type, input={"motion": "high"}, parent_result=upscaled)
+    done = finish(driver, driver.submit(account, child))
+    custom_id = stub.sent("/mj/submit/action")[-1]["customId"]
+    assert custom_id == f"MJ::JOB::{pressed}::1::{upscaled['proxy_task_id']}-hash::SOLO"
+    if task_type == "animate":
+        assert done.output["video_urls"] and done.output["hd"] is False
+        assert stub.tasks[done.output["proxy_task_id"]]["action"] == "VIDEO"
+    else:
+        assert stub.tasks[done.output["proxy_task_id"]]["action"] == "UPSCALE_HD"
+
+
+def test_an_upscale_the_image_does_not_offer_is_never_sent(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    grid = finish(driver, driver.submit(account, job("a fox --v 5.2 --fast"))).output
+    up = job(None, task_type="upscale", parent_result=grid)
+    upscaled = finish(driver, driver.submit(account, up)).output
+    sent = len(stub.requests)
+    with pytest.raises(DriverError, match="no MJ::JOB::upsample_v7_2x_subtle::"):
+        driver.submit(account, job(None, task_type="upscale_subtle", parent_result=upscaled))
+    assert stub.requests[sent:] == []
+
+
+def test_a_prompt_quoting_midjourneys_words_does_not_change_the_mode_charged(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    """Midjourney writes the mode after the user's mention, behind the prompt: a prompt
+    holding "<@1> (turbo)" is not read as a turbo run where Midjourney says no mode."""
+    grid = finish(driver, driver.submit(account, job("a fox <@1> (turbo) --fast"))).output
+    assert grid["mode"] == "fast"
+    up = finish(driver, driver.submit(account, job(None, task_type="upscale", parent_result=grid)))
+    content = stored(stub, up.output)["properties"]["messageContent"]
+    assert "(turbo)" in content and content.endswith("Image #1 <@1200000000000000002>")
+    assert up.mode is None and up.output["mode"] == "fast"  # Midjourney said none: as sent
+
+
+NOVICEZK_LACKS = [
+    ("shorten", False, "no route for shorten"),
+    ("video", False, "no route for video"),
+    ("video_extend", True, "cannot run video_extend"),
+    ("video_upscale", True, "cannot run video_upscale"),
+    ("animate", True, "cannot run animate"),
+    ("upscale_subtle", True, "cannot run upscale_subtle"),
+    ("upscale_creative", True, "cannot run upscale_creative"),
+    ("upscale_2x", True, "cannot run upscale_2x"),
+    ("upscale_4x", True, "cannot run upscale_4x"),
+    ("pan", True, "cannot run pan"),
+]
+
+
+@pytest.mark.parametrize(("task_type", "child", "said"), NOVICEZK_LACKS)
+def test_novicezk_refuses_what_it_has_no_route_for_before_sending_anything(
+    driver: MjProxyDriver, task_type: str, child: bool, said: str
+) -> None:
+    with StubProxy(server="novicezk", secret=SECRET) as proxy:
+        ref = AccountRef(
+            "a-old", "alice", Plan.PRO, 0, SecretStr(SECRET), proxy.url, "novicezk", Setting.RELAX
+        )
+        parent = {"proxy_task_id": "1", "account_id": "a-old", "buttons": []} if child else None
+        given = {"image": PNG, "index": 1}
+        asked = job(None if child else "a cat --relax", Mode.RELAX, task_type=task_type,
+                    input=given, parent_result=parent)  # fmt: skip
+        with pytest.raises(DriverError, match=said) as raised:
+            driver.submit(ref, asked)
+        assert type(raised.value) is DriverError  # driver_error: no mode would help
+        assert proxy.requests == []  # nothing sent, not even a question
+
+
+def test_novicezk_describes_and_blends_base64_and_a_relax_blend_needs_a_relax_account(
+    driver: MjProxyDriver,
+) -> None:
+    with StubProxy(server="novicezk", secret=SECRET) as proxy:
+        ref = AccountRef("a-old", "alice", Plan.PRO, 0, SecretStr(SECRET), proxy.url, "novicezk")
+        bare = job("--relax", Mode.RELAX, task_type="describe", input={"base64": "AAAA"})
+        described = finish(driver, driver.submit(ref, bare)).output
+        assert proxy.sent("/mj/submit/describe") == [{"base64": PNG, "state": ""}]
+        assert len(described["prompts"]) == 4
+        with pytest.raises(DriverError, match="base64 only, not links"):
+            driver.submit(ref, job("--fast", task_type="describe", input={"image": CAT}))
+        images = {"images": [PNG, "BBBB"], "dimensions": "landscape"}
+        fast = job("--fast", task_type="blend", input=images)
+        assert finish(driver, driver.submit(ref, fast)).output["image_url"]
+        sent = proxy.sent("/mj/submit/blend")[-1]
+        assert sent["base64Array"] == [PNG, "data:image/png;base64,BBBB"]
+        assert sent["dimensions"] == "LANDSCAPE"
+        before = len(proxy.requests)
+        relax = job("--relax", Mode.RELAX, task_type="blend", input=images)
+        with pytest.raises(ModeUnsupported, match="set to fast: it would spend fast hours"):
+            driver.submit(ref, relax)  # no flag reaches Midjourney: the account's mode
+        assert len(proxy.requests) == before
+        relaxed = AccountRef(
+            "a-old", "alice", Plan.PRO, 0, SecretStr(SECRET), proxy.url, "novicezk", Setting.RELAX
+        )
+        proxy.mj_setting = "relax"
+        assert finish(driver, driver.submit(relaxed, relax)).output["image_url"]

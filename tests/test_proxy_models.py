@@ -297,3 +297,147 @@ def test_stub_proxy_keeps_the_old_constructor() -> None:
         new.fast_available = 3
         assert new.model.fast_available == 3
         assert imagine(old, "a cat")["code"] == 1 and old.sent("/mj/submit/imagine")
+
+
+# --- describe, shorten, blend, video and the new buttons (issue 22) ----------------------
+
+CAT = "https://example.invalid/cat.png"
+PNG = "data:image/png;base64,AAAA"
+
+
+def submit_to(proxy: ProxyModel, route: str, body: dict[str, Any], prefix: str = "") -> Any:
+    status, reply, _ = call(proxy, "POST", f"{prefix}/mj/submit/{route}", body)
+    return reply if status == 200 else (status, reply)
+
+
+def test_trueai_describe_shorten_and_blend(trueai: TrueAiModel) -> None:
+    assert submit_to(trueai, "describe", {})["description"] == "base64或link不能为空"
+    assert submit_to(trueai, "describe", {"link": "ftp://x"})["description"] == "链接格式错误"
+    assert submit_to(trueai, "describe", {"base64": "!!"})["description"] == "base64格式错误"
+    long_state = submit_to(trueai, "describe", {"link": CAT, "state": "s" * 256})
+    assert (long_state["code"], long_state["success"]) == (-1, False)  # not caught there
+    described = ended(trueai, submit_to(trueai, "describe", {"link": CAT}, "/mj-relax")["result"])
+    assert (described["imageUrl"], described["mode"], described["action"]) == (
+        CAT, "RELAX", "DESCRIBE"
+    )  # fmt: skip
+    assert described["properties"]["finalPrompt"].count("\u20e3") == 4
+    assert [b["customId"] for b in described["buttons"]][-1] == "MJ::Picread::Retry"
+    assert trueai.fast_available == 1000  # a describe is counted apart
+
+    blank = submit_to(trueai, "shorten", {"prompt": ""})
+    assert blank["code"] == 1  # shorten checks no prompt
+    short = ended(
+        trueai, submit_to(trueai, "shorten", {"prompt": "a red fox at dawn --fast"})["result"]
+    )
+    assert short["description"].startswith("**Important tokens**") and short["mode"] == "FAST"
+    assert "\u20e3 a red fox at dawn" in short["properties"]["finalPrompt"]
+
+    one = submit_to(trueai, "blend", {"base64Array": [CAT]})
+    assert one["description"] == "图片参数错误，2~5张图片"  # noqa: RUF001 (the server's text)
+    nulled = submit_to(trueai, "blend", {"base64Array": [CAT, PNG], "dimensions": None})
+    assert nulled["description"] == "dimensions参数错误"
+    round_ = submit_to(trueai, "blend", {"base64Array": [CAT, PNG], "dimensions": "ROUND"})
+    assert (round_["code"], round_["message"]) == (-1, "参数异常")  # no such enum value
+    assert (
+        submit_to(trueai, "blend", {"base64Array": [CAT, "!!"]})["description"] == "base64格式错误"
+    )
+    body = {"base64Array": [CAT, PNG], "dimensions": "LANDSCAPE"}
+    blended = ended(trueai, submit_to(trueai, "blend", body, "/mj-relax")["result"])
+    assert blended["prompt"].startswith(f"{CAT} https://cdn.discordapp.invalid/")
+    assert blended["prompt"].endswith("--ar 3:2") and blended["mode"] == "RELAX"
+    assert blended["properties"]["finalPrompt"].endswith("--ar 3:2 --relax")
+    assert len(blended["buttons"]) == 9
+
+
+def test_trueai_video_checks_in_order(trueai: TrueAiModel) -> None:
+    video = {"prompt": "a cat runs", "image": CAT}
+    trueai.enable_video = False
+    assert submit_to(trueai, "video", video)["description"] == "视频功能未启用"
+    trueai.enable_video = True
+    assert submit_to(trueai, "video", {**video, "prompt": " "})["description"] == "Prompt 不能为空"
+    assert submit_to(trueai, "video", {**video, "image": "!!"})["description"] == "base64格式错误"
+    assert submit_to(trueai, "video", {**video, "loop": "yes"})["message"] == "参数异常"
+    no_remix = submit_to(trueai, "video", video)
+    assert (no_remix["code"], no_remix["description"]) == (9, "未开启 REMIX，无法使用视频扩展功能")  # noqa: RUF001
+    trueai.remix = True
+    trueai.hd_video = False
+    assert submit_to(trueai, "video", {**video, "videoType": "vid_1.1_i2v_720"})["code"] == 3
+    trueai.hd_video = True
+    assert (
+        submit_to(trueai, "video", {**video, "action": "extend"})["description"] == "目标任务不存在"
+    )
+    assert submit_to(trueai, "video", {**video, "taskId": "1", "action": "Extend"})["code"] == 4
+    missing = submit_to(trueai, "video", {**video, "taskId": "1", "action": "extend"})
+    assert missing[0] == 404 and missing[1]["code"] == 3
+    trueai.fast_available, trueai.relax_video = 8, False  # fast video needs more than 8
+    assert submit_to(trueai, "video", video)["code"] == 3
+    trueai.fast_available, trueai.relax_video = 1000, True
+
+    body = {**video, "endImage": PNG, "motion": "high", "loop": True, "batchSize": 1}
+    made = ended(trueai, submit_to(trueai, "video", body, "/mj-relax")["result"])
+    assert made["prompt"] == f"{CAT} a cat runs --video 1 --end loop --motion high --bs 1"
+    assert (made["action"], made["mode"], made["imageUrl"][-4:]) == ("VIDEO", "RELAX", ".mp4")
+    assert [b["label"] for b in made["buttons"]] == ["U1", ""]  # one clip, then reroll
+    assert made["videoUrls"] is None  # EnableFillOfficialCdn is off by default
+
+    trueai.fill_official_cdn = True
+    fast = ended(trueai, submit_to(trueai, "video", video)["result"])
+    assert fast["mode"] == "FAST" and len(fast["videoUrls"]) == 4 == len(fast["imageUrls"])
+    assert fast["videoUrl"] == fast["imageUrl"]
+    assert trueai.fast_available == 1000 - 8  # a batch of 4: eight fast jobs
+    extend = {"prompt": "further --relax", "taskId": fast["id"], "action": "extend", "index": 2}
+    queued = trueai.tasks[submit_to(trueai, "video", extend, "/mj-relax")["result"]]
+    assert queued["properties"]["custom_id"] == (
+        f"MJ::JOB::video_virtual_upscale::3::{fast['id']}-hash"
+    )
+    extended = ended(trueai, queued["id"])
+    # trueai chose FAST for it whatever the route said, and wrote it into the prompt.
+    assert (extended["action"], extended["mode"]) == ("VIDEO", "FAST")
+    assert extended["properties"]["finalPrompt"].endswith("--motion low --fast")
+
+
+def test_trueai_buttons_remix_and_the_mode_it_reports(trueai: TrueAiModel) -> None:
+    grid = ended(trueai, imagine(trueai, "a fox --v 6 --relax")["result"])
+    first = {"taskId": grid["id"], "customId": grid["buttons"][0]["customId"]}
+    up = ended(trueai, submit_to(trueai, "action", first)["result"])
+    ids = [b["customId"] for b in up["buttons"]]
+    assert ids[0].startswith("MJ::JOB::upsample_v6_2x_subtle::1::")
+    assert ids[1].startswith("MJ::JOB::upsample_v6_2x_creative::1::")
+    assert ids[-2].startswith("MJ::JOB::animate_high::1::")
+    # A U's message names no mode: trueai reads the parent's flag, echoed.
+    assert up["properties"]["messageContent"].endswith("Image #1 <@1200000000000000002>")
+    assert up["mode"] == "RELAX"
+    # Midjourney runs a button job in the account's setting (fast here) and says so; trueai
+    # still reports the echoed prompt's flag (TaskInfo.cs:698-717).
+    hd = ended(
+        trueai, submit_to(trueai, "action", {"taskId": up["id"], "customId": ids[1]})["result"]
+    )
+    assert hd["action"] == "UPSCALE_HD" and hd["mode"] == "RELAX"
+    assert hd["properties"]["messageContent"].endswith("(fast)")
+    assert not any(b["customId"].startswith("MJ::JOB::upsample_") for b in hd["buttons"])
+    assert trueai.mj_fast_jobs == 999 and trueai.fast_available == 1000  # ran fast, not counted
+
+    trueai.remix = True
+    vary = {"taskId": up["id"], "customId": ids[2]}  # Vary (Subtle)
+    waiting = submit_to(trueai, "action", vary)
+    assert (waiting["code"], waiting["properties"]["remix"]) == (21, True)
+    trueai.remix_auto_submit = True
+    auto = ended(trueai, submit_to(trueai, "action", vary)["result"])
+    assert auto["properties"]["finalPrompt"].endswith("--fast")  # trueai's choice, written
+
+
+def test_novicezk_blend_and_describe(novicezk: NovicezkModel) -> None:
+    bad = call(
+        novicezk, "POST", "/mj/submit/blend", {"base64Array": [PNG, PNG], "dimensions": "ROUND"}
+    )
+    assert bad[0] == 400
+    assert (
+        submit_to(novicezk, "blend", {"base64Array": [CAT, PNG]})["description"] == "base64格式错误"
+    )
+    novicezk.mj_setting = "relax"
+    blended = ended(novicezk, submit_to(novicezk, "blend", {"base64Array": [PNG, PNG]})["result"])
+    assert blended["properties"]["finalPrompt"].endswith("--ar 1:1")  # no flag: the setting's
+    assert novicezk.mj_fast_jobs == 1000
+    described = ended(novicezk, submit_to(novicezk, "describe", {"base64": PNG})["result"])
+    assert described["prompt"] == described["promptEn"] == described["properties"]["finalPrompt"]
+    assert described["prompt"].count("\u20e3") == 4 and described["imageUrl"]

@@ -12,19 +12,29 @@ by keywords in the job's prompt (common.MJ_KEYWORDS), or by account state the te
 (`mj_fast_jobs`, `mj_setting`). Rules Midjourney follows in these models, all assumptions:
 
 - A prompt runs in the mode of its last `--fast`/`--relax`/`--turbo` flag; a job without
-  one (a button job, a blend) runs in the account's setting, `mj_setting` ("fast"/"relax").
-- A fast job costs one of `mj_fast_jobs`, a turbo job two (the costs trueai's own estimate
-  uses: trueai src/Midjourney.Services/DiscordService.cs:2691-2712); relax and upscales
-  (image selection, U1-U4) cost nothing. A job is charged when Midjourney finishes it, even
-  if the proxy gave up on it first (a cancel or a disable does not stop Midjourney).
+  one (a button job, a describe, a novicezk blend) runs in the account's setting,
+  `mj_setting` ("fast"/"relax"), whatever flag its parent's prompt holds.
+- A fast job costs one of `mj_fast_jobs`, a turbo job two, a video batch twice its clips
+  (the costs trueai's own estimate uses: trueai src/Midjourney.Services/DiscordService.cs:
+  2664-2712); relax, U1-U4 and video upscales (a clip's selection) and describes cost
+  nothing. A job is charged when Midjourney finishes it, even if the proxy gave up on it
+  first (a cancel or a disable does not stop Midjourney).
 - A fast or turbo job that finds fewer `mj_fast_jobs` than it costs is answered with the
   "Credits exhausted" embed (the title trueai matches,
   trueai src/Midjourney.Services/DiscordWebSocketService.cs:1532); so are fast and turbo
   jobs whose prompt says `outoffast` or `cnexhausted`.
 - `banned`, `modnotice`, `oops`, `mjqueuefull`: the "Blocked", "Pending mod message",
   "Invalid parameter", "Queue full" embeds; `captcha`: the captcha modal; `stuck`: no
-  answer ever. The result's prompt (the proxies' `finalPrompt`) is the prompt sent, or for
-  a button job the parent's with the flag of the mode the job ran in.
+  answer ever.
+- The result's prompt (the proxies' `finalPrompt`) is the prompt sent, or for a button job
+  its parent's as Midjourney echoed it, flags as written; the mode a job ran in shows only
+  in its message's suffix, "(fast)", "(relaxed)" or "(turbo)", which a U1-U4 ("Image #N")
+  lacks (trueai's own samples of Midjourney's messages: a `--relax` prompt echoed under a
+  pan, zoom or variation, src/Midjourney.Base/Utils/MjMessageParser.cs:33-56, 68, 83-99).
+- Its buttons: a grid's U1-U4, reroll and V1-V4; an upscaled image's upscales by version,
+  vary, zoom, pan, vary region and animate; a video's upscale per clip and reroll; an
+  upscaled clip's extends. The last three, and a describe's four prompts and a shorten's
+  five (placeholders), as trueai builds them for its own accounts (common.py says where).
 
 Time is compressed: a job runs `run_ms` (`long`: ten minutes), and the proxies' 5-minute
 job timeout is `timeout_ms` = `run_ms * 4` (not applied to `long` jobs, which stand for a

@@ -47,7 +47,10 @@ MJ_EMBEDS: dict[str, tuple[str, str]] = {
 descriptions are placeholders (Midjourney's wording is in no source here)."""
 CAPTCHA_TITLE = "Action required to continue"
 """Midjourney's captcha modal (trueai src/Midjourney.Services/DiscordWebSocketService.cs:837)."""
-COST = {"FAST": 1, "TURBO": 2, "RELAX": 0}
+FREE_ACTIONS = frozenset({"UPSCALE", "DESCRIBE"})
+"""Jobs that cost no fast time: U1-U4 and video upscales (both action UPSCALE) and a
+describe (trueai counts neither: src/Midjourney.Services/DiscordService.cs:2664-2671)."""
+BATCH = re.compile(r"--bs\s+(\d+)", re.I)
 HOOK_TIMEOUT_SECONDS = 10.0
 """How long the model's notify POST waits (trueai: HttpClient's default 100 s; novicezk:
 none); shorter here so that a test never hangs on it."""
@@ -80,6 +83,113 @@ def with_mode_flag(prompt: str, mode: str) -> str:
     return f"{' '.join(FLAG.sub('', prompt).split())} --{mode.lower()}".strip()
 
 
+def batch_of(prompt: str) -> int:
+    """A video job's clips: `--bs N` (1 to 4) in its prompt, else 4
+    (trueai src/Midjourney.Base/Models/TaskInfo.cs:850-880)."""
+    found = BATCH.search(prompt)
+    return int(found.group(1)) if found and 1 <= int(found.group(1)) <= 4 else 4
+
+
+def fast_units(action: str, mode: str, prompt: str) -> int:
+    """Fast jobs a finished job costs, as trueai counts them and Midjourney charges them in
+    these models: none at relax nor for `FREE_ACTIONS`; a video batch twice its clips;
+    turbo twice (trueai src/Midjourney.Services/DiscordService.cs:2664-2712)."""
+    if mode == "RELAX" or action in FREE_ACTIONS:
+        return 0
+    units = 2 if mode == "TURBO" else 1
+    return units * batch_of(prompt) * 2 if action == "VIDEO" else units
+
+
+def button(custom_id: str, label: str = "", emoji: str = "") -> dict[str, Any]:
+    """One of Midjourney's buttons as both servers relay it (trueai src/Midjourney.Services/
+    DiscordWebSocketService.cs:2545-2557)."""
+    return {"customId": custom_id, "emoji": emoji, "label": label, "style": 2, "type": 2}
+
+
+def mj_version(prompt: str) -> str:
+    """The model version a prompt asks for, as trueai names it ("v 7", "v 6.1", "niji 6"):
+    `--v`/`--version`, else `--niji`, else Midjourney's default, V7 (an assumption)."""
+    found = re.search(r"--(v|version|niji)\s+(\d+(?:\.\d+)?)", prompt, re.I)
+    if found is None:
+        return "v 7"
+    kind = "niji" if found.group(1).lower() == "niji" else "v"
+    number = found.group(2).removesuffix(".0")
+    return f"{kind} {number}"
+
+
+def upscale_hd_kinds(version: str) -> tuple[str, str] | None:
+    """The two upscale buttons under an upscaled image of `version`, as trueai builds them
+    for its own accounts (the picture it has of Midjourney's): V7 and Niji 7 `v7_2x_subtle`
+    and `v7_2x_creative`, V6.1 `v6r1_...`, V6 and Niji 6 `v6_...`, V5 and Niji 5 `v5_2x`
+    and `v5_4x`; none for V8 and V1-V4; `v<N>_...` else
+    (trueai src/Midjourney.Base/Models/CustomComponentModel.cs:131-227)."""
+    number = version.split(" ")[-1]
+    if version.startswith(("v 8", "v 4", "v 3", "v 2", "v 1", "niji 4", "niji 3")):
+        return None
+    if version.startswith(("v 7", "niji 7")):
+        number = "7"
+    elif version.startswith("v 6.1"):
+        number = "6r1"
+    elif version.startswith(("v 6", "niji 6")):
+        number = "6"
+    elif version.startswith(("v 5", "niji 5")):
+        return ("v5_2x", "v5_4x")
+    return (f"v{number}_2x_subtle", f"v{number}_2x_creative")
+
+
+def animate_buttons(job: str) -> list[dict[str, Any]]:
+    """Animate (High/Low motion) under an upscaled image
+    (trueai src/Midjourney.Base/Models/CustomComponentModel.cs:67-89)."""
+    return [
+        button(f"MJ::JOB::animate_high::1::{job}::SOLO", "Animate (High motion)"),
+        button(f"MJ::JOB::animate_low::1::{job}::SOLO", "Animate (Low motion)"),
+    ]
+
+
+def video_buttons(job: str, clips: int) -> list[dict[str, Any]]:
+    """Under a video batch: a video upscale per clip, `MJ::JOB::video_virtual_upscale::<i>::
+    <job>` "U<i>", then reroll, as trueai builds them for its own accounts (trueai src/
+    Midjourney.Base/Models/TaskInfo.cs:1110-1133); Midjourney's own list is not in the source."""
+    ups = [
+        button(f"MJ::JOB::video_virtual_upscale::{i}::{job}", f"U{i}") for i in range(1, clips + 1)
+    ]
+    return [*ups, button(f"MJ::JOB::reroll::0::{job}::SOLO", emoji="🔄")]
+
+
+def extend_buttons(job: str, clip: int) -> list[dict[str, Any]]:
+    """Under an upscaled clip: Extend (High/Low motion), `MJ::JOB::animate_high_extend::<i>::
+    <job>` (trueai src/Midjourney.Base/Models/TaskInfo.cs:1139-1164; the index as in the
+    Discord example at src/Midjourney.Services/DiscordWebSocketService.cs:3618)."""
+    return [
+        button(f"MJ::JOB::animate_{m}_extend::{clip}::{job}", f"Extend ({m.title()} motion)", "🎞️")
+        for m in ("high", "low")
+    ]
+
+
+def describe_buttons() -> list[dict[str, Any]]:
+    """Under a describe: imagine prompt 1 to 4, and describe again
+    (trueai src/Midjourney.Base/Models/TaskInfo.cs:1171-1254)."""
+    keycaps = [button(f"MJ::Job::PicReader::{i}", emoji=f"{i}\ufe0f\u20e3") for i in range(1, 5)]
+    return [*keycaps, button("MJ::Picread::Retry", emoji="🔄")]
+
+
+def describe_text(seed: str) -> str:
+    """Midjourney's describe embed: four prompts, each after a keycap (placeholder prompts;
+    the format is Midjourney's, as its PicReader buttons number them)."""
+    return "\n\n".join(
+        f"{i}\ufe0f\u20e3 a described image {seed}, view {i} --ar 1:1" for i in range(1, 5)
+    )
+
+
+def shorten_text(prompt: str) -> str:
+    """Midjourney's shorten embed: the prompt's important tokens, then five shortened
+    prompts after keycaps (placeholders: the prompt's first words)."""
+    words = FLAG.sub("", prompt).split() or ["prompt"]
+    shorter = [" ".join(words[: max(1, len(words) - i)]) for i in range(5)]
+    numbered = "\n\n".join(f"{i}\ufe0f\u20e3 {p}" for i, p in enumerate(shorter, 1))
+    return f"**Important tokens**\n{', '.join(words)}\n\n**Shortened prompts**\n{numbered}"
+
+
 def grid_buttons(job: str) -> list[dict[str, Any]]:
     """Midjourney's buttons under a grid of four: U1-U4, reroll, V1-V4."""
     ups = [(f"MJ::JOB::upsample::{i}::{job}", f"U{i}", "") for i in range(1, 5)]
@@ -88,8 +198,17 @@ def grid_buttons(job: str) -> list[dict[str, Any]]:
     return [{"customId": c, "emoji": e, "label": lbl, "style": 2, "type": 2} for c, lbl, e in rows]
 
 
-def upscale_buttons(job: str) -> list[dict[str, Any]]:
-    """Midjourney's buttons under an upscaled image: vary, zoom, pan, vary region."""
+def upscale_buttons(job: str, prompt: str = "", hd: bool = True) -> list[dict[str, Any]]:
+    """Midjourney's buttons under an upscaled image: the upscales its version has (`hd`:
+    none under an image upscaled so already, trueai src/Midjourney.Base/Models/TaskInfo.cs:
+    1070-1105), vary, zoom, pan, vary region, animate."""
+    kinds = upscale_hd_kinds(mj_version(prompt)) if hd else None
+    v5 = kinds is not None and kinds[0].startswith("v5_")
+    labels = ("2x", "4x") if v5 else ("Subtle", "Creative")
+    ups = [
+        button(f"MJ::JOB::upsample_{k}::1::{job}::SOLO", f"Upscale ({label})")
+        for k, label in zip(kinds or (), labels, strict=False)
+    ]
     rows = [
         (f"MJ::JOB::low_variation::1::{job}::SOLO", "Vary (Subtle)"),
         (f"MJ::JOB::high_variation::1::{job}::SOLO", "Vary (Strong)"),
@@ -99,7 +218,7 @@ def upscale_buttons(job: str) -> list[dict[str, Any]]:
         *((f"MJ::JOB::pan_{d}::1::{job}::SOLO", "") for d in ("left", "right", "up", "down")),
         (f"MJ::Inpaint::1::{job}::SOLO", "Vary (Region)"),
     ]
-    return [{"customId": c, "emoji": "", "label": lbl, "style": 2, "type": 2} for c, lbl in rows]
+    return [*ups, *(button(c, lbl) for c, lbl in rows), *animate_buttons(job)]
 
 
 @dataclass
@@ -306,8 +425,9 @@ class ProxyModel:
         `_deadline` is the proxy's job timeout, compressed (see the module docstring)."""
         task.update(status="SUBMITTED", startTime=t, progress="0%")
         mode, prompt = self.mj_job(task)
+        task.update(_mj_mode=mode, _mj_prompt=prompt)
         outcome, long = self.mj_outcome(task, mode), "long" in task["_kw"]
-        task.update(_mj_mode=mode, _mj_prompt=prompt, _outcome=outcome)
+        task["_outcome"] = outcome
         task["_ends"] = None if outcome == "stuck" else t + (LONG_MS if long else self.run_ms)
         task["_progress_at"] = t + self.run_ms // 2
         task["_deadline"] = None if long else t + self.timeout_ms
@@ -321,8 +441,10 @@ class ProxyModel:
         scripted = ("stuck", "captcha", "banned", "modnotice", "oops", "mjqueuefull")
         if found := next((k for k in scripted if k in kw), None):
             return found
-        short = kw & {"outoffast", "cnexhausted"} or self.mj_fast_jobs < COST[mode]
-        return "credits" if task["action"] != "UPSCALE" and mode != "RELAX" and short else "success"
+        cost = fast_units(task["action"], mode, task["_mj_prompt"])
+        short = kw & {"outoffast", "cnexhausted"} or self.mj_fast_jobs < cost
+        paid = mode != "RELAX" and task["action"] not in FREE_ACTIONS
+        return "credits" if paid and short else "success"
 
     def finish(self, task: Task, t: int, reason: str | None = None) -> None:
         """The proxy ends the task, freeing its slot: SUCCESS, "100%", or FAILURE with
@@ -337,9 +459,11 @@ class ProxyModel:
         task.pop("_fail_at", None)
 
     def succeed(self, task: Task, t: int) -> None:
-        """Midjourney's result reaches the proxy (its image, its prompt)."""
+        """Midjourney's result reaches the proxy (its image, or a video's first clip, and
+        its prompt)."""
         self.finish(task, t)
-        task["imageUrl"] = f"https://cdn.invalid/{task['id']}.png"
+        video = task["action"] == "VIDEO" or task.get("_video_parent")
+        task["imageUrl"] = f"https://cdn.invalid/{task['id']}.{'mp4' if video else 'png'}"
         task["properties"].update(finalPrompt=task["_mj_prompt"], messageHash=f"{task['id']}-hash")
 
     def advance(self) -> None:
@@ -388,8 +512,9 @@ class ProxyModel:
             self.timed_out(task, t)
         else:  # Midjourney ends the job, whether or not the proxy still follows it
             self._mj_running.discard(tid)
-            if task["_outcome"] == "success" and task["action"] != "UPSCALE":
-                self.mj_fast_jobs -= COST[task["_mj_mode"]]
+            if task["_outcome"] == "success":
+                cost = fast_units(task["action"], task["_mj_mode"], task["_mj_prompt"])
+                self.mj_fast_jobs -= cost
             if tid in self._active and "_fail_at" not in task:
                 self.mj_result(task, task["_outcome"], t)
 

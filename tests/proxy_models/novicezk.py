@@ -23,10 +23,10 @@ from tests.proxy_models.common import (
     Reply,
     Request,
     Task,
+    describe_text,
     mj_mode,
     newest,
     submit,
-    with_mode_flag,
 )
 
 TASK_ACTIONS = {"IMAGINE", "UPSCALE", "VARIATION", "REROLL", "DESCRIBE", "BLEND"}
@@ -34,6 +34,8 @@ TASK_ACTIONS = {"IMAGINE", "UPSCALE", "VARIATION", "REROLL", "DESCRIBE", "BLEND"
 QUEUE_REJECTED = "队列已满，请稍后尝试"  # noqa: RUF001 (the server's text)
 IN_QUEUE = "排队中，前面还有{}个任务"  # noqa: RUF001 (the server's text)
 DATA_URL = re.compile(r"data:[\w.+-]+/[\w.+-]+;base64,.+", re.S)
+DIMENSIONS = {"PORTRAIT": "2:3", "SQUARE": "1:1", "LANDSCAPE": "3:2"}
+"""novicezk src/main/java/com/github/novicezk/midjourney/enums/BlendDimensions.java:4-21."""
 ROUTES = [
     ("POST", r"/submit/(imagine|change|simple-change|describe|blend)"),
     ("GET", r"/task/([^/]+)/fetch"),
@@ -257,17 +259,26 @@ class NovicezkModel(ProxyModel):
         return self.queued(task)
 
     def blend(self, req: Request) -> Reply:
-        """2 to 5 images, else 4; an explicit null `dimensions`: 4; a bad data URL: 4
-        (novicezk src/main/java/com/github/novicezk/midjourney/controller/SubmitController.java:172-196)."""  # noqa: E501
-        images = req.body.get("base64Array")
+        """A `dimensions` that is no BlendDimensions fails JSON binding: 400. Then 2 to 5
+        images, else 4; an explicit null `dimensions`: 4; a bad data URL: 4
+        (novicezk src/main/java/com/github/novicezk/midjourney/controller/SubmitController.java:172-196).
+        Midjourney gets the images and the dimensions' `--ar`, no mode flag
+        (novicezk src/main/java/com/github/novicezk/midjourney/service/DiscordServiceImpl.java:97-119)."""  # noqa: E501
+        images, dims = req.body.get("base64Array"), req.body.get("dimensions", "SQUARE")
+        if dims is not None and dims not in DIMENSIONS:
+            return spring_error(400, "Bad Request", req.path)
         if not isinstance(images, list) or not 2 <= len(images) <= 5:
             return submit(4, "base64List参数错误")
-        if "dimensions" in req.body and req.body["dimensions"] is None:
+        if dims is None:
             return submit(4, "dimensions参数错误")
         if not all(DATA_URL.fullmatch(str(i)) for i in images):
             return submit(4, "base64格式错误")
         task = self.record("BLEND", None, req.body.get("state"), req.body.get("notifyHook"))
         task["description"] = f"/blend {task['id']} {len(images)}"
+        links = " ".join(
+            f"https://cdn.discordapp.invalid/{task['id']}/{n}.png" for n in range(len(images))
+        )
+        task["_blend"] = f"{links} --ar {DIMENSIONS[dims]}"
         return self.queued(task)
 
     def queued(self, task: Task) -> Reply:
@@ -301,11 +312,16 @@ class NovicezkModel(ProxyModel):
         return super().record(action, prompt, state, hook)
 
     def mj_job(self, task: Task) -> tuple[str, str]:
+        """An imagine's prompt as written; a blend's images and `--ar`, a describe's image
+        and a change's button carry no flag: they run in the account's setting, and a
+        change is echoed with its parent's prompt (the package docstring)."""
         if task["action"] == "IMAGINE":
             prompt = str(task["promptEn"])
             return mj_mode(prompt, self.mj_setting), prompt
         mode = self.mj_setting.upper()
-        return mode, with_mode_flag(str(task["promptEn"] or ""), mode)
+        if task["action"] in ("BLEND", "DESCRIBE"):
+            return mode, str(task.get("_blend") or "")
+        return mode, str(task["properties"].get("finalPrompt") or task["promptEn"] or "")
 
     def mj_result(self, task: Task, outcome: str, t: int) -> None:
         """Success: SUCCESS, "100%"
@@ -314,9 +330,15 @@ class NovicezkModel(ProxyModel):
         (novicezk src/main/java/com/github/novicezk/midjourney/wss/handle/CaptchaEmbeddedHandler.java:22-34);
         a red embed: "[title] description"
         (novicezk src/main/java/com/github/novicezk/midjourney/wss/handle/ErrorMessageHandler.java:56-72).
+        A describe: its embed's description as prompt, promptEn and finalPrompt, and its
+        image (novicezk src/main/java/com/github/novicezk/midjourney/wss/handle/DescribeSuccessHandler.java:49-70).
         No account is disabled for any of these."""  # noqa: E501
         if outcome == "success":
             self.succeed(task, t)
+            if task["action"] == "DESCRIBE":
+                text = describe_text(task["id"])
+                task.update(prompt=text, promptEn=text)
+                task["properties"]["finalPrompt"] = text
         elif outcome == "captcha":
             self.finish(task, t, f"[{CAPTCHA_TITLE}] /captcha/embedded/{task['id']}/")
         elif outcome in MJ_EMBEDS:

@@ -7,6 +7,20 @@ it once (`GET /mj/home` answers anonymously on trueai only). Its answers are the
 that server's profile (`workers.drivers.mjproxy_servers`, every rule with its source line):
 which refusals and failures are passing, which mean the account ran out of fast time or must
 leave rotation, how a child's mode is chosen, what a fetched task says of the mode it ran in.
+
+Every job type the router knows has its route on trueai: imagine, describe, shorten, blend
+and video (`/submit/<type>`), a video's extend (`/submit/video` with `action: extend`, as
+new-api relays it too), and every button of a parent (`/submit/action`). novicezk has
+imagine, describe, blend and `/submit/change` (upscale, variation, reroll); anything else
+fails `driver_error` before anything is sent.
+
+The mode: a relax job whose mode no prompt carries to Midjourney (a button press, a
+novicezk blend) runs in the account's own Midjourney mode. It is sent only where that costs
+no fast time (U1-U4, a video's clip upscale, a describe: trueai counts none) or where the
+account is set to relax here (`AccountRef.setting`: flipped by the router, or set by an
+operator, who sets Midjourney's /relax too); a job whose prompt trueai writes with a mode of
+its own choosing only where trueai would choose relax. Else it fails `mode_unsupported`,
+never sent: it would spend fast hours.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from urllib.parse import quote
 from pydantic import SecretStr
 from redis import Redis
 
+from router.costs import INHERITED, is_hd
 from router.driver import (
     AccountNeedsAttention,
     AccountRef,
@@ -48,7 +63,18 @@ from router.modes import prompt_flags, strip_flags, with_flag
 from router.scripts import text
 from router.settings import Settings
 from workers.drivers.mjproxy_http import Backend, NotTaken, request
-from workers.drivers.mjproxy_jobs import CHANGE_ACTIONS, Handle, button_prefix, image_index
+from workers.drivers.mjproxy_jobs import (
+    CHANGE_ACTIONS,
+    TRUEAI_FAST_FLOOR,
+    Handle,
+    Reach,
+    button_prefix,
+    free,
+    image_index,
+    prompts,
+    reach,
+    said_mode,
+)
 from workers.drivers.mjproxy_servers import Meaning, Server, ServerFinder
 
 log = logging.getLogger(__name__)
@@ -69,6 +95,10 @@ STRAY_FLAG = re.compile(r"--(fast|relax|turbo)", re.I)
 """Mode text a proxy reads anywhere in a prompt: trueai adds FAST to the modes it tries if
 the prompt holds `--fast` in any case, else `--relax` or `--turbo` (SubmitController.cs:
 1277-1292), and runs the first that qualifies."""
+VIDEO_TYPES = {False: "vid_1.1_i2v_480", True: "vid_1.1_i2v_720"}
+"""trueai's `videoType` for SD and HD (src/Midjourney.Base/Dto/SubmitVideoDTO.cs:74-80)."""
+VIDEO_JOBS = frozenset({"video", "animate", "video_extend", "video_upscale"})
+"""Jobs whose result is video clips."""
 MAX_LIST_BODY = 64 << 20
 """Largest task list read when looking a job up (novicezk lists 30 days of tasks)."""
 MAX_NOTIFY_HOOK = 2000
@@ -188,12 +218,11 @@ class MjProxyDriver(Driver):
         backend = self._from_ref(account)
         server = self.server(backend)
         if job.parent_result is None:
-            if not job.prompt:
-                raise DriverError(f"{job.task_type} needs a prompt")
-            path, body = "/submit/imagine", {"prompt": job.prompt, "state": job.key}
+            path, body = self._new_request(server, job)
         else:
-            self._check_child_mode(server, job)
             path, body = self._child_request(account, server, job)
+        self._check_mode(backend, server, account, job, path, body)
+        body["state"] = job.key
         if job.notify_url and len(job.notify_url) <= MAX_NOTIFY_HOOK:
             body["notifyHook"] = job.notify_url  # see MAX_NOTIFY_HOOK
         prefix = f"/mj-{job.mode}/mj" if server.mode_routes else "/mj"
@@ -212,26 +241,81 @@ class MjProxyDriver(Driver):
             if isinstance(sent, str):
                 return sent
             task_id = self._accepted(sent, backend, server, job)[0]
-        handle = Handle(account.owner, account.id, job.mode, job.task_type, task_id)
+        handle = Handle(account.owner, account.id, job.mode, job.task_type, task_id, _hd(job))
         log.info("submitted %s to account %s as proxy task %s", job.task_id, account.id, task_id)
         return str(handle)
 
-    @staticmethod
-    def _check_child_mode(server: Server, job: DriverJob) -> None:
-        """Refuse a relax child: it would run in the account's own Midjourney mode, which
-        may be fast. A child is a button press, which carries no prompt and so no flag
-        (trueai src/Midjourney.Services/DiscordService.cs:2024-2027; novicezk service/
-        DiscordServiceImpl.java:61-63), and neither server lets a client read that mode:
-        trueai switches it to relax only for an exhausted account with EnableAutoSetRelax
-        (DiscordWebSocketService.cs:1958-2006), and its fast count is 0 for other reasons
-        too (see `Server.home`). A fast or turbo child that runs in another mode is
-        charged as what ran where the server tells it (trueai), else as sent."""
-        if job.mode is Mode.RELAX:
+    def _check_mode(
+        self,
+        backend: Backend,
+        server: Server,
+        account: AccountRef,
+        job: DriverJob,
+        path: str,
+        body: dict[str, Any],
+    ) -> None:
+        """Refuse a relax job that could run fast (see the module docstring), before it is
+        sent. Its mode reaches Midjourney in its prompt (`Reach.FLAG`: sent); or not at all,
+        so it runs in the account's own Midjourney mode (a button press carries no prompt:
+        trueai src/Midjourney.Services/DiscordService.cs:2965-3005; novicezk service/
+        DiscordServiceImpl.java:59-119; neither lets a client read or set that mode): sent
+        only if it costs no fast time or the account is set to relax; or in a prompt trueai
+        writes with the mode it picks, FAST first (`Reach.CHOSEN`): sent only if the
+        account is set to relax and trueai's fast count (`GET /mj/home`, as `Server.home`
+        says: over its enabled accounts) leaves it no FAST, as after "Credits exhausted"
+        with EnableAutoSetRelax (src/Midjourney.Base/Models/DiscordAccount.cs:1081-1113).
+        A fast or turbo job that runs in another mode is charged as what ran where the
+        server tells it (trueai), else as sent."""
+        if job.mode is not Mode.RELAX or free(job.task_type, path, body):
+            return
+        how = reach(path, body, server.buttons)
+        if how is Reach.FLAG:
+            return
+        if account.setting is not Setting.RELAX:
             raise ModeUnsupported(
-                f"a {server.name} proxy cannot run a relax {job.task_type}: a child runs in "
-                "the account's own Midjourney mode, which it cannot set or tell, so it could "
-                "run fast"
+                f"a relax {job.task_type} on a {server.name} proxy runs in the account's own "
+                "Midjourney mode, which no request can set, and the account is set to fast: "
+                "it would spend fast hours. It runs relax on an account set to relax (in "
+                "Midjourney and here)"
             )
+        if how is Reach.CHOSEN:
+            count = self.servers.fast_jobs(backend)
+            if count > TRUEAI_FAST_FLOOR:
+                raise ModeUnsupported(
+                    f"a relax {job.task_type} gets the mode trueai picks, fast first, and the "
+                    f"proxy counts {count} fast jobs left: it would run fast. It runs relax "
+                    "once trueai allows the account relax only (after its fast time ran out)"
+                )
+
+    def _new_request(self, server: Server, job: DriverJob) -> tuple[str, dict[str, Any]]:
+        """The route and body of a task without a parent, in the field names each server
+        binds: trueai src/Midjourney.Base/Dto/SubmitDescribeDTO.cs:32-60 (`base64` or
+        `link`), SubmitBlendDTO.cs:32-56, SubmitImagineDTO.cs:32-61 (shorten),
+        SubmitVideoDTO.cs:31-87; novicezk dto/SubmitDescribeDTO.java:11-15, dto/
+        SubmitBlendDTO.java:14-21, which take data URLs only (controller/SubmitController.
+        java:152-196). A server without the route refuses it here, never sent."""
+        kind, given = job.task_type, job.input
+        if kind not in server.new_types:
+            raise DriverError(f"a {server.name} proxy has no route for {kind}: it cannot run it")
+        if kind == "imagine":
+            if not job.prompt:
+                raise DriverError(f"{kind} needs a prompt")
+            return "/submit/imagine", {"prompt": job.prompt}
+        if kind == "shorten":
+            return "/submit/shorten", {"prompt": job.prompt}
+        if kind == "describe":
+            image = str(given.get("image") or given.get("base64") or "")
+            if server.buttons and re.match(r"https?://", image, re.I):
+                return "/submit/describe", {"link": image}
+            return "/submit/describe", {"base64": _image(image, server)}
+        if kind == "blend":
+            images = [_image(str(i), server) for i in given.get("images") or []]
+            dims = str(given.get("dimensions") or "SQUARE").upper()
+            return "/submit/blend", {"base64Array": images, "dimensions": dims}
+        body = {"prompt": job.prompt, "image": given.get("image")}
+        if given.get("end_image"):
+            body["endImage"] = given["end_image"]
+        return "/submit/video", {**body, **_video_params(job)}
 
     def _send(
         self,
@@ -297,6 +381,12 @@ class MjProxyDriver(Driver):
         parent_id = str(parent.get("proxy_task_id") or "")
         if not parent_id:
             raise DriverError("the parent's result names no proxy task")
+        if server.buttons and job.task_type == TaskType.VIDEO_EXTEND:
+            # trueai's extend: its own two steps on the parent's clip, `index` 0-3 (src/
+            # Midjourney.Base/Dto/SubmitVideoDTO.cs:58-72; TaskService.cs:775-830).
+            extend: dict[str, Any] = {"action": "extend", "taskId": parent_id}
+            extend.update(prompt=self._modal_prompt(job), index=image_index(job.input) - 1)
+            return "/submit/video", {**extend, **_video_params(job)}
         if server.buttons:
             buttons = [
                 str(b.get("customId", ""))
@@ -305,15 +395,22 @@ class MjProxyDriver(Driver):
             ]
             custom_id = job.input.get("custom_id")
             if custom_id is None:
-                prefix = button_prefix(job.task_type, job.input)
+                prefix = button_prefix(job.task_type, job.input, str(parent.get("prompt") or ""))
                 custom_id = next((b for b in buttons if b.startswith(prefix)), None)
+                kind = re.fullmatch(r"MJ::JOB::upsample_v\w+_2x_(subtle|creative)::", prefix)
+                if custom_id is None and kind:  # the upscale of another version than read
+                    same = re.compile(rf"MJ::JOB::upsample_v\w+_2x_{kind.group(1)}::")
+                    custom_id = next((b for b in buttons if same.match(b)), None)
                 if custom_id is None:
                     raise DriverError(f"the parent job has no {prefix}... button")
-            return "/submit/action", {"taskId": parent_id, "customId": custom_id, "state": job.key}
+            return "/submit/action", {"taskId": parent_id, "customId": custom_id}
         action = CHANGE_ACTIONS.get(job.task_type)
         if action is None:
-            raise DriverError(f"a {server.name} proxy cannot run {job.task_type} (no buttons)")
-        change: dict[str, Any] = {"taskId": parent_id, "action": action, "state": job.key}
+            raise DriverError(
+                f"a {server.name} proxy cannot run {job.task_type}: it has no buttons, only "
+                "/submit/change (upscale, variation, reroll)"
+            )
+        change: dict[str, Any] = {"taskId": parent_id, "action": action}
         if action != "REROLL":
             change["index"] = image_index(job.input)
         return "/submit/change", change
@@ -427,10 +524,19 @@ class MjProxyDriver(Driver):
 
     @staticmethod
     def _ran_mode(task: dict[str, Any]) -> Mode | None:
-        """The mode the job ran in, where the server reports it: trueai sets `mode` from
-        Midjourney's "(fast|relaxed|turbo)" (DiscordWebSocketService.cs:2573-2590);
-        novicezk's tasks have no such field (support/Task.java:20-48). Read without asking
-        which server it is, so a finished job is settled even when that cannot be told."""
+        """The mode the job ran in, where the server reports it. trueai keeps Midjourney's
+        message as `properties.messageContent` (DiscordWebSocketService.cs:2923, 3867),
+        whose "(fast)", "(relaxed)" or "(turbo)" says it (src/Midjourney.Base/Utils/
+        MjMessageParser.cs:18-117); a U1-U4's says none: as sent. Its own `mode` is that
+        word overridden by any flag in the prompt Midjourney echoed (src/Midjourney.Base/
+        Models/TaskInfo.cs:698-727), for a button job its parent's prompt: read only where
+        no message is kept (a describe, a shorten). novicezk's tasks have neither
+        (support/Task.java:20-48). Read without asking which server it is, so a finished
+        job is settled even when that cannot be told."""
+        props = task.get("properties")
+        content = props.get("messageContent") if isinstance(props, dict) else None
+        if isinstance(content, str) and content.strip():
+            return said_mode(content)
         mode = task.get("mode")
         return SERVER_MODES.get(mode) if isinstance(mode, str) else None
 
@@ -450,14 +556,15 @@ class MjProxyDriver(Driver):
         return self.settings.estimate_ms(TaskType(h.task_type))
 
     def _output(self, task: dict[str, Any], h: Handle, ran: Mode | None) -> dict[str, Any]:
-        """The result stored on the task: what its children need (proxy id, buttons)."""
+        """The result stored on the task: what its children need (proxy id, buttons, the
+        prompt), and what the job made as the simulator shapes it (`_made`)."""
         listed = task.get("buttons")
         buttons = [
             {k: b.get(k) for k in ("customId", "label", "emoji")}
             for b in (listed if isinstance(listed, list) else [])
             if isinstance(b, dict) and b.get("customId")
         ]
-        return {
+        output: dict[str, Any] = {
             "image_url": task.get("imageUrl"),
             "proxy_task_id": str(task.get("id") or h.task_id),
             "buttons": buttons,
@@ -466,6 +573,7 @@ class MjProxyDriver(Driver):
             "mode": ran or h.mode,
             "job_ref": f"{h.account_id}:{h.task_id}",
         }
+        return {**output, **_made(task, h)}
 
     def cancel(self, handle: str) -> int:
         """Neither server can stop a job, so this fetches it: once it reports an end,
@@ -536,7 +644,8 @@ class MjProxyDriver(Driver):
             mode = flags[-1] if flags else Mode.FAST  # a child carries its parent's flag
         action = str(task.get("action") or "imagine").lower()
         task_type = action if action in TASK_TYPES else TaskType.IMAGINE.value
-        return str(Handle(account.owner, account.id, mode, task_type, str(task["id"])))
+        hd = task.get("videoType") == VIDEO_TYPES[True]
+        return str(Handle(account.owner, account.id, mode, task_type, str(task["id"]), hd))
 
     def submit_window_ms(self) -> int:
         """How long after an attempt starts a job it submitted may still be unlisted: its
@@ -548,9 +657,73 @@ class MjProxyDriver(Driver):
         return round((backoffs + requests) * 1000) + STORING_MS
 
     def switch_mode(self, account: AccountRef, setting: Setting) -> None:
-        """Nothing to do: the proxies offer no mode switch to API clients, and every prompt
-        already carries the flag of the mode it runs in (relax on a relax account)."""
+        """Nothing to send: neither server offers a client a mode switch (trueai sends
+        Midjourney /relax itself, on "Credits exhausted" with EnableAutoSetRelax:
+        DiscordWebSocketService.cs:1958-2006). Every prompt carries the flag of the mode it
+        runs in, and a job without one is sent relax only on an account set to relax
+        (`AccountRef.setting`, read at each submit: `_check_mode`)."""
         log.debug("account %s is now %s; its prompts carry the mode flag", account.id, setting)
+
+
+def _image(image: str, server: Server) -> str:
+    """An image as the server takes it: trueai a link or base64, bare or a data URL (src/
+    Midjourney.Base/Dto/DataUrl.cs:83-125); novicezk a data URL only (its DataUrlSerializer:
+    controller/SubmitController.java:158-164), bare base64 being PNG as trueai reads it
+    (DataUrl.cs:117)."""
+    if server.buttons or image.startswith("data:"):
+        return image
+    if re.match(r"https?://", image, re.I):
+        raise DriverError(f"a {server.name} proxy takes images as base64 only, not links")
+    return f"data:image/png;base64,{image}"
+
+
+def _hd(job: DriverJob) -> bool:
+    """Whether a video job is HD: its input says, else an extend is as its parent."""
+    if job.task_type not in VIDEO_JOBS:
+        return False
+    asked = is_hd(job.input)
+    if asked is None and job.task_type in INHERITED and job.parent_result:
+        return bool(job.parent_result.get("hd"))
+    return bool(asked) or job.task_type == TaskType.VIDEO_UPSCALE
+
+
+def _video_params(job: DriverJob) -> dict[str, Any]:
+    """A video's or extend's motion, loop, batch size and resolution, in trueai's names
+    (src/Midjourney.Base/Dto/SubmitVideoDTO.cs:38-86), where the input gives them."""
+    given = job.input
+    params: dict[str, Any] = {"motion": str(given.get("motion") or "low").lower()}
+    if isinstance(given.get("loop"), bool):
+        params["loop"] = given["loop"]
+    if given.get("batch_size") is not None:
+        params["batchSize"] = given["batch_size"]
+    params["videoType"] = VIDEO_TYPES[_hd(job)]
+    return params
+
+
+def _made(task: dict[str, Any], h: Handle) -> dict[str, Any]:
+    """What a describe, shorten or video job made, as the simulator shapes it
+    (`workers.drivers.simulated._output`): `prompts`, from a describe's finalPrompt (trueai
+    src/Midjourney.Services/DiscordWebSocketService.cs:2633-2640; novicezk wss/handle/
+    DescribeSuccessHandler.java:60-63) or a shorten's (DiscordWebSocketService.cs:
+    2705-2712); a video's `video_urls`, its clips' CDN links where trueai fills them,
+    else its `videoUrl` or first attachment (src/Midjourney.Base/Models/TaskInfo.cs:
+    745-808; DiscordWebSocketService.cs:3862), and `hd`."""
+    props = task.get("properties")
+    props = props if isinstance(props, dict) else {}
+    if h.task_type in ("describe", "shorten"):
+        said = props.get("finalPrompt") or task.get("promptEn") or task.get("description")
+        return {"prompts": prompts(str(said or ""))}
+    if h.task_type not in VIDEO_JOBS:
+        return {}
+    listed = task.get("videoUrls")
+    urls = [
+        str(v["url"])
+        for v in (listed if isinstance(listed, list) else [])
+        if isinstance(v, dict) and v.get("url")
+    ]
+    urls = urls or [str(u) for u in (task.get("videoUrl"), task.get("imageUrl")) if u][:1]
+    hd = h.hd or task.get("videoType") == VIDEO_TYPES[True]
+    return {"video_urls": urls, "hd": hd or h.task_type == TaskType.VIDEO_UPSCALE}
 
 
 def _ms(value: object) -> int | None:

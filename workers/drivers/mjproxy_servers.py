@@ -49,6 +49,8 @@ class Server:
     """New tasks take their mode from a `/mj-<mode>` route prefix."""
     buttons: bool
     """Children press the parent's buttons (`/submit/action`), else `/submit/change`."""
+    new_types: frozenset[str]
+    """The task types without a parent it has a route for (`/submit/<type>`)."""
     reports_mode: bool
     """A fetched task's `mode` is the mode the job really ran in."""
     home: bool
@@ -115,6 +117,9 @@ TRUEAI = Server(
     # SubmitController.cs:1262-1307 puts it first among the modes tried.
     mode_routes=True,
     buttons=True,  # SubmitController.cs:434 (action), :700 (modal); no change route
+    # SubmitController.cs:131 (imagine), :280 (describe), :345 (shorten), :383 (blend),
+    # :922 (video; an extend too, `video_extend`, a child).
+    new_types=frozenset({"imagine", "describe", "shorten", "blend", "video"}),
     # Set from Midjourney's "(fast|relaxed|turbo)" (DiscordWebSocketService.cs:2573-2590).
     # An action or modal tries FAST, TURBO, RELAX in turn whatever the prefix (src/
     # Midjourney.Services/TaskService.cs:1256-1264, 1343-1365), so a child can run in
@@ -181,6 +186,9 @@ NOVICEZK = Server(
     # Children go through change and simple-change only (controller/SubmitController.java:
     # 91, 107); tasks carry no buttons (support/Task.java:20-48).
     buttons=False,
+    # controller/SubmitController.java:58 (imagine), :153 (describe), :173 (blend): no
+    # shorten or video (README.md:27, 44 lists them for the closed "plus" edition only).
+    new_types=frozenset({"imagine", "describe", "blend"}),
     reports_mode=False,  # support/Task.java:20-48 has no mode
     home=False,  # no such endpoint; none tells an account's fast time (README.md:34-35)
     lists_latest=None,  # every stored task, kept 30 days (controller/TaskController.java:52-58)
