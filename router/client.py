@@ -12,10 +12,12 @@ from typing import Any
 
 from redis import Redis
 
+from router import replicas
 from router.core import Router
-from router.errors import WaitTimedOut, rejected
+from router.errors import NotReplicated, WaitTimedOut, rejected
 from router.models import Mode, TaskType
 from router.requests import Rejection, check_message
+from router.scripts import text_hash
 from router.settings import Settings
 from router.tasks import Task
 from router.webhooks import Webhook
@@ -85,7 +87,9 @@ class Client:
         account changes (the first record read and the last included), looked at every
         PROGRESS_SECONDS.
 
-        A task still in the intake list (not yet read by a router) is waited for too.
+        A task still in the intake list (not yet read by a router) is waited for too. With
+        `redis_min_replicas`, a terminal state is returned (and shown to `progress`) only
+        once the replicas have it, so a failover cannot take back an end `wait` returned.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         step = PROGRESS_SECONDS if progress is not None else 1.0
@@ -94,21 +98,42 @@ class Client:
         seen: tuple[object, ...] | None = None
         try:
             while True:
-                task = self.get(task_id)
-                if progress is not None and task is not None:
+                task, unsure = self.get(task_id), False
+                if task is not None and task.status.terminal:
+                    durable = self._durable(task)
+                    task, unsure = durable or task, durable is None
+                if progress is not None and task is not None and not unsure:
                     now = (task.status, task.effective_mode, task.account_id)
                     if now != seen:
                         seen = now
                         progress(task)
-                if task is not None and task.status.terminal:
+                if task is not None and task.status.terminal and not unsure:
                     return task
                 left = step if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     state = task.status.value if task else "not yet routed"
+                    if unsure:
+                        state += ", its end not yet acknowledged by the replicas"
                     raise WaitTimedOut(f"task {task_id} is still {state}")
                 pubsub.get_message(timeout=min(left, step))
         finally:
             pubsub.close()
+
+    def _durable(self, task: Task) -> Task | None:
+        """The record of a task seen ended, read again once the replicas have it (None:
+        not yet, `redis_min_replicas`): a terminal state a failover could still take back
+        is never returned, so no caller sees a task end twice."""
+        router = self.router
+        if not replicas.wanted(router.settings):
+            return task
+        key = router.keys.task(task.owner, task.id)
+        try:
+            (raw,) = replicas.read_durably(
+                router.redis, router.keys, router.settings, lambda p: p.hgetall(key), task.id
+            )
+        except NotReplicated:
+            return None
+        return Task.from_hash(text_hash(raw)) if raw else None
 
     def cancel(self, task_id: str) -> Task | None:
         """Cancel a task; returns its record (None if there is no such task)."""

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from pydantic import SecretStr
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -16,11 +16,12 @@ from rq import Queue
 
 from router.accounts import AccountView
 from router.driver import AccountRef, Driver, make_driver
-from router.errors import BadRedisUrl
+from router.errors import NotReplicated
 from router.keys import Keys
 from router.models import ErrorCode
 from router.polls import Polls
 from router.pool import Pool
+from router.redis_url import open_redis
 from router.requests import NewTask, Rejection
 from router.scripts import Outcome, Placement, Scripts, text, text_hash
 from router.settings import Settings
@@ -42,20 +43,14 @@ POOL_WAIT_SECONDS = 10
 
 
 def connect(settings: Settings) -> Redis:
-    """A Redis client for the settings' URL (redis://, rediss://, user and password)."""
-    try:
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url.get_secret_value(),
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            health_check_interval=30,
-        )
-        return Redis(connection_pool=pool)
-    except ValueError:  # its text may quote the URL, password included
-        raise BadRedisUrl(
-            "BYOA_REDIS_URL is not a valid Redis URL: "
-            "redis[s]://[[user]:password@]host[:port][/db]",
-        ) from None
+    """A Redis client for the settings' URL (redis://, rediss://, user and password, or a
+    Sentinel's redis+sentinel://: `router.redis_url`)."""
+    return open_redis(
+        settings.redis_url.get_secret_value(),
+        max_connections=MAX_CONNECTIONS,
+        pool_timeout=POOL_WAIT_SECONDS,
+        health_check_interval=30,
+    )
 
 
 class Router:
@@ -193,7 +188,12 @@ class Router:
             for t, o in zip(tasks, owners, strict=True)
             if o != t.owner
         ]
-        submitted, outcome = self.tasks.submit_many(accepted)
+        try:
+            submitted, outcome = self.tasks.submit_many(accepted)
+        except NotReplicated as e:  # stored, and routed: what it placed is dispatched now
+            if isinstance(e.outcome, Outcome):
+                self.apply(e.outcome)
+            raise
         self.apply(outcome)
         return submitted, clashes
 

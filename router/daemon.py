@@ -16,6 +16,7 @@ from typing import cast
 
 from redis.exceptions import RedisError
 
+from router import replicas
 from router.core import Router
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.metrics import INTAKE_MESSAGES, REAPED, ROUTING_LATENCY
@@ -107,8 +108,20 @@ class IntakeDaemon:
         return self._claim(batch - 1) if moved is not None else []
 
     def _claim(self, n: int) -> list[bytes]:
+        """INTAKE_CLAIM; with replicas wanted, a batch is this router's only once they have
+        the claim (its numbers name the tasks of messages without an id): NotReplicated
+        otherwise, and the batch, still held, is claimed again with `claim(0)`."""
         keys = [self.keys.intake, self.landing, self.processing, self.keys.intake_counter]
-        items: list[bytes] = self.router.scripts.intake_claim(keys=keys, args=[n])
+        settings = self.router.settings
+        if not replicas.wanted(settings):
+            items: list[bytes] = self.router.scripts.intake_claim(keys=keys, args=[n])
+            return items
+        pipe = self.router.redis.pipeline(transaction=False)
+        self.router.scripts.intake_claim(keys=keys, args=[n], client=pipe)
+        replicas.queue_wait(pipe, settings)
+        items, acked = pipe.execute()
+        if items:
+            replicas.check(acked, settings, f"the claim of {len(items)} intake messages")
         return items
 
     def take_over_dead_routers(self) -> int:
@@ -174,7 +187,7 @@ class IntakeDaemon:
         dead += [(c, raw_of.get(c.task_id or "", b"")) for c in clashes]
         if dead:
             self.dead_letter(dead)
-        self.router.redis.delete(self.processing)
+        self.router.redis.delete(self.processing)  # after SUBMIT's WAIT, if replicas are wanted
         return Handled(created, len(submitted) - created, len(dead))
 
     def _parse(self, entry: bytes) -> tuple[bytes, NewTask | Rejection]:

@@ -168,6 +168,22 @@ class RedisUnreachable(RedisProblem):
     code = ErrorCode.REDIS_UNREACHABLE
 
 
+class NotReplicated(RedisProblem, redis_errors.ConnectionError):
+    """Redis took a write but fewer than `redis_min_replicas` replicas acknowledged it
+    within `redis_wait_timeout_seconds` (WAIT): a failover now could lose it, so it is not
+    reported as done. Retry the same call (the same task id or Idempotency-Key): what was
+    written is found again, not written twice. A Redis ConnectionError too, so that every
+    path that keeps work in hand through an outage keeps it through this."""
+
+    code = ErrorCode.NOT_REPLICATED
+
+    def __init__(self, message: str, *, outcome: object = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        """What the write decided besides its results (a script's Outcome, or None), for
+        the caller to carry out before it retries."""
+
+
 class PortUnavailable(ByoaError):
     """A port to serve on cannot be bound (another process holds it): the process stops
     at start instead of running without what that port serves."""

@@ -115,6 +115,13 @@ class Keys:
         return f"{self.prefix}:done:{task_id}"
 
     @property
+    def sync_channel(self) -> str:
+        """Pub/sub channel nobody listens on: a PUBLISH to it is replicated, so the WAIT
+        after it on one connection covers everything that server had before (the record
+        a reader is about to announce: `router.replicas.read_durably`)."""
+        return f"{self.prefix}:sync"
+
+    @property
     def polls(self) -> str:
         """Sorted set `<owner>/<task>/<attempt>` -> when a worker next polls its driver job.
 

@@ -181,6 +181,9 @@ class ErrorCode(StrEnum):
     WAIT_TIMEOUT = "wait_timeout"
     BAD_REDIS_URL = "bad_redis_url"
     REDIS_UNREACHABLE = "redis_unreachable"
+    NOT_REPLICATED = "not_replicated"
+    """A write was not acknowledged by `redis_min_replicas` replicas in time: nothing is
+    reported accepted; the same call with the same id (or Idempotency-Key) can be retried."""
     METRICS_PORT_UNAVAILABLE = "metrics_port_unavailable"
     API_PORT_UNAVAILABLE = "api_port_unavailable"
 

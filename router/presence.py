@@ -18,6 +18,7 @@ from rq import Worker
 
 from router.core import Router
 from router.keys import Keys
+from router.redis_url import shown, where
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +31,14 @@ API_FORGET_SECONDS = 3600.0
 
 
 def redis_address(redis: Redis) -> dict[str, Any]:
-    """Where `redis` connects: scheme, host, port, db (or a socket's path), never the
-    user nor the password."""
-    pool = redis.connection_pool
-    kw = pool.connection_kwargs
-    if "path" in kw:
-        return {"scheme": "unix", "path": kw["path"], "db": kw.get("db", 0)}
-    scheme = "rediss" if "SSL" in pool.connection_class.__name__ else "redis"
-    return {"scheme": scheme, "host": kw.get("host"), "port": kw.get("port"), "db": kw.get("db")}
+    """Where `redis` connects: scheme, host, port, db (or a socket's path, or the sentinels
+    and the master's name), never the user nor the password."""
+    return where(redis)
 
 
 def redis_url_shown(address: dict[str, Any]) -> str:
     """`redis_address` as a URL without credentials: `redis://127.0.0.1:6379/0`."""
-    if address["scheme"] == "unix":
-        return f"unix://{address['path']}?db={address['db']}"
-    return f"{address['scheme']}://{address['host']}:{address['port']}/{address['db']}"
+    return shown(address)
 
 
 def redis_now_ms(redis: Redis) -> int:

@@ -12,15 +12,20 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.errors import RedisUnreachable
+from router.redis_url import open_redis
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def answers(url: str) -> bool:
+    """Whether the Redis that `url` names (a Sentinel's primary too) answers a PING."""
+    client = open_redis(url, max_connections=1, pool_timeout=1, socket_connect_timeout=1)
     try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+        return bool(client.ping())
     except RedisConnectionError:
         return False
+    finally:
+        client.close()
 
 
 def ensure_redis(url: str, timeout: float = 10.0) -> subprocess.Popen[bytes] | None:

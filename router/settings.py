@@ -194,7 +194,18 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """The Redis to use: `redis://`, `rediss://` (TLS), `redis://user:password@host:port/db`,
-    `unix://` (a local socket); a secret, never printed."""
+    `unix://` (a local socket), or a primary that Sentinel watches:
+    `redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/<db>]`
+    (`rediss+sentinel://` for TLS to the sentinels and the servers); a secret, never
+    printed."""
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    """Replicas that must acknowledge a write (Redis WAIT) before it is reported done: a
+    submission accepted, an intake batch claimed, a task started on its account, a
+    terminal state announced. 0: none (one Redis, or replication lag accepted); set 1 with
+    Sentinel, so that a failover loses nothing a caller was told was accepted."""
+    redis_wait_timeout_seconds: float = Field(default=1.0, gt=0, le=60, allow_inf_nan=False)
+    """How long a write waits for those replicas; past it the caller gets `not_replicated`
+    (retry with the same id or Idempotency-Key), never a silent success."""
     key_prefix: str = Field(default="byoa", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
     """Every key the router writes starts with it."""
     driver: Literal["simulated", "mjproxy"] = "simulated"

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from redis import Redis
 from redis.client import Pipeline
 
+from router import replicas
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
@@ -173,10 +174,12 @@ class TaskStore:
                 args += t.argv()
             spans.append((first, len(pipe)))
             self.scripts.owner_call(self.scripts.submit, owner, args, pipe)
+        durable = replicas.queue_wait(pipe, self.settings)
         outcome = Outcome()
         done: list[Submitted] = []
         failures: dict[str, Exception] = {}
         executed = pipe.execute(raise_on_error=False)
+        acked = executed.pop() if durable else None
         for owner, (first, call) in zip(owners, spans, strict=True):
             errors = [r for r in executed[first : call + 1] if isinstance(r, Exception)]
             for e in errors:
@@ -193,6 +196,9 @@ class TaskStore:
                 done.append(
                     Submitted(tid, owner, how == "created", TaskStatus(status), code or None)
                 )
+        if durable:  # nothing is reported accepted before the replicas have it
+            what = f"task {tasks[0].id}" if len(tasks) == 1 else f"a batch of {len(tasks)} tasks"
+            replicas.check(acked, self.settings, what, outcome)
         if failures and not done:
             raise next(iter(failures.values()))
         if failures:
@@ -205,6 +211,9 @@ class TaskStore:
         named by its submission's nonce (SUBMIT moves it to the task if it creates the task,
         else deletes it; one never created expires)."""
         pipe.sadd(self.keys.task_owners, owner)
+        if replicas.wanted(self.settings):  # `claim_ids` again, on the connection the WAIT
+            for t in tasks:  # covers: were that claim lost in a failover, it is made again
+                pipe.set(self.keys.task_owner(t.id), owner, nx=True)
         hooked = [t for t in tasks if t.webhook is not None]
         if hooked:
             pipe.sadd(self.keys.webhook_owners, owner)
@@ -220,8 +229,18 @@ class TaskStore:
         """Mark a placed task running; False (with its status) if it must not run. `token`
         names this delivery of the attempt: asked again with it (a lost reply), START
         answers True again; another delivery of the same rq job gets False."""
-        raw = self.scripts.owner_call(self.scripts.start, owner, [task_id, attempt, token])
-        (verdict, status), outcome = Scripts.decode(owner, raw)
+        args: list[str | int] = [task_id, attempt, token]
+        if not replicas.wanted(self.settings):
+            raw = self.scripts.owner_call(self.scripts.start, owner, args)
+            (verdict, status), outcome = Scripts.decode(owner, raw)
+            return verdict == "run", status, outcome
+        pipe = self.redis.pipeline(transaction=False)  # the job runs on its account only
+        self.scripts.owner_call(self.scripts.start, owner, args, pipe)  # once the replicas
+        replicas.queue_wait(pipe, self.settings)  # have its start: a failover cannot have
+        raw, acked = pipe.execute()  # it placed, and run, again (NotReplicated: START again
+        (verdict, status), outcome = Scripts.decode(owner, raw)  # with the same token)
+        if verdict == "run":
+            replicas.check(acked, self.settings, f"the start of task {task_id}", outcome)
         return verdict == "run", status, outcome
 
     def settle(
@@ -263,8 +282,18 @@ class TaskStore:
     def renew(self, owner: str, task_id: str, attempt: int, handle: str = "") -> tuple[bool, bool]:
         """Extend a running task's lease, recording its driver job's `handle` if given:
         (still ours, cancel requested)."""
-        raw = self.scripts.owner_call(self.scripts.renew, owner, [task_id, attempt, handle])
+        args: list[str | int] = [task_id, attempt, handle]
+        if not handle or not replicas.wanted(self.settings):
+            raw = self.scripts.owner_call(self.scripts.renew, owner, args)
+            (verdict, cancel), _ = Scripts.decode(owner, raw)
+            return verdict == "renewed", cancel == "1"
+        pipe = self.redis.pipeline(transaction=False)  # a handle is kept once the replicas
+        self.scripts.owner_call(self.scripts.renew, owner, args, pipe)  # have it: a failover
+        replicas.queue_wait(pipe, self.settings)  # then cannot leave the job unknown
+        raw, acked = pipe.execute()
         (verdict, cancel), _ = Scripts.decode(owner, raw)
+        if verdict == "renewed":
+            replicas.check(acked, self.settings, f"the handle of task {task_id}")
         return verdict == "renewed", cancel == "1"
 
     def renew_many(self, entries: Sequence[Entry]) -> list[bool]:

@@ -32,9 +32,10 @@ from router.driver import (
     TransientError,
     frames,
 )
+from router.errors import NotReplicated
 from router.models import ErrorCode, Mode
 from router.polls import Entry
-from router.scripts import Scripts, text_hash
+from router.scripts import Outcome, Scripts, text_hash
 from router.settings import Settings
 from router.tasks import Task
 from workers.submissions import Submissions
@@ -175,7 +176,7 @@ def run_task(owner: str, task_id: str, attempt: int, account_id: str | None = No
     handed = False
     try:
         token = uuid.uuid4().hex  # this delivery's: a retry of START reuses it
-        ok, status, started = retrying(lambda: router.tasks.start(owner, task_id, attempt, token))
+        ok, status, started = retrying(lambda: _start(router, owner, task_id, attempt, token))
         retrying(lambda: router.apply(started))
         if not ok:
             return f"skipped: task is {status or 'gone'}"
@@ -193,6 +194,20 @@ def run_task(owner: str, task_id: str, attempt: int, account_id: str | None = No
     finally:
         if pool is not None and not handed:
             pool.unreserve()
+
+
+def _start(
+    router: Router, owner: str, task_id: str, attempt: int, token: str
+) -> tuple[bool, str, Outcome]:
+    """START, whose work besides this task (tasks it placed) is carried out even when the
+    replicas are slow to acknowledge it (NotReplicated: `retrying` asks again, with the
+    same token, and this task is submitted to its account only once they have it)."""
+    try:
+        return router.tasks.start(owner, task_id, attempt, token)
+    except NotReplicated as e:
+        if isinstance(e.outcome, Outcome):
+            router.apply(e.outcome)
+        raise
 
 
 def submit_started(

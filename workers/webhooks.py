@@ -19,11 +19,14 @@ from collections import Counter
 from typing import Any
 
 from pydantic import SecretStr
+from redis.client import Pipeline
 
+from router import replicas
 from router.api import envelope
 from router.api import mjapi_models as mj
 from router.core import Router
 from router.driver import frames
+from router.errors import NotReplicated
 from router.scripts import text, text_hash
 from router.tasks import Task
 from router.webhooks import Delivery, Outbox, OutboxClaim
@@ -46,6 +49,14 @@ def render(task: Task, event: str, body_format: str | None) -> Any:
     return task.public()
 
 
+def event_id(task: Task, event: str) -> str:
+    """A delivery's stable id, `<task>/<attempt>/<event>` (`x-webhook-id`): the same on
+    every POST of one event of one attempt (a retry after a lost answer, a delivery that
+    another worker takes over), so a receiver that keeps the ids it has handled handles
+    each event once."""
+    return f"{task.id}/{task.attempt}/{event}"
+
+
 class Deliverer:
     """Claims due deliveries and POSTs each on a thread of its own, at most
     `webhook_threads` at once and `webhook_owner_threads` of one owner's, so an owner whose
@@ -66,8 +77,10 @@ class Deliverer:
 
     @property
     def hold_us(self) -> int:
-        """How long a claimed delivery stays this process's: longer than one POST."""
-        return round((2 * self.settings.webhook_timeout_seconds + 1) * 1e6)
+        """How long a claimed delivery stays this process's: longer than reading it (its
+        WAIT for the replicas included) and one POST."""
+        s = self.settings
+        return round((2 * s.webhook_timeout_seconds + 1 + s.redis_wait_timeout_seconds) * 1e6)
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until `stop` is set, waiting out Redis outages."""
@@ -157,12 +170,18 @@ class Deliverer:
         """POST the task's current record once and record the result: 'delivered',
         'retry' (due again after a backoff), 'failed' (out of attempts) or 'stale'."""
         s = self.settings
-        task, secret, body_format = retrying(lambda: self._read(d))
+        try:
+            task, secret, body_format = retrying(
+                lambda: self._read(d), patience=s.webhook_timeout_seconds / 2
+            )
+        except NotReplicated:  # it stays claimed, and comes due again after the hold
+            log.info("webhook of %s/%s waits for the replicas", d.owner, d.member)
+            return "unreplicated"
         if task is None or task.webhook_endpoint is None:
             self.outbox.drop(d)  # the record expired: nothing to tell
             return "stale"
         body = render(task, d.event, body_format)
-        error = self.post(task.webhook_endpoint, d.event, body, secret)
+        error = self.post(task.webhook_endpoint, d.event, body, secret, event_id(task, d.event))
         attempts = 1 if error == REFUSED else s.webhook_retries + 1  # refused: for good
         backoff_us = round(s.webhook_backoff_seconds * 1e6)
         verdict = retrying(lambda: self.outbox.record(d, error, attempts, backoff_us))
@@ -174,13 +193,19 @@ class Deliverer:
 
     def _read(self, d: Delivery) -> tuple[Task | None, SecretStr | None, str | None]:
         """The task's record, its webhook secret and its body's format (None: our record;
-        else the API's, `render`), in one round trip."""
+        else the API's, `render`), in one round trip; with `redis_min_replicas`, once the
+        replicas have what was read (NotReplicated otherwise): a state a failover could
+        take back, and then reach again, is never announced."""
         keys = self.router.keys
-        pipe = self.router.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.task(d.owner, d.task_id))
-        pipe.get(keys.webhook_secret(d.owner, d.task_id))
-        pipe.get(keys.hook_format(d.owner, d.task_id))
-        raw, secret, body_format = pipe.execute()
+
+        def reads(pipe: Pipeline) -> None:
+            pipe.hgetall(keys.task(d.owner, d.task_id))
+            pipe.get(keys.webhook_secret(d.owner, d.task_id))
+            pipe.get(keys.hook_format(d.owner, d.task_id))
+
+        raw, secret, body_format = replicas.read_durably(
+            self.router.redis, keys, self.settings, reads, f"the webhook of {d.member}"
+        )
         task = Task.from_hash(text_hash(raw)) if raw else None
         return (
             task,
@@ -188,13 +213,17 @@ class Deliverer:
             text(body_format) if body_format else None,
         )
 
-    def post(self, url: str, event: str, body: Any, secret: SecretStr | None) -> str:
+    def post(
+        self, url: str, event: str, body: Any, secret: SecretStr | None, event_id: str = ""
+    ) -> str:
         """'' if the endpoint answered 2xx in time, else why not (`Poster.post`)."""
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "x-webhook-event": event,
         }
+        if event_id:
+            headers["x-webhook-id"] = event_id
         if secret is not None:
             headers["x-webhook-secret"] = secret.get_secret_value()
         data = json.dumps(body).encode()

@@ -35,11 +35,12 @@ from router.api.envelope import ApiError, refused
 from router.api.metrics import ApiMetrics, MetricsMiddleware
 from router.apikeys import ApiKeys
 from router.connections import capped_protocol, descriptor_budget
-from router.core import Router
-from router.errors import REDIS_OUTAGES, ApiPortUnavailable, BadRedisUrl
+from router.core import MAX_CONNECTIONS, Router
+from router.errors import REDIS_OUTAGES, ApiPortUnavailable, NotReplicated
 from router.http import listen
 from router.presence import ApiBeat, redis_address, redis_url_shown
 from router.probes import readiness
+from router.redis_url import open_redis
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,17 @@ Prometheus `/metrics`, and the hooks cost each request a look at the global prov
 
 
 def connect(settings: Settings) -> Redis:
-    """A Redis client whose calls give up after the API timeout (a 503, not a hang)."""
+    """A Redis client whose calls give up after the API timeout (a 503, not a hang),
+    waiting that long at most for a free connection too."""
     timeout = settings.api_timeout_seconds
-    try:
-        return Redis.from_url(
-            settings.redis_url.get_secret_value(),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-    except ValueError:  # its text may quote the URL, password included
-        raise BadRedisUrl("BYOA_REDIS_URL is not a valid Redis URL") from None
+    return open_redis(
+        settings.redis_url.get_secret_value(),
+        max_connections=MAX_CONNECTIONS,
+        pool_timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+    )
 
 
 def create_app(settings: Settings, redis: Redis | None = None) -> FastAPI:
@@ -184,6 +185,9 @@ def _add_handlers(app: FastAPI) -> None:
         return shaped(request, ApiError(400, "invalid_request", where[:500]))
 
     async def redis_down(request: Request, e: Exception) -> JSONResponse:
+        if isinstance(e, NotReplicated):  # stored, not yet safe from a failover: retryable
+            log.warning("a write was not acknowledged by enough replicas in time")
+            return shaped(request, ApiError(503, e.code, e.message))
         if not isinstance(e, REDIS_OUTAGES):  # Redis answered, with an error: ours
             log.error("redis refused a command: %s", type(e).__name__)
             return shaped(request, ApiError(500, "internal_error", FAILED))
