@@ -100,6 +100,7 @@ class SentinelSet:
         for server in rest:
             server.start(replica_of=first.port)
         wait_for(lambda: self.replicas_online(first) == len(rest), 20, "the replicas to sync")
+        wait_for(lambda: self.acknowledged(first, len(rest)), 20, "the replicas to acknowledge")
         for i, port in enumerate(self.sentinel_ports):
             folder = self.workdir / f"sentinel{i}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -128,6 +129,19 @@ class SentinelSet:
                 if int(state["num-slaves"]) < len(self.servers) - 1:
                     return False
             return True
+        except Exception:
+            return False
+
+    @staticmethod
+    def acknowledged(server: DataServer, replicas: int) -> bool:
+        """Whether `replicas` replicas acknowledge a write on `server` at once (WAIT). A
+        replica just synced gets the stream only after its first acknowledgement, which it
+        sends on its once-a-second timer."""
+        try:
+            pipe = server.client.pipeline(transaction=False)
+            pipe.publish("sync", "")
+            pipe.wait(replicas, 100)
+            return int(pipe.execute()[-1]) >= replicas
         except Exception:
             return False
 

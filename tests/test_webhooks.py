@@ -78,6 +78,7 @@ def test_completed_task_posts_its_record_with_the_secret_once(
     assert hit.path == "/done" and hit.headers["content-type"] == "application/json"
     assert hit.headers["x-webhook-secret"] == SECRET
     assert hit.headers["x-webhook-event"] == "completed"
+    assert hit.headers["x-webhook-id"] == f"{task.id}/{done.attempt}/completed"  # stable
     record = {k: v for k, v in done.public().items() if not k.startswith("webhook_")}
     assert {k: v for k, v in hit.body.items() if not k.startswith("webhook_")} == record
     assert hit.body["webhook_status"] == "pending"  # as it was while being delivered
@@ -144,6 +145,8 @@ def test_endpoint_failing_twice_gets_a_third_attempt(
     done = client.get(task.id)
     assert done is not None and (done.webhook_status, done.webhook_attempts) == ("delivered", 3)
     assert len(endpoint.to("/flaky")) == 3
+    ids = {h.headers["x-webhook-id"] for h in endpoint.to("/flaky")}
+    assert ids == {f"{task.id}/{done.attempt}/completed"}  # one event: a receiver dedupes by it
 
 
 def test_endpoint_always_failing_is_given_up_and_the_task_stays_completed(
