@@ -276,8 +276,8 @@ def test_a_failover_loses_nothing_acknowledged_and_announces_no_end_twice(
     prefix = f"f{uuid.uuid4().hex[:8]}"
     with (
         sentinel_set(tmp_path / "redis") as group,
-        StubProxy(secret=SECRET, run_ms=50) as stub_a,
-        StubProxy(secret=SECRET, run_ms=50) as stub_b,
+        StubProxy(secret=SECRET, run_ms=50, fast_jobs=100_000) as stub_a,
+        StubProxy(secret=SECRET, run_ms=50, fast_jobs=100_000) as stub_b,
     ):
         endpoint = Endpoint()
         settings = Settings(redis_url=SecretStr(group.url), key_prefix=prefix, driver="mjproxy")

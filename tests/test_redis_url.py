@@ -35,7 +35,9 @@ def test_a_sentinel_url_names_its_sentinels_master_db_and_credentials() -> None:
     assert (parsed.master, parsed.db, parsed.tls) == ("mymaster", 3, False)
     assert (parsed.username, parsed.password) == ("app", "p@ss")
     assert "p@ss" not in repr(parsed) and "p%40ss" not in repr(parsed)
-    assert parsed.shown() == "redis+sentinel://10.0.0.1:26380,sentinel-b:26379,[::1]:26381/mymaster/3"
+    assert (
+        parsed.shown() == "redis+sentinel://10.0.0.1:26380,sentinel-b:26379,[::1]:26381/mymaster/3"
+    )
 
 
 def test_tls_password_only_options_and_the_sentinels_own_password() -> None:
