@@ -49,8 +49,7 @@ from router.tasks import Task
 from tests.conftest import LOOPBACK, wait_for
 from tests.mjproxy_stub import StubProxy
 from tests.sentinel_servers import SentinelSet, sentinel_set
-from tests.servers import free_port
-from tests.test_webhooks import Endpoint
+from tests.servers import Endpoint, free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -271,7 +270,7 @@ def _attempt_of(prefix: str, state: str) -> str:
 
 @pytest.mark.parametrize("lagging", [False, True], ids=["healthy-replica", "lagging-replica"])
 def test_a_failover_loses_nothing_acknowledged_and_announces_no_end_twice(
-    tmp_path: Path, lagging: bool
+    tmp_path: Path, lagging: bool, endpoint: Endpoint
 ) -> None:
     prefix = f"f{uuid.uuid4().hex[:8]}"
     with (
@@ -279,7 +278,6 @@ def test_a_failover_loses_nothing_acknowledged_and_announces_no_end_twice(
         StubProxy(secret=SECRET, run_ms=50, fast_jobs=100_000) as stub_a,
         StubProxy(secret=SECRET, run_ms=50, fast_jobs=100_000) as stub_b,
     ):
-        endpoint = Endpoint()
         settings = Settings(redis_url=SecretStr(group.url), key_prefix=prefix, driver="mjproxy")
         router = Router(settings)
         for account, stub in (("a-1", stub_a), ("a-2", stub_b)):
@@ -350,7 +348,6 @@ def test_a_failover_loses_nothing_acknowledged_and_announces_no_end_twice(
                 posts[hit.headers["x-webhook-id"].rsplit("/", 2)[0]].append(
                     hit.headers["x-webhook-id"]
                 )
-        endpoint.server.shutdown()
         runs = Counter(
             _attempt_of(prefix, body["state"])
             for stub in (stub_a, stub_b)

@@ -31,7 +31,7 @@ from router.scripts import text, text_hash
 from router.settings import Settings
 from tests.conftest import allow_loopback_webhooks, served, wait_for
 from tests.sentinel_servers import DataServer, SentinelSet
-from tests.test_webhooks import Endpoint
+from tests.servers import Endpoint
 from workers.jobs import run_task, use_settings
 from workers.process import drain
 from workers.webhooks import Deliverer
@@ -167,7 +167,7 @@ def test_a_worker_runs_a_task_on_its_account_only_once_a_replica_has_its_start(
     durable: Router, pair: tuple[DataServer, DataServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     task = Client(durable.settings, durable.redis).submit("alice", "a cat", mode="fast")
-    backend_job = durable.keys.sim_job(durable.job_id(task.id, 1))
+    backend_job = durable.keys.sim_job(f"a-pro:{durable.job_id(task.id, 1)}")
     caplog.set_level(logging.WARNING, logger="workers.jobs")
     done: list[str] = []
     job = threading.Thread(  # the rq job's function, as a worker runs it
@@ -205,14 +205,6 @@ def test_wait_returns_an_end_only_once_a_replica_has_it(
             client.wait(task.id, timeout=3 * WAIT_SECONDS)
         assert "not yet acknowledged by the replicas" in early.value.message
     assert client.wait(task.id, timeout=10).status == "cancelled"
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    receiver = Endpoint()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 def test_a_webhook_is_posted_only_once_a_replica_has_the_state_with_a_stable_id(
