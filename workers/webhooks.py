@@ -170,13 +170,11 @@ class Deliverer:
         """POST the task's current record once and record the result: 'delivered',
         'retry' (due again after a backoff), 'failed' (out of attempts) or 'stale'."""
         s = self.settings
-        try:
-            task, secret, body_format = retrying(
-                lambda: self._read(d), patience=s.webhook_timeout_seconds / 2
-            )
-        except NotReplicated:  # it stays claimed, and comes due again after the hold
+        read = self._read_durably(d)
+        if read is None:  # it stays claimed, and comes due again after the hold
             log.info("webhook of %s/%s waits for the replicas", d.owner, d.member)
             return "unreplicated"
+        task, secret, body_format = read
         if task is None or task.webhook_endpoint is None:
             self.outbox.drop(d)  # the record expired: nothing to tell
             return "stale"
@@ -190,6 +188,24 @@ class Deliverer:
         else:
             log.info("webhook of %s/%s delivered", d.owner, d.member)
         return verdict
+
+    def _read_durably(self, d: Delivery) -> tuple[Task | None, SecretStr | None, str | None] | None:
+        """`_read`, waiting out a Redis outage as ever, and the replicas for up to half a
+        POST's deadline (None: they did not acknowledge it in that time)."""
+        deadline = time.monotonic() + self.settings.webhook_timeout_seconds / 2
+
+        def once() -> tuple[Task | None, SecretStr | None, str | None] | NotReplicated:
+            try:
+                return self._read(d)
+            except NotReplicated as e:  # not an outage to wait out here: see the deadline
+                return e
+
+        while True:
+            read = retrying(once)
+            if not isinstance(read, NotReplicated):
+                return read
+            if time.monotonic() >= deadline:
+                return None
 
     def _read(self, d: Delivery) -> tuple[Task | None, SecretStr | None, str | None]:
         """The task's record, its webhook secret and its body's format (None: our record;
