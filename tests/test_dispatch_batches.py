@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from rq import SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
@@ -20,6 +19,7 @@ from router.requests import NewTask, check_message
 from router.scripts import Placement
 from tests.conftest import terminal, wait_for
 from workers.jobs import run_tasks
+from workers.process import Worker
 
 AddAccount = Callable[..., None]
 Spawn = Callable[..., object]
@@ -225,7 +225,7 @@ def test_rqs_timeout_ends_a_batch_and_its_unstarted_tasks_stay_placed(
     job = router.queue.enqueue_call(
         "workers.jobs.run_tasks", args=queued.args, timeout=1, result_ttl=0, failure_ttl=600
     )
-    SimpleWorker([router.queue], connection=router.redis).work(burst=True)
+    Worker([router.queue], connection=router.redis).work(burst=True)
     assert job.id in FailedJobRegistry(queue=router.queue).get_job_ids()
     statuses = [router.tasks.get(i, "alice").status for i in ids]  # type: ignore[union-attr]
     assert statuses[0] == "running" and statuses[-1] == "queued"
