@@ -18,7 +18,7 @@ from router.accounts import AccountView
 from router.driver import AccountRef, Driver, make_driver
 from router.errors import NotReplicated
 from router.keys import Keys
-from router.models import ErrorCode
+from router.models import ErrorCode, FallbackReason
 from router.polls import Polls
 from router.pool import Pool
 from router.redis_url import open_redis
@@ -103,6 +103,7 @@ class Router:
             view.backend_url,
             view.backend_server,
             view.setting,
+            view.flip_reason == FallbackReason.FAST_HOURS_EXHAUSTED,
         )
 
     def job_id(self, task_id: str, attempt: int) -> str:

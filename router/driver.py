@@ -60,6 +60,10 @@ class AccountRef:
     """The account's own mode setting as the router holds it: relax once it flipped (rule
     4) or an operator set it (rule 3). A driver whose backend runs a job in the account's
     Midjourney mode, not the job's, reads it to tell whether a relax job would run relax."""
+    flipped: bool = False
+    """The setting is relax because the router flipped it by its own reckoning of fast
+    hours (rule 4), not because an operator set it: the account's Midjourney mode may
+    still be fast (a backend whose driver cannot switch it)."""
 
 
 @dataclass(frozen=True)

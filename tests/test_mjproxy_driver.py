@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -1119,3 +1120,83 @@ def test_novicezk_describes_and_blends_base64_and_a_relax_blend_needs_a_relax_ac
         )
         proxy.mj_setting = "relax"
         assert finish(driver, driver.submit(relaxed, relax)).output["image_url"]
+
+
+def test_the_extend_of_an_upscaled_sd_clip_is_sent_sd(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    """A video's upscale is one clip of its parent's resolution, not an HD upscale: its
+    extend goes as SD, as the router reserved it."""
+    stub.remix = True
+    video = finish(driver, driver.submit(account, job("a wave --fast", task_type="video",
+                                                      input={"image": CAT}))).output  # fmt: skip
+    up = job(None, task_type="video_upscale", input={"index": 1}, parent_result=video)
+    clip = finish(driver, driver.submit(account, up)).output
+    assert clip["hd"] is False
+    extend = job(None, task_type="video_extend", input={"index": 1}, parent_result=clip)
+    finish(driver, driver.submit(account, extend))
+    assert stub.sent("/mj/submit/video")[-1]["videoType"] == "vid_1.1_i2v_480"
+
+
+def test_a_relax_button_job_on_an_account_the_router_flipped_waits_for_trueais_word(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    """The router flipped the account to relax by its own count; no request switches
+    Midjourney's mode, so a plain button runs in it: a relax upscale of real cost is sent
+    only once trueai's own count says no fast time is left (else it would run fast)."""
+    grid = finish(driver, driver.submit(account, job("a fox --v 7 --fast"))).output
+    up = job(None, task_type="upscale", input={"index": 1}, parent_result=grid)
+    upscaled = finish(driver, driver.submit(account, up)).output
+    flipped = replace(account, setting=Setting.RELAX, flipped=True)
+    subtle = job(None, Mode.RELAX, task_type="upscale_subtle", parent_result=upscaled)
+    sent = len(stub.requests)
+    with pytest.raises(ModeUnsupported, match="fast jobs left"):
+        driver.submit(flipped, subtle)
+    assert stub.sent("/mj/submit/action")[sent:] == []
+    stub.fast_available = 0  # trueai's own count ran out too: Midjourney is relax
+    finish(driver, driver.submit(flipped, subtle))
+    operator = replace(account, setting=Setting.RELAX)  # set by an operator: trusted
+    stub.fast_available = 1000
+    finish(driver, driver.submit(operator, subtle))
+
+
+def test_on_novicezk_a_relax_button_job_never_runs_on_an_account_only_the_router_flipped(
+    router: Router,
+) -> None:
+    with StubProxy(server="novicezk", secret=SECRET) as proxy:
+        account = AccountRef("a-pro", "alice", Plan.PRO, 10**7, SecretStr(SECRET), proxy.url,
+                             "novicezk", Setting.RELAX, flipped=True)  # fmt: skip
+        driver = MjProxyDriver(router.settings, router.redis)
+        grid = finish(driver, driver.submit(account, job("a fox --relax", Mode.RELAX))).output
+        variation = job(None, Mode.RELAX, task_type="variation", input={"index": 1},
+                        parent_result=grid)  # fmt: skip
+        with pytest.raises(ModeUnsupported, match="cannot tell Midjourney"):
+            driver.submit(account, variation)
+        assert proxy.sent("/mj/submit/change") == []
+
+
+def test_a_video_on_an_account_with_remix_off_fails_at_once_and_blames_nothing(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    stub.remix = False  # trueai: "Remix is off, no video" (TaskService.cs:469-484)
+    video = job("a wave --fast", task_type="video", input={"image": CAT, "batch_size": 2})
+    with pytest.raises(DriverError) as refused:
+        driver.submit(account, video)
+    assert not isinstance(refused.value, TransientError)  # not retried, no cooldown
+
+
+def test_a_custom_id_of_another_kind_of_button_is_refused_before_anything_is_sent(
+    driver: MjProxyDriver, account: AccountRef, stub: StubProxy
+) -> None:
+    grid = finish(driver, driver.submit(account, job("a fox --v 7 --fast"))).output
+    up = job(None, task_type="upscale", input={"index": 1}, parent_result=grid)
+    upscaled = finish(driver, driver.submit(account, up)).output
+    animate = next(
+        b["customId"] for b in upscaled["buttons"] if "animate_high" in b["customId"]
+    ) if upscaled.get("buttons") else "MJ::JOB::animate_high::1::x::SOLO"  # fmt: skip
+    sent = len(stub.requests)
+    forged = job(None, task_type="upscale_subtle", input={"custom_id": animate},
+                 parent_result=upscaled)  # fmt: skip
+    with pytest.raises(DriverError, match="custom_id must be one of the parent.s MJ::JOB::upsample"):
+        driver.submit(account, forged)
+    assert stub.requests[sent:] == []

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from pydantic import SecretStr
 from redis import Redis
 
-from router.costs import INHERITED, is_hd
+from router.costs import INHERITED, batch_size, is_hd
 from router.driver import (
     AccountNeedsAttention,
     AccountRef,
@@ -278,7 +278,14 @@ class MjProxyDriver(Driver):
                 "it would spend fast hours. It runs relax on an account set to relax (in "
                 "Midjourney and here)"
             )
-        if how is Reach.CHOSEN:
+        if account.flipped and not server.home:  # no backend word on its Midjourney mode
+            raise ModeUnsupported(
+                f"a relax {job.task_type} on a {server.name} proxy runs in the account's own "
+                "Midjourney mode, and the router set the account to relax by its own count of "
+                "fast hours, which this proxy cannot tell Midjourney: it may still be fast. It "
+                "runs relax once an operator sets the account to relax (in Midjourney too)"
+            )
+        if how is Reach.CHOSEN or account.flipped:
             count = self.servers.fast_jobs(backend)
             if count > TRUEAI_FAST_FLOOR:
                 raise ModeUnsupported(
@@ -393,9 +400,15 @@ class MjProxyDriver(Driver):
                 for b in parent.get("buttons") or []
                 if isinstance(b, dict)
             ]
+            prefix = button_prefix(job.task_type, job.input, str(parent.get("prompt") or ""))
             custom_id = job.input.get("custom_id")
+            if custom_id is not None and not (
+                isinstance(custom_id, str) and custom_id.startswith(prefix) and custom_id in buttons
+            ):  # a button of the parent's for this task's type, or none: never another kind
+                raise DriverError(
+                    f"input.custom_id must be one of the parent's {prefix}... buttons"
+                )
             if custom_id is None:
-                prefix = button_prefix(job.task_type, job.input, str(parent.get("prompt") or ""))
                 custom_id = next((b for b in buttons if b.startswith(prefix)), None)
                 kind = re.fullmatch(r"MJ::JOB::upsample_v\w+_2x_(subtle|creative)::", prefix)
                 if custom_id is None and kind:  # the upscale of another version than read
@@ -684,7 +697,7 @@ def _hd(job: DriverJob) -> bool:
     asked = is_hd(job.input)
     if asked is None and job.task_type in INHERITED and job.parent_result:
         return bool(job.parent_result.get("hd"))
-    return bool(asked) or job.task_type == TaskType.VIDEO_UPSCALE
+    return bool(asked)
 
 
 def _video_params(job: DriverJob) -> dict[str, Any]:
@@ -694,8 +707,7 @@ def _video_params(job: DriverJob) -> dict[str, Any]:
     params: dict[str, Any] = {"motion": str(given.get("motion") or "low").lower()}
     if isinstance(given.get("loop"), bool):
         params["loop"] = given["loop"]
-    if given.get("batch_size") is not None:
-        params["batchSize"] = given["batch_size"]
+    params["batchSize"] = batch_size("", given)  # what the router estimated, a whole number
     params["videoType"] = VIDEO_TYPES[_hd(job)]
     return params
 
@@ -723,7 +735,7 @@ def _made(task: dict[str, Any], h: Handle) -> dict[str, Any]:
     ]
     urls = urls or [str(u) for u in (task.get("videoUrl"), task.get("imageUrl")) if u][:1]
     hd = h.hd or task.get("videoType") == VIDEO_TYPES[True]
-    return {"video_urls": urls, "hd": hd or h.task_type == TaskType.VIDEO_UPSCALE}
+    return {"video_urls": urls, "hd": bool(hd)}
 
 
 def _ms(value: object) -> int | None:

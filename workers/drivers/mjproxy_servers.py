@@ -141,6 +141,10 @@ TRUEAI = Server(
         (3, "无可用的账号实例", Meaning.RETRY),
         # imagine's catch-all for an unexpected exception (SubmitController.cs:200-205).
         (4, "提交Imagine任务异常", Meaning.RETRY),
+        # A video on an account whose Remix is off: the account's own setting, not a
+        # passing state, so never retried nor counted against the account
+        # (src/Midjourney.Services/TaskService.cs:469-484).
+        (9, "未开启 REMIX", Meaning.PERMANENT),
         # Queue full after a race, or a system error (DiscordService.cs:1551-1676).
         (9, "", Meaning.RETRY),
         # The proxy user's own limits and a missing Redis (SubmitController.cs:1031-1242).
