@@ -25,6 +25,22 @@ SUBMIT reads it. An extend (a video batch) of an HD video costs HD (`HD_SCALED`)
 video's upscale (its U1-U4: one clip separated, which trueai counts free) costs little
 whatever the clip."""
 HD_SCALED = frozenset({TaskType.VIDEO_EXTEND})
+VIDEO_MADE = VIDEO_TYPES | {TaskType.VIDEO_UPSCALE}
+"""Jobs whose results are videos (clips)."""
+PROMPTS_MADE = frozenset({TaskType.DESCRIBE, TaskType.SHORTEN})
+"""Jobs whose results are prompts: nothing acts on them."""
+VIDEO_CHILDREN = frozenset({TaskType.VIDEO_EXTEND, TaskType.VIDEO_UPSCALE})
+"""Children that act on a video; every other child acts on an image."""
+
+
+def parent_fits(child: TaskType, parent: TaskType) -> bool:
+    """Whether a child of this type acts on a parent of that type: a video's buttons on a
+    video, an image's on an image, nothing on a describe's or shorten's prompts."""
+    if parent in PROMPTS_MADE:
+        return False
+    return (child in VIDEO_CHILDREN) == (parent in VIDEO_MADE)
+
+
 """Inherited jobs whose estimate SUBMIT multiplies by `CostFactors.hd_video` when their
 parent is HD."""
 BATCH_SIZES = (1, 2, 4)
@@ -55,8 +71,14 @@ class CostFactors(BaseModel):
     proportionally longer), up to this (V7 takes 1, 2 and 4)."""
 
 
-_PARAM = re.compile(r"(?<!\S)--([a-z_]+)(?:\s+([^\s-][^\s]*))?", re.IGNORECASE)
-"""A prompt parameter `--name` and its value, if one follows."""
+_PARAM = re.compile(r"(?<!\S)(?:--|\u2014|\u2013)([a-z_]+)(?:\s+([^\s\-\u2014\u2013]\S*))?", re.I)
+"""A prompt parameter `--name` and its value, if one follows: `--`, or one em or en dash,
+as for mode flags (`router.modes`: Midjourney reads `\u2014q 2` as `--q 2`)."""
+BATCH_PARAM = re.compile(r"(?<!\S)(?:--|\u2014|\u2013)bs(?:\s+[^\s\-\u2014\u2013]\S*)?(?!\S)", re.I)
+"""A `--bs N` in a video's prompt: taken out into `input.batch_size` (`batch_size_of`),
+so the account runs the batch the router estimated, however the prompt put it."""
+MIN_QUALITY = 0.25
+"""The least `--q` counts for (Midjourney's lowest quality): no estimate below it."""
 
 
 def _params(prompt: str) -> dict[str, str]:
@@ -69,6 +91,21 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return n if n == n and n not in (float("inf"), float("-inf")) else None
+
+
+def batch_size_of(prompt: str, input: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """A video's prompt without its `--bs`, and its input with `batch_size` set from the
+    last one when the input gives none: one batch size, the one the router estimates and
+    the driver sends."""
+    found = BATCH_PARAM.findall(prompt)
+    if not found:
+        return prompt, input
+    given = dict(input)
+    if given.get("batch_size") is None:
+        last = _number(found[-1].split()[-1]) if len(found[-1].split()) > 1 else None
+        if last is not None and last in BATCH_SIZES:
+            given["batch_size"] = int(last)
+    return " ".join(BATCH_PARAM.sub(" ", prompt).split()), given
 
 
 def batch_size(prompt: str, input: Mapping[str, Any]) -> int:
@@ -123,7 +160,7 @@ def estimate_ms(
             cost *= factors.draft
         quality = _number(params.get("q", params.get("quality")))
         if quality is not None and quality > 0:
-            cost *= min(quality, factors.max_quality)
+            cost *= min(max(quality, MIN_QUALITY), factors.max_quality)
         if "oref" in params:
             cost *= factors.oref
         ratio = params.get("ar", params.get("aspect"))

@@ -11,6 +11,7 @@ from typing import Any
 
 from router.costs import BATCH_SIZES, is_hd
 from router.models import TaskType
+from router.modes import strip_flags
 
 MAX_BLEND_IMAGES = 5
 """trueai SubmitBlendDTO.cs: 2 to 5 images."""
@@ -21,8 +22,8 @@ MOTIONS = ("low", "high")
 
 
 def _image(value: Any) -> bool:
-    """An image given as an http(s) URL or as base64 (a data URL or bare)."""
-    return isinstance(value, str) and len(value.strip()) > 0 and not value.isspace()
+    """An image given as an http(s) URL or as base64 (a data URL or bare): printable text."""
+    return isinstance(value, str) and bool(value.strip()) and value.isprintable()
 
 
 def _needs_image(input: Mapping[str, Any], prompt: str) -> str | None:
@@ -44,7 +45,9 @@ def _blend(input: Mapping[str, Any], prompt: str) -> str | None:
 
 
 def _shorten(input: Mapping[str, Any], prompt: str) -> str | None:
-    return None if prompt.strip() else "shorten needs input.prompt, the prompt to shorten"
+    if strip_flags(prompt):
+        return None
+    return "shorten needs input.prompt, a prompt to shorten (besides a mode flag)"
 
 
 def _video_params(input: Mapping[str, Any]) -> str | None:
@@ -52,8 +55,8 @@ def _video_params(input: Mapping[str, Any]) -> str | None:
     if motion is not None and str(motion).lower() not in MOTIONS:
         return "input.motion must be low or high"
     size = input.get("batch_size")
-    if size is not None and (isinstance(size, bool) or size not in BATCH_SIZES):
-        return "input.batch_size must be 1, 2 or 4"
+    if size is not None and (type(size) is not int or size not in BATCH_SIZES):
+        return "input.batch_size must be 1, 2 or 4 (a whole number)"
     if "video_type" in input and is_hd(input) is None:
         return "input.video_type must be sd or hd"
     loop = input.get("loop")
@@ -73,7 +76,7 @@ def _video(input: Mapping[str, Any], prompt: str) -> str | None:
 
 def _clip(input: Mapping[str, Any], prompt: str) -> str | None:
     index = input.get("index")
-    if index is not None and (isinstance(index, bool) or index not in (1, 2, 3, 4)):
+    if index is not None and (type(index) is not int or index not in (1, 2, 3, 4)):
         return "input.index must be 1, 2, 3 or 4 (the clip)"
     return _video_params(input)
 

@@ -17,9 +17,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from router.costs import HD_SCALED, CostFactors
+from router.costs import (
+    HD_SCALED,
+    MAX_ESTIMATE_MS,
+    PROMPTS_MADE,
+    VIDEO_CHILDREN,
+    VIDEO_MADE,
+    CostFactors,
+)
 from router.keys import lua_key_helpers
-from router.models import Plan, Strategy
+from router.models import Plan, Strategy, TaskType
 from router.policy import (
     CHILD_HEADSTART_US,
     ROOMY_SCAN,
@@ -54,6 +61,11 @@ def _string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _types(types: frozenset[TaskType]) -> str:
+    """A Lua table of task types, each -> true."""
+    return "{" + ", ".join(f"{t.value} = true" for t in sorted(types)) + "}"
+
+
 def _plans(plans: Mapping[Plan, PlanLimits], flag: str) -> str:
     """A Lua table plan -> whether the plan has `flag` (a PlanLimits field)."""
     return ", ".join(f"{p.value} = {str(getattr(plans[p], flag)).lower()}" for p in Plan)
@@ -78,8 +90,12 @@ def generated(
             f"local HEADSTART = {CHILD_HEADSTART_US}\n"
             f"local MAX_VIDEO = {MAX_SLOT_LIMIT}  -- no video limit of its own\n"
             f"local ROOMY = {ROOMY_SCAN}\n"
-            f"local HD_SCALED = {{{', '.join(f'{t.value} = true' for t in sorted(HD_SCALED))}}}"
-            "  -- inherited jobs an HD parent makes HD in cost\n"
+            f"local HD_SCALED = {_types(HD_SCALED)}  -- inherited jobs an HD parent makes HD\n"
+            f"local MAX_ESTIMATE = {MAX_ESTIMATE_MS}\n"
+            "-- Which children act on which parents (`router.costs.parent_fits`).\n"
+            f"local VIDEO_MADE = {_types(VIDEO_MADE)}\n"
+            f"local PROMPTS_MADE = {_types(PROMPTS_MADE)}\n"
+            f"local VIDEO_CHILDREN = {_types(VIDEO_CHILDREN)}\n"
             f"local UPGRADE_REASON = {_string(UPGRADE_REASON)}\n"
             f"local BUCKETS = {{\n  {buckets},\n}}\n"
             f"local US_HOUR, US_DAY, US_MONTH = {US_PER_HOUR}, {US_PER_DAY}, {30 * US_PER_DAY}\n"

@@ -156,6 +156,9 @@ class ErrorCode(StrEnum):
     """HD video runs fast only: asked relax, or the child of a relax task."""
     NO_FAST_HOURS = "no_fast_hours"
     """A job that runs fast only (HD video) and no account that runs it has fast hours."""
+    PARENT_KIND_MISMATCH = "parent_kind_mismatch"
+    """A child whose parent is not what it acts on (a video's button on an image, an
+    image's on a video, anything on a describe's or shorten's prompts)."""
     PLAN_DISALLOWS_JOB = "plan_disallows_job"
     """A child whose parent's account is on a plan that cannot run it (HD on Basic, relax
     video on Standard)."""

@@ -314,7 +314,10 @@ def route(
     mode, fallback = requested, None
     if mode is not Mode.RELAX and not any(can_run(a, Slot.FAST, job_class) for a in pool):
         if job_class is JobClass.HD_VIDEO:
-            return Route(None, error=ErrorCode.NO_FAST_HOURS)
+            planned = any(a.hd_plan for a in pool)
+            return Route(
+                None, error=ErrorCode.NO_FAST_HOURS if planned else ErrorCode.PLAN_DISALLOWS_JOB
+            )
         mode, fallback = Mode.RELAX, fallback_reason(pool)
     if mode is Mode.RELAX and not any(can_run(a, Slot.RELAX, job_class) for a in pool):
         return Route(None, error=no_relax_error(job_class))

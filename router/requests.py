@@ -6,14 +6,14 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from router import webhooks
-from router.costs import job_class
+from router.costs import VIDEO_TYPES, batch_size_of, job_class
 from router.job_inputs import input_problem
 from router.models import CHILD_TYPES, ID_RE, ErrorCode, Ident, JobClass, Mode, TaskType
 from router.modes import resolve_mode, strip_flags
@@ -246,7 +246,9 @@ def from_message(
             msg.owner,
             msg.webhook,
         )
-    extra = msg.input.model_extra or {}
+    extra: Mapping[str, Any] = msg.input.model_extra or {}
+    if msg.task_type in VIDEO_TYPES:  # one batch size: the one estimated and sent
+        prompt, extra = batch_size_of(prompt, extra)
     problem = input_problem(msg.task_type, extra, prompt)
     if problem:
         return Rejection(ErrorCode.INVALID_TASK, problem, task_id, msg.owner, msg.webhook)
@@ -259,7 +261,7 @@ def from_message(
         requested_mode=requested,
         parent_id=msg.parent_id or "",
         prompt_base=strip_flags(prompt),
-        input_json=json.dumps(extra, separators=(",", ":"), allow_nan=False),
+        input_json=json.dumps(dict(extra), separators=(",", ":"), allow_nan=False),
         estimate_ms=settings.estimate_ms(msg.task_type, prompt, extra),
         webhook=msg.webhook,
         job_class=kind.value if kind else "",

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from router.accounts import AccountSpec
 from router.client import Client
 from router.core import Router
+from router.costs import MAX_ESTIMATE_MS, CostFactors
 from router.errors import TaskRejected
 from router.models import TaskStatus, TaskType
 from router.settings import Settings
@@ -47,7 +49,7 @@ def test_hd_video_runs_fast_only_never_on_basic_and_never_falls_back(
     client: Client, add_account: AddAccount, router: Router
 ) -> None:
     add_account("a-basic", "alice", "basic")
-    failed(video(client, "alice", "fast", video_type="hd"), "no_fast_hours")  # Basic: no HD
+    failed(video(client, "alice", "fast", video_type="hd"), "plan_disallows_job")  # Basic: no HD
     add_account("a-std", "alice", "standard")
     hd = video(client, "alice", "fast", video_type="hd")
     assert (hd.account_id, hd.effective_mode) == ("a-std", "fast")
@@ -200,3 +202,93 @@ def test_a_videos_upscale_is_a_cheap_clip_of_its_parents_class(
         record = router.redis.hmget(router.keys.task("alice", clip.id), "job_class", "estimate_ms")
         assert [v.decode() for v in record] == [kind, "20000"]
     drain()
+
+
+def test_a_child_acts_only_on_the_kind_of_parent_its_button_belongs_to(
+    client: Client, add_account: AddAccount, drain: Drain
+) -> None:
+    """A video's buttons on a video, an image's on an image, nothing on a describe's
+    prompts: an extend of an image would run an image job beyond the video rules."""
+    add_account("a-std", "alice", "standard")
+    add_account("b-pro", "bob", "pro")
+    image = client.submit("alice", "a cat", mode="relax")
+    clip = video(client, "bob", "fast")
+    described = client.submit("bob", task_type=TaskType.DESCRIBE, input={"image": IMAGE})
+    drain()
+    for owner, child, parent in (
+        ("alice", TaskType.VIDEO_EXTEND, image),
+        ("alice", TaskType.VIDEO_UPSCALE, image),
+        ("bob", TaskType.ANIMATE, clip),
+        ("bob", TaskType.UPSCALE_4X, clip),
+        ("bob", TaskType.VARIATION, described),
+    ):
+        task = client.submit(owner, task_type=child, parent_id=parent.id, input={"index": 1})
+        failed(task, "parent_kind_mismatch")
+    ok = client.submit(
+        "bob", task_type=TaskType.VIDEO_EXTEND, parent_id=clip.id, input={"index": 1}
+    )
+    assert ok.status is TaskStatus.QUEUED and ok.account_id == "b-pro"
+
+
+def test_one_batch_size_is_estimated_and_sent_however_the_prompt_puts_it(
+    client: Client, add_account: AddAccount, router: Router
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    for prompt, given, clips in (
+        ("a wave --bs 4", {"batch_size": 1}, 1),
+        ("a wave --bs 4 \u2014bs 1", {}, 1),
+        ("a wave --bs 2", {}, 2),
+    ):
+        task = video(client, "alice", "fast", **given) if not prompt else client.submit(
+            "alice", prompt, task_type=TaskType.VIDEO, mode="fast",
+            input={"image": IMAGE, **given},
+        )  # fmt: skip
+        record = router.redis.hmget(
+            router.keys.task("alice", task.id), "prompt_base", "estimate_ms"
+        )
+        assert [v.decode() for v in record] == ["a wave", str(120_000 * clips)]
+        assert task.input["batch_size"] == clips
+    with pytest.raises(TaskRejected, match="1, 2 or 4"):
+        video(client, "alice", "fast", batch_size=2.0)  # sent as 2.0, a proxy refuses it
+
+
+def test_no_estimate_escapes_its_bounds(client: Client, router: Router) -> None:
+    s = router.settings
+    assert s.estimate_ms(TaskType.IMAGINE, "a cat \u2014q 4") == 240_000  # an em dash reads
+    assert s.estimate_ms(TaskType.IMAGINE, "a cat --q 1e-7") == 15_000  # Midjourney's least
+    plans = router.settings.model_copy(
+        update={
+            "costs": CostFactors(hd_video=100),
+            "gpu_seconds": {**s.gpu_seconds, TaskType.VIDEO_EXTEND: 3600.0},
+        }
+    )
+    big = Router(plans, router.redis)
+    big.pool.add(AccountSpec(id="a-mega", owner="alice", plan="mega"))
+    hd = Client(plans, router.redis).submit(
+        "alice", "x", task_type=TaskType.VIDEO, mode="fast",
+        input={"image": IMAGE, "video_type": "hd"},
+    )  # fmt: skip
+    big.tasks.start("alice", hd.id, hd.attempt)
+    big.tasks.settle("alice", hd.id, hd.attempt, "completed", 1)
+    extend = Client(plans, router.redis).submit(
+        "alice", task_type=TaskType.VIDEO_EXTEND, parent_id=hd.id, input={"index": 1}
+    )
+    estimate = router.redis.hget(router.keys.task("alice", extend.id), "estimate_ms")
+    assert estimate is not None and int(estimate) == MAX_ESTIMATE_MS  # not x100 past the cap
+
+
+@pytest.mark.parametrize(
+    ("task_type", "prompt", "input", "says"),
+    [
+        (TaskType.SHORTEN, "--fast", {}, "besides a mode flag"),
+        (TaskType.SHORTEN, "\u2014relax", {}, "besides a mode flag"),
+        (TaskType.DESCRIBE, "", {"image": "\u0000"}, "input.image"),
+    ],
+)
+def test_inputs_with_nothing_to_work_on_are_refused(
+    client: Client, add_account: AddAccount, task_type: TaskType, prompt: str, input: Any, says: str
+) -> None:
+    add_account("a-pro", "alice", "pro")
+    with pytest.raises(TaskRejected) as e:
+        client.submit("alice", prompt, task_type=task_type, input=input)
+    assert e.value.code == "invalid_task" and says in e.value.message

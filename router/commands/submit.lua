@@ -91,11 +91,17 @@ for i = 0, n - 1 do
       code, msg = ARGV[b + 7], ARGV[b + 8]
     elseif parent ~= '' then
       local pf = redis.call('HMGET', k_task(parent), 'status', 'effective_mode', 'account_id',
-        'upgrade_reason', 'job_class')
+        'upgrade_reason', 'job_class', 'task_type')
       if not pf[1] then
         code, msg = 'parent_not_found', 'owner ' .. OWNER .. ' has no task ' .. parent
       elseif pf[1] ~= 'completed' then
         code, msg = 'parent_not_completed', 'parent task ' .. parent .. ' is ' .. pf[1]
+      elseif PROMPTS_MADE[pf[6]]
+          or (VIDEO_CHILDREN[ttype] or false) ~= (VIDEO_MADE[pf[6]] or false) then
+        local what = 'an image'
+        if VIDEO_CHILDREN[ttype] then what = 'a video' end
+        code, msg = 'parent_kind_mismatch', ttype .. ' acts on ' .. what .. ', and parent task '
+          .. parent .. ' is a ' .. (pf[6] or 'task') .. ' job'
       else
         local acct = pf[3]
         req, mode = pf[2], pf[2]
@@ -106,7 +112,8 @@ for i = 0, n - 1 do
           class = pf[5] or ''
           if class == '' then class = 'image' end
           if class == 'hd_video' and HD_SCALED[ttype] then
-            redis.call('HSET', t, 'estimate_ms', istr(math.floor(ARGV[b + 6] * HD_FACTOR + 0.5)))
+            local est = math.min(math.floor(ARGV[b + 6] * HD_FACTOR + 0.5), MAX_ESTIMATE)
+            redis.call('HSET', t, 'estimate_ms', istr(est))
           end
         end
         redis.call('HSET', t, 'account_id', acct)

@@ -19,10 +19,17 @@ local function no_relax_code(class)
   return 'no_relax_account', 'owner ' .. OWNER .. ' has no account with relax time'
 end
 
--- Why an HD video (fast only, no relax fallback) of the owner cannot run fast.
+-- Why an HD video (fast only, no relax fallback) of the owner cannot run fast: no account
+-- on a plan with HD video, or none of those with fast hours now.
 local function no_hd_code()
-  return 'no_fast_hours', 'HD video runs fast only, and no account of owner ' .. OWNER
-    .. ' that runs HD video has fast hours left'
+  for _, id in ipairs(redis.call('SMEMBERS', K_ENABLED)) do
+    if HD_PLANS[redis.call('HGET', k_acct(id), 'plan')] then
+      return 'no_fast_hours', 'HD video runs fast only, and no account of owner ' .. OWNER
+        .. ' that runs HD video has fast hours left'
+    end
+  end
+  return 'plan_disallows_job', 'HD video runs only on plans with HD video (not Basic), and '
+    .. 'owner ' .. OWNER .. ' has no enabled account on one'
 end
 
 -- Why a fast/turbo task of the owner runs relax when no account can run fast: its
