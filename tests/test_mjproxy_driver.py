@@ -1197,6 +1197,6 @@ def test_a_custom_id_of_another_kind_of_button_is_refused_before_anything_is_sen
     sent = len(stub.requests)
     forged = job(None, task_type="upscale_subtle", input={"custom_id": animate},
                  parent_result=upscaled)  # fmt: skip
-    with pytest.raises(DriverError, match="custom_id must be one of the parent.s MJ::JOB::upsample"):
+    with pytest.raises(DriverError, match=r"custom_id must be one of the parent.s MJ::JOB::ups"):
         driver.submit(account, forged)
     assert stub.requests[sent:] == []
