@@ -229,9 +229,20 @@ class Driver(abc.ABC):
     a lost Redis.
     """
 
+    calls_back = False
+    """Whether the backend POSTs to a job's `DriverJob.notify_url` when the job changes:
+    its polls are then only the safety net (`callback_poll_interval_seconds`)."""
+
     def __init__(self, settings: Settings, redis: Redis) -> None:
         """Every driver is made from the settings and the process's Redis (`make_driver`)."""
         self.settings, self.redis = settings, redis
+
+    def expected_seconds(self, job: DriverJob) -> float | None:
+        """How long the job is expected to run on its account, wall time, where the
+        backend's pace is known: its first poll is then due at its expected end, not at
+        once. None (this default): not known, polled from its submission on. Asks nothing
+        of the backend."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -41,12 +41,22 @@ from router.policy import (
 from router.settings import DEFAULT_PLANS, MAX_SLOT_LIMIT, PlanLimits
 
 COMMANDS = Path(__file__).with_name("commands")
-OWNER_SCRIPTS = ("submit", "start", "settle", "cancel", "account_write", "renew", "reap", "wake")
+OWNER_SCRIPTS = (
+    "submit",
+    "start",
+    "settle",
+    "cancel",
+    "account_write",
+    "renew",
+    "reap",
+    "wake",
+)
 """Scripts on one owner's keys, with the convention of `includes/owner.lua`."""
 PLAIN_SCRIPTS = (
     "intake_claim",
     "intake_takeover",
     "claim_due",
+    "poll_round",
     "outbox_record",
     "rate_limit",
 )

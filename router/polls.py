@@ -1,13 +1,15 @@
 """The schedule of submitted driver jobs: which one a worker polls next, and when.
 
 A task's record is the truth (status, attempt, driver handle); an entry here only says
-when to look at it again. Entries are claimed by pushing them ahead (CLAIM_DUE), so a
-poller that dies mid-batch leaves them to come due for another worker.
+when to look at it again: first at the job's expected end, then after waits that double
+up to a most (`workers.poller`), or at once when its backend calls back. Entries are
+claimed by pushing them ahead (CLAIM_DUE), so a poller that dies mid-batch leaves them to
+come due for another worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
@@ -64,6 +66,13 @@ class Polls:
         polled is not undone by that poll's rescheduling)."""
         if entries:
             members = {e.member: due_us for e in entries}
+            self.redis.zadd(self.keys.polls, members, xx=True, lt=True)
+
+    def reschedule(self, dues: Mapping[Entry, int]) -> None:
+        """Poll each entry again by its own due time, as `later` does (only those still
+        scheduled, never later than they are now due)."""
+        if dues:
+            members = {e.member: due for e, due in dues.items()}
             self.redis.zadd(self.keys.polls, members, xx=True, lt=True)
 
     def done(self, entries: Sequence[Entry]) -> None:

@@ -67,6 +67,7 @@ class Scripts:
     cancel: Script
     account_write: Script
     renew: Script
+    poll_round: Script
     reap: Script
     wake: Script
     intake_claim: Script

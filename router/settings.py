@@ -275,7 +275,16 @@ class Settings(BaseSettings):
     """How often each router takes over dead routers' intake, reaps expired leases and wakes
     accounts whose rest has ended."""
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    """How often a worker asks the driver whether a submitted job has ended."""
+    """The shortest wait between two polls of a submitted job. A job is first polled at
+    its expected end, where its driver can tell it (the simulator can), else at once; past
+    that the waits double from this one up to `poll_max_interval_seconds`."""
+    poll_max_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """The longest wait between two polls of a job that runs past its expected end: a slot
+    is freed at most this long after its job ends (no callback)."""
+    callback_poll_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """With `callback_url` set, the longest wait between two polls of a job whose backend
+    calls back (the midjourney-proxy servers): its callback makes its poll due at once, so
+    polls are the safety net for a callback lost on the way."""
     poll_batch: int = Field(default=1000, gt=0, le=10000)
     """Most submitted jobs a worker claims to poll at once. Jobs claimed together are
     polled, and scheduled again, together: a backend that lists many jobs in one request
@@ -439,6 +448,15 @@ class Settings(BaseSettings):
         """How long a claimed poll stays one worker's: a dead poller's jobs come due again
         for another worker after this."""
         return round(max(5 * self.poll_interval_seconds, self.run_lease_seconds / 2) * 1e6)
+
+    def longest_poll_wait_us(self, calls_back: bool) -> int:
+        """The most µs between two polls of a running job (`poll_max_interval_seconds`, or
+        `callback_poll_interval_seconds` when its backend calls back to `callback_url`);
+        never below the poll interval."""
+        longest = self.poll_max_interval_seconds
+        if calls_back and self.callback_url:
+            longest = self.callback_poll_interval_seconds
+        return round(max(longest, self.poll_interval_seconds) * 1e6)
 
     @property
     def queue_name(self) -> str:

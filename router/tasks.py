@@ -17,7 +17,7 @@ from router import replicas
 from router.errors import REDIS_OUTAGES, PartialFailure
 from router.models import CHILD_TYPES, Mode, TaskStatus
 from router.modes import with_flag
-from router.polls import Entry
+from router.polls import Entry, Polls
 from router.requests import NewTask
 from router.scripts import Outcome, Scripts, text, text_hash
 from router.settings import Settings
@@ -123,6 +123,23 @@ def _time(us: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class PollRead:
+    """What POLL_ROUND read of one claimed attempt (see `TaskStore.poll_round`)."""
+
+    entry: Entry
+    verdict: str
+    """`poll` (running, submitted: its lease now covers `due`), `stale` (settled, reclaimed
+    or re-placed: its entry goes) or `wait` (running, no handle: a reaper is adopting it)."""
+    handle: str
+    cancel: bool
+    started_us: int | None
+    mode: Mode | None
+    account_id: str
+    due_us: int | None
+    """When the job's next poll is due if it runs on (`poll` only)."""
+
+
+@dataclass(frozen=True)
 class Submitted:
     """What SUBMIT did with one task."""
 
@@ -142,6 +159,7 @@ class TaskStore:
         self.settings = settings
         self.scripts = scripts
         self.keys = scripts.keys
+        self.polls = Polls(redis, scripts.keys, scripts)
 
     def claim_ids(self, tasks: Sequence[NewTask]) -> list[str]:
         """Bind each task id to its owner (ids are global); return each id's owner."""
@@ -282,32 +300,82 @@ class TaskStore:
     def renew(self, owner: str, task_id: str, attempt: int, handle: str = "") -> tuple[bool, bool]:
         """Extend a running task's lease, recording its driver job's `handle` if given:
         (still ours, cancel requested)."""
-        args: list[str | int] = [task_id, attempt, handle]
-        if not handle or not replicas.wanted(self.settings):
-            raw = self.scripts.owner_call(self.scripts.renew, owner, args)
-            (verdict, cancel), _ = Scripts.decode(owner, raw)
-            return verdict == "renewed", cancel == "1"
-        pipe = self.redis.pipeline(transaction=False)  # a handle is kept once the replicas
-        self.scripts.owner_call(self.scripts.renew, owner, args, pipe)  # have it: a failover
-        replicas.queue_wait(pipe, self.settings)  # then cannot leave the job unknown
-        raw, acked = pipe.execute()
-        (verdict, cancel), _ = Scripts.decode(owner, raw)
-        if verdict == "renewed":
-            replicas.check(acked, self.settings, f"the handle of task {task_id}")
+        verdict, cancel, _ = self._renew(owner, task_id, [task_id, attempt, handle], bool(handle))
         return verdict == "renewed", cancel == "1"
 
-    def renew_many(self, entries: Sequence[Entry]) -> list[bool]:
-        """Extend the leases of running attempts in one round trip: which are still theirs."""
+    def _renew(self, owner: str, task_id: str, args: list[str | int], handle: bool) -> list[str]:
+        """RENEW's results. One that records a handle is kept once the replicas have it: a
+        failover then cannot leave the job unknown."""
+        if not handle or not replicas.wanted(self.settings):
+            raw = self.scripts.owner_call(self.scripts.renew, owner, args)
+            return Scripts.decode(owner, raw)[0]
+        pipe = self.redis.pipeline(transaction=False)
+        self.scripts.owner_call(self.scripts.renew, owner, args, pipe)
+        replicas.queue_wait(pipe, self.settings)
+        raw, acked = pipe.execute()
+        results, _ = Scripts.decode(owner, raw)
+        if results[0] == "renewed":
+            replicas.check(acked, self.settings, f"the handle of task {task_id}")
+        return results
+
+    def submitted(
+        self,
+        owner: str,
+        task_id: str,
+        attempt: int,
+        handle: str,
+        mode: Mode,
+        expected_us: int = 0,
+    ) -> int | None:
+        """Record a running attempt's driver job (`handle`), run in `mode` and expected to
+        run `expected_us` (0: not known): when its first poll is due (Redis µs: its expected
+        end, or just past its run timeout if sooner), or None if the task is no longer this
+        attempt's. Its lease then runs a run lease past that poll."""
+        limit_us = round(self.settings.run_timeout_seconds[mode] * 1e6)
+        args: list[str | int] = [task_id, attempt, handle, max(int(expected_us), 0), limit_us]
+        verdict, _, due = self._renew(owner, task_id, args, True)
+        return int(due) if verdict == "renewed" else None
+
+    def poll_round(self, entries: Sequence[Entry], longest_wait_us: int) -> list[PollRead]:
+        """Read a round of claimed attempts for their polls and renew the leases of those
+        still running to a run lease past their next poll: one POLL_ROUND per owner (a lean
+        script: the owner prelude would cost more than the round's reads), all in one round
+        trip. `longest_wait_us`: the most time between two polls of a job."""
         if not entries:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        s = self.settings
+        by_owner: dict[str, list[Entry]] = defaultdict(list)
         for e in entries:
-            self.scripts.owner_call(self.scripts.renew, e.owner, [e.task_id, e.attempt, ""], pipe)
-        replies = pipe.execute()
-        return [
-            Scripts.decode(e.owner, r)[0][0] == "renewed"
-            for e, r in zip(entries, replies, strict=True)
+            by_owner[e.owner].append(e)
+        common: list[str | int] = [
+            round(s.poll_interval_seconds * 1e6),
+            longest_wait_us,
+            *(round(s.run_timeout_seconds[m] * 1e6) for m in (Mode.FAST, Mode.TURBO, Mode.RELAX)),
+            round(s.run_lease_seconds * 1e6),
         ]
+        pipe = self.redis.pipeline(transaction=False)
+        owners = list(by_owner)
+        for owner in owners:
+            mine = by_owner[owner]
+            keys = [self.keys.inflight(owner), *(self.keys.task(owner, e.task_id) for e in mine)]
+            args = [*common, *(e.attempt for e in mine), *(e.task_id for e in mine)]
+            self.scripts.poll_round(keys=keys, args=args, client=pipe)
+        read: dict[Entry, PollRead] = {}
+        for owner, raw in zip(owners, pipe.execute(), strict=True):
+            results = [text(r) for r in raw]
+            for e, i in zip(by_owner[owner], range(0, len(results), 7), strict=True):
+                verdict, handle, cancel, started, mode, account_id, due = results[i : i + 7]
+                read[e] = PollRead(
+                    e,
+                    verdict,
+                    handle,
+                    cancel == "1",
+                    int(started) if started else None,
+                    Mode(mode) if mode else None,
+                    account_id,
+                    int(due) if due else None,
+                )
+        return [read[e] for e in entries]
 
     def expired(
         self, owners: Sequence[str], now_us: int, limit: int = 100
@@ -341,9 +409,12 @@ class TaskStore:
 
     def cancel_seen(self, owner: str, task_id: str) -> tuple[str, str, Outcome]:
         """Cancel a task: its status before the call and after it ('' if there is none), so
-        that a caller can tell a task this call ended from one that had already ended."""
+        that a caller can tell a task this call ended from one that had already ended. A
+        running task's next poll is made due at once: the poller carries the cancel out."""
         raw = self.scripts.owner_call(self.scripts.cancel, owner, [task_id])
-        (status, before), out = Scripts.decode(owner, raw)
+        (status, before, attempt), out = Scripts.decode(owner, raw)
+        if status == "running" and attempt:
+            self.polls.later([Entry(owner, task_id, int(attempt))], 0)
         return before, status, out
 
     def owner_of(self, task_id: str) -> str | None:

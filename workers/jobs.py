@@ -234,16 +234,33 @@ def submit_started(
         except Exception as e:
             outcome, error = classify(e, f"{owner}/{task_id}")
             return settle(router, Entry(owner, task_id, attempt), outcome, error=error)
-    ours, _ = retrying(lambda: router.tasks.renew(owner, task_id, attempt, handle))
-    if not ours:  # taken back meanwhile (it may already run elsewhere): stop this job
+    job = prepared[1]
+    expected_us = _expected_us(router, job)
+    due = retrying(
+        lambda: router.tasks.submitted(owner, task_id, attempt, handle, job.mode, expected_us)
+    )
+    if due is None:  # taken back meanwhile (it may already run elsewhere): stop this job
         log.warning("task %s/%s was taken back while submitting; cancelling", owner, task_id)
         try:
             router.driver.cancel(handle)
         except DriverError as e:  # the driver's own words (see router.driver)
             log.warning("cancelling the job of %s/%s failed: %s", owner, task_id, e)
         return "lost"
-    retrying(lambda: router.polls.add(Entry(owner, task_id, attempt)))
+    retrying(lambda: router.polls.add(Entry(owner, task_id, attempt), due))
     return "submitted"
+
+
+def _expected_us(router: Router, job: DriverJob) -> int:
+    """How long the driver expects the job to run, µs (0: it cannot tell): its first poll
+    is due then. A driver failing to tell is not the job's failure."""
+    try:
+        seconds = router.driver.expected_seconds(job)
+    except Exception as e:  # named by class: its text may quote a credential
+        log.warning("the driver could not tell how long a job runs: %s", type(e).__name__)
+        return 0
+    if seconds is None or not seconds > 0:
+        return 0
+    return round(min(seconds, 86_400.0) * 1e6)
 
 
 def settle(

@@ -2,8 +2,12 @@
 
 The handle of each submitted job is on its task record and the schedule of polls is in
 Redis, so any worker polls any job: one process carries many running jobs, and a worker's
-death only delays a poll. Each poll renews the task's lease; run timeouts and cancels are
-carried out here, on the backend too.
+death only delays a poll. A job is polled at its expected end, then after waits that double
+from the poll interval to a most, or at once when its backend calls back or a cancel is
+asked for: a few polls a job, not one a second. A round of polls costs Redis one claim, one
+POLL_ROUND per owner (the reads, and the leases renewed to cover each job's next poll) and
+one reschedule, so nothing is written per job between its polls. Run timeouts and cancels
+are carried out here, on the backend too.
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ from router.driver import (
     frames,
     said,
 )
-from router.models import ErrorCode, Mode
+from router.models import ErrorCode
 from router.polls import Claim, Entry
-from router.scripts import text
 from workers.jobs import classify, keep_running, out_of_rotation, settle
 
 log = logging.getLogger(__name__)
@@ -75,50 +78,33 @@ class Poller:
             self._poll(claim)
             if len(claim.entries) == s.poll_batch:
                 return 0.0
-        # With callbacks, a verified one makes its job due at once: look again soon (one
-        # cheap claim, no backend call) rather than sleep out the whole interval.
+        # A round per interval, not one per job coming due: the jobs due meanwhile are
+        # claimed, read and renewed together (a poll is at most an interval late). With
+        # callbacks, a verified one makes its job due at once: look again soon (one cheap
+        # claim, no backend call) rather than sleep out the whole interval.
         idle = CALLBACK_WAKE_SECONDS if s.callback_url else s.poll_interval_seconds
-        idle = min(idle, s.poll_interval_seconds)
-        if claim.next_due_us is None:
-            return idle
-        return min(idle, max(0.001, (claim.next_due_us - claim.now_us) / 1e6))
+        return min(idle, s.poll_interval_seconds)
 
     def _poll(self, claim: Claim) -> None:
         router, polls = self.router, self.router.polls
-        pipe = router.redis.pipeline(transaction=False)
-        for e in claim.entries:
-            pipe.hmget(
-                router.keys.task(e.owner, e.task_id),
-                "status",
-                "attempt",
-                "handle",
-                "cancel_requested",
-                "started_at",
-                "effective_mode",
-                "account_id",
-            )
+        longest = self.settings.longest_poll_wait_us(router.driver.calls_back)
+        reads = router.tasks.poll_round(claim.entries, longest)
         checks: list[Check] = []
-        stale: list[Entry] = []
-        for e, raw in zip(claim.entries, pipe.execute(), strict=True):
-            status, attempt, handle, cancel, started, mode, account_id = (
-                None if v is None else text(v) for v in raw
-            )
-            if status != "running" or attempt != str(e.attempt):
-                stale.append(e)  # settled, reclaimed or re-placed meanwhile
-            elif handle:  # else it is being adopted by a reaper: it comes due again
-                limit = self.settings.run_timeout_seconds[Mode(mode)] if mode else None
-                overdue = limit is not None and claim.now_us - int(started or 0) > limit * 1e6
-                timeout = limit if overdue else None
-                checks.append(Check(e, handle, account_id or "", cancel == "1", timeout))
-        polls.done(stale)
+        due: dict[Entry, int] = {}
+        soon = claim.now_us + round(self.settings.poll_interval_seconds * 1e6)
+        for r in reads:
+            if r.verdict != "poll":  # 'wait': being adopted by a reaper, it comes due again
+                continue
+            limit = self.settings.run_timeout_seconds[r.mode] if r.mode else None
+            overdue = limit is not None and claim.now_us - (r.started_us or 0) > limit * 1e6
+            timeout = limit if overdue else None
+            checks.append(Check(r.entry, r.handle, r.account_id, r.cancel, timeout))
+            due[r.entry] = r.due_us or soon
+        polls.done([r.entry for r in reads if r.verdict == "stale"])
         known = self._poll_many([c.handle for c in checks if c.overdue_after is None])
         verdicts = list(self.threads.map(lambda c: self._check(c, known), checks))
-        running = [c.entry for c, v in zip(checks, verdicts, strict=True) if v is None]
-        ours = router.tasks.renew_many(running)
-        polls.done([e for e, kept in zip(running, ours, strict=True) if not kept])
-        interval_us = round(self.settings.poll_interval_seconds * 1e6)
-        polls.later(
-            [e for e, kept in zip(running, ours, strict=True) if kept], claim.now_us + interval_us
+        polls.reschedule(
+            {c.entry: due[c.entry] for c, v in zip(checks, verdicts, strict=True) if v is None}
         )
         for c, v in zip(checks, verdicts, strict=True):
             if v is not None:
@@ -144,7 +130,7 @@ class Poller:
 
         Only the job's own end (a result, or a failure the backend reports for it) settles
         it, or its run timeout: an error about the account or the transport while asking
-        leaves it running, holding its slot (each poll renews its lease). A refused account
+        leaves it running, holding its slot (its lease covers its next poll). A refused account
         is taken out of rotation meanwhile, so it gets no new work. The job is asked first,
         even past its run timeout or with a cancel requested: a job that ended while nobody
         looked is settled by its own end (its result kept, the mode it ran in charged)."""

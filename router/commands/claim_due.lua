@@ -9,7 +9,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local held = string.format('%d', now + tonumber(ARGV[2]))
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], held, m) end
+local pushed = {}
+for _, m in ipairs(due) do  -- one ZADD per thousand, not one per entry
+  pushed[#pushed + 1], pushed[#pushed + 2] = held, m
+  if #pushed >= 2000 then
+    redis.call('ZADD', KEYS[1], unpack(pushed))
+    pushed = {}
+  end
+end
+if #pushed > 0 then redis.call('ZADD', KEYS[1], unpack(pushed)) end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local out = {string.format('%d', now), head[2] or '-1'}
 for _, m in ipairs(due) do out[#out + 1] = m end

@@ -135,6 +135,8 @@ class MjProxyDriver(Driver):
     credentials). Handles name owner, account, mode, task type and proxy task id; the URL
     and secret are read from Redis, so any worker polls any job."""
 
+    calls_back = True  # both servers POST each job change to its notifyHook
+
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
         self.opts = settings.mjproxy

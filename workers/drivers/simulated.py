@@ -101,6 +101,18 @@ class SimulatedDriver(Driver):
             Mode.RELAX: sim.relax_wall_factor,
         }[mode]
 
+    def _gpu_seconds(self, job: DriverJob) -> float:
+        """The job's GPU seconds at the fast rate by the cost model, before jitter."""
+        task_type, given = TaskType(job.task_type), dict(job.input)
+        if task_type in INHERITED and job.parent_result and job.parent_result.get("hd"):
+            given.setdefault("video_type", "hd")  # an extend of an HD video is HD
+        return self.settings.estimate_ms(task_type, job.prompt or "", given) / 1000
+
+    def expected_seconds(self, job: DriverJob) -> float | None:
+        """The job's wall time by the cost model and the mode's wall factor, without its
+        jitter (which the router cannot know), compressed by `sim_speed`."""
+        return self._gpu_seconds(job) * self._wall_factor(job.mode) / self.settings.sim_speed
+
     def submit(self, account: AccountRef, job: DriverJob) -> str:
         if job.prompt is not None and prompt_flags(job.prompt) != [job.mode]:
             raise DriverError(f"prompt must carry exactly one mode flag, --{job.mode}")
@@ -117,8 +129,7 @@ class SimulatedDriver(Driver):
         given = dict(job.input)
         if task_type in INHERITED and job.parent_result and job.parent_result.get("hd"):
             given.setdefault("video_type", "hd")  # an extend of an HD video is HD
-        gpu_s = self.settings.estimate_ms(task_type, job.prompt or "", given) / 1000
-        gpu_s *= 1 + jitter * (2 * draw(job.task_id, "gpu") - 1)
+        gpu_s = self._gpu_seconds(job) * (1 + jitter * (2 * draw(job.task_id, "gpu") - 1))
         gpu_ms = round(gpu_s * 1000)
         wall_us = round(gpu_s * self._wall_factor(job.mode) / self.settings.sim_speed * 1e6)
         output = _output(account.id, job.task_id, task_type, given, job.prompt or "")
